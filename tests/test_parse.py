@@ -1,0 +1,107 @@
+"""Decoding every documented page shape; bad items skipped and counted, never fatal."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from watchdog.model import normalise_status, refine_status
+from watchdog.parse import PageError, parse_page
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_seed_example_1_verbatim() -> None:
+    page = parse_page((DATA / "seed_example_1.json").read_bytes())
+    assert page.invalid == 0 and page.total == 150 and page.total_pages == 8
+    [call] = page.calls
+    assert (call.id, call.agent_id, call.status) == ("call_abc123", "agt_abc123", "completed")
+    assert call.settled_at is not None and call.settled_at - call.created_at == 145.0
+
+
+def test_seed_example_2_verbatim_other_vocabulary_and_no_total_pages() -> None:
+    page = parse_page((DATA / "seed_example_2.json").read_bytes())
+    assert page.total == 47 and page.total_pages is None
+    assert [c.status for c in page.calls] == ["completed", "no_answer"]
+    done, unanswered = page.calls
+    assert done.settled_at == done.created_at + 142  # duration_sec, no ended_at
+    assert unanswered.settled_at == unanswered.created_at
+
+
+def test_no_phone_numbers_or_metadata_survive_decoding() -> None:
+    page = parse_page((DATA / "seed_example_1.json").read_bytes())
+    text = repr(page)
+    assert "+91" not in text and "Priya" not in text and "recordings" not in text
+
+
+def test_bare_array_camel_case_and_end_reasons() -> None:
+    body = json.dumps(
+        [
+            {"id": "a", "agent_id": "x", "status": "ended", "end_reason": "user_busy",
+             "createdAt": "2024-05-01T14:18:00Z", "endedAt": "2024-05-01T14:18:20Z",
+             "to_number": "+15550001111"},
+            {"id": "b", "agent_id": "x", "status": "ended",
+             "hangup_reason": "voicemail_detected", "createdAt": "2024-05-01T14:18:00Z"},
+            {"id": "c", "agent_id": "x", "status": "ended",
+             "end_reason": "sip_trunk_unreachable", "createdAt": "2024-05-01T14:18:00Z"},
+            {"id": "d", "agent_id": "x", "status": "ended",
+             "end_reason": "user_did_not_pick_up", "createdAt": "2024-05-01T14:18:00Z"},
+            {"id": "e", "agent_id": "x", "status": "ongoing",
+             "end_reason": "user_busy", "createdAt": "2024-05-01T14:18:00Z"},
+            {"id": "f", "agent_id": "x", "status": "ended",
+             "end_reason": "user_hangup", "createdAt": "2024-05-01T14:18:00Z"},
+        ]  # fmt: skip
+    ).encode()
+    page = parse_page(body)
+    assert page.bare and page.total is None
+    assert [c.status for c in page.calls] == [
+        "busy", "voicemail", "failed", "no_answer", "ongoing", "completed",
+    ]  # fmt: skip
+    assert page.calls[0].settled_at == page.calls[0].created_at + 20
+
+
+@pytest.mark.parametrize(
+    ("raw", "norm"),
+    [("No-Answer", "no_answer"), ("in-progress", "in_progress"), ("CANCELED", "cancelled"),
+     ("did_not_pick", "did_not_pick"), ("retry_expired", "retry_expired")],
+)  # fmt: skip
+def test_status_normalisation(raw: str, norm: str) -> None:
+    assert normalise_status(raw) == norm
+
+
+def test_refinement_never_applies_to_pending_or_cancelled() -> None:
+    assert refine_status("in_progress", "user_busy") == "in_progress"
+    assert refine_status("cancelled", "network_failure") == "cancelled"
+    assert refine_status("completed", "something_error") == "failed"
+
+
+def test_ill_typed_and_missing_items_are_skipped_and_counted() -> None:
+    good = {"id": "ok", "agent_id": "a", "status": "failed", "created_at": "2024-05-01T14:18:00Z"}
+    items = [
+        good,
+        {**good, "id": None},
+        {**good, "id": "x1", "created_at": 12345},
+        {**good, "id": "x2", "status": 7},
+        {k: v for k, v in good.items() if k != "agent_id"},
+        {**good, "id": "x3", "created_at": "yesterday"},
+        "not an object",
+    ]
+    page = parse_page(json.dumps({"data": items, "meta": {"total": 7}}).encode())
+    assert [c.id for c in page.calls] == ["ok"]
+    assert page.invalid == 6 and page.items == 7
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b"<!DOCTYPE html><html><body>502 Bad Gateway</body></html>", "HTML"),
+        (b'{"data": [', "not valid JSON"),
+        (b"", "empty"),
+        (b'{"items": []}', "no 'data' list"),
+    ],
+)
+def test_unusable_bodies_raise_page_error(body: bytes, words: str) -> None:
+    with pytest.raises(PageError, match=words):
+        parse_page(body)

@@ -1,0 +1,115 @@
+"""Window counters against a brute-force recount of every call ever added."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from watchdog.model import StatusClasses
+from watchdog.windows import Windows, choose_bucket
+
+CLASSES = StatusClasses()
+STATUSES = ["completed", "failed", "busy", "no_answer", "did_not_pick", "voicemail",
+            "cancelled", "weird_status"]  # fmt: skip
+
+
+def brute(calls: list[tuple[str, str, float]], now: float, size: float, bucket: float,
+          agent: str | None) -> tuple[int, dict[str, int]]:  # fmt: skip
+    cut = math.floor((now - size) / bucket)
+    denom, outcomes = 0, {o: 0 for o in CLASSES.outcomes}
+    for a, status, t in calls:
+        if agent is not None and a != agent:
+            continue
+        if math.floor(t / bucket) <= cut:
+            continue
+        if status in CLASSES.denominator:
+            denom += 1
+        for o, ss in CLASSES.outcomes.items():
+            if status in ss:
+                outcomes[o] += 1
+    return denom, outcomes
+
+
+op = st.tuples(
+    st.floats(0, 400),  # time step
+    st.sampled_from(["a1", "a2", "a3"]),
+    st.sampled_from(STATUSES),
+    st.floats(-500, 5),  # settle offset from now (slightly in the future is clamped)
+    st.booleans(),  # later move this call to another status
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(op, max_size=60), st.sampled_from([(60, 300), (300, 900, 3600), (45, 90)]))
+def test_counts_match_brute_force(ops: list[tuple[float, str, str, float, bool]],
+                                  sizes: tuple[int, ...]) -> None:  # fmt: skip
+    spec = {f"{s}s": float(s) for s in sizes}
+    w = Windows(spec, CLASSES)
+    now = 1_000_000.0
+    w.advance(now)
+    alive: list[tuple[str, str, float]] = []
+    movable: list[tuple[int, int | None]] = []
+    for step, agent, status, offset, move in ops:
+        now += step
+        w.advance(now)
+        t = min(now + offset, now)
+        k = w.add(agent, status, now + offset)
+        counted = w.statuses[w.slot(status)]
+        if k is not None:
+            alive.append((agent, counted, t))
+            if move:
+                movable.append((len(alive) - 1, k))
+        if movable and step > 200:  # sometimes a counted call changes status
+            idx, bucket = movable.pop()
+            a, old, t_old = alive[idx]
+            assert bucket is not None
+            w.remove(a, old, bucket)
+            moved = w.add(a, "failed", t_old)
+            alive[idx] = (a, "failed" if moved is not None else "expired", t_old)
+        for label, size in spec.items():
+            for agent_id in ("a1", "a2", "a3", None):
+                want_denom, want_out = brute(alive, now, size, w.bucket, agent_id)
+                got = w.workspace(label) if agent_id is None else w.counts(agent_id, label)
+                assert (got.calls, got.outcomes) == (want_denom, want_out)
+    assert set(w.agents()) <= {"a1", "a2", "a3"}
+
+
+def test_bucket_divides_every_window() -> None:
+    assert choose_bucket({"5m": 300, "15m": 900, "1h": 3600}) == 15
+    assert choose_bucket({"1m": 60, "5m": 300}) == 3
+    assert choose_bucket({"7s": 7}) == 1
+
+
+def test_ratio_absent_without_calls_and_unknown_excluded() -> None:
+    w = Windows({"5m": 300}, CLASSES)
+    w.advance(10_000)
+    w.add("a", "cancelled", 9_990)
+    w.add("a", "transferring", 9_990)
+    c = w.counts("a", "5m")
+    assert c.calls == 0 and c.ratio("failed") is None
+    assert w.agents() == ["a"]
+    w.add("a", "did_not_pick", 9_995)
+    w.add("a", "completed", 9_995)
+    assert w.counts("a", "5m").ratio("no_answer") == 0.5
+
+
+def test_expiry_forgets_agents_and_buckets() -> None:
+    w = Windows({"1m": 60, "5m": 300}, CLASSES)
+    w.advance(10_000)
+    for i in range(100):
+        w.add(f"agent{i}", "failed", 9_999)
+    assert len(w.agents()) == 100
+    w.advance(10_400)
+    assert w.agents() == [] and w.memory_cells() == 0
+
+
+def test_series_splits_window_into_points() -> None:
+    w = Windows({"1m": 60}, CLASSES)
+    w.advance(6_000)
+    w.add("a", "failed", 5_945)
+    w.add("a", "completed", 5_995)
+    s = w.series("a", "failed", "1m", 2)
+    assert s == [1.0, 0.0]
+    assert w.series(None, "failed", "1m", 2) == [1.0, 0.0]

@@ -1,0 +1,314 @@
+"""Config models for alert rules (``rules:``), Slack (``slack:``) and alert behaviour (``alerts:``).
+
+Field-level checks live on the models; checks that need the rest of the config (a rule's
+``window`` must be one of the configured ``windows``, its ``outcome`` one of ``outcomes``)
+are in ``validate_rules(settings)``, which ``load_settings`` calls after the models validate.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import string
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+
+from watchdog.durations import format_duration, parse_duration
+
+if TYPE_CHECKING:
+    from watchdog.settings import Settings
+
+# The same annotated type as settings.Duration (settings.py imports this module, so it cannot
+# be imported from there without a cycle).
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+]
+Ratio = Annotated[float, Field(ge=0.0, le=1.0)]
+
+RULE_NAME = re.compile(r"[a-z0-9-]+")
+# Names the daemon uses itself.
+RESERVED_RULE_NAMES = frozenset({"stale"})
+# The agent_id label value of alerts that are not about one agent (workspace scope, stale).
+WORKSPACE_AGENT = "*"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_default=True,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+    )
+
+
+def _read_secret(path: Path, field: str) -> SecretStr:
+    if not path.is_absolute() and os.environ.get("CREDENTIALS_DIRECTORY"):
+        path = Path(os.environ["CREDENTIALS_DIRECTORY"]) / path
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"{field}: cannot read {path}: {exc.strerror or exc}") from None
+    if not text:
+        raise ValueError(f"{field}: {path} is empty")
+    return SecretStr(text)
+
+
+def _window_text(v: Any) -> str:
+    parse_duration(v)  # raises a readable ValueError
+    return str(v).strip()
+
+
+WindowLabel = Annotated[str, BeforeValidator(_window_text)]
+
+
+class RuleOverride(_Section):
+    """Per-agent replacements of a rule's limits."""
+
+    threshold: Ratio | None = None
+    clear_below: Ratio | None = None
+    min_calls: int | None = Field(None, ge=1)
+    for_: Duration | None = Field(None, alias="for")
+
+
+class RuleSettings(_Section):
+    """One entry of ``rules:``."""
+
+    name: str
+    outcome: str
+    window: WindowLabel
+    threshold: float = Field(gt=0.0, le=1.0)
+    # Resolves only below this; default: threshold.
+    clear_below: Ratio | None = None
+    min_calls: int = Field(20, ge=1)
+    # Wilson interval: fire when the lower bound >= threshold, resolve when the upper bound
+    # < clear_below.
+    confidence: float | None = Field(None, gt=0.0, lt=1.0)
+    for_: Duration = Field(0.0, alias="for")
+    confirm_window: WindowLabel | None = None
+    severity: str = "warning"
+    agents: Literal["all"] | list[str] = "all"
+    exclude: list[str] = Field(default_factory=list)
+    overrides: dict[str, RuleOverride] = Field(default_factory=dict)
+    scope: Literal["agent", "workspace"] = "agent"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not RULE_NAME.fullmatch(v):
+            raise ValueError(f"{v!r}: use lower-case letters, digits and '-' only")
+        if v in RESERVED_RULE_NAMES:
+            raise ValueError(f"{v!r} is the built-in stale rule; pick another name")
+        return v
+
+    @field_validator("severity")
+    @classmethod
+    def _severity(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            raise ValueError("must not be empty (warning and critical are conventional)")
+        return v
+
+    @field_validator("agents", mode="before")
+    @classmethod
+    def _agents(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("an empty list matches no agent; use 'all' or list agent ids")
+            if not all(isinstance(a, str) and a.strip() for a in v):
+                raise ValueError("agent ids must be non-empty strings")
+            if len(set(v)) != len(v):
+                raise ValueError("agent ids are listed more than once")
+        return v
+
+    @field_validator("exclude")
+    @classmethod
+    def _exclude(cls, v: list[str]) -> list[str]:
+        if not all(a.strip() for a in v):
+            raise ValueError("agent ids must be non-empty strings")
+        return v
+
+    @model_validator(mode="after")
+    def _limits(self) -> RuleSettings:
+        if self.clear_below is not None and self.clear_below > self.threshold:
+            raise ValueError(
+                f"clear_below ({self.clear_below}) must be <= threshold ({self.threshold})"
+            )
+        for agent, o in self.overrides.items():
+            threshold = o.threshold if o.threshold is not None else self.threshold
+            if threshold <= 0:
+                raise ValueError(f"overrides.{agent}.threshold must be > 0")
+            clear = o.clear_below
+            if clear is None:
+                clear = self.clear_below if self.clear_below is not None else threshold
+            if clear > threshold:
+                raise ValueError(
+                    f"overrides.{agent}: clear_below ({clear}) would be above threshold "
+                    f"({threshold}); set clear_below in the override too"
+                )
+        if self.scope == "workspace" and (
+            self.agents != "all" or self.exclude or self.overrides
+        ):
+            raise ValueError("agents, exclude and overrides apply to scope: agent only")
+        return self
+
+    @property
+    def effective_clear_below(self) -> float:
+        return self.threshold if self.clear_below is None else self.clear_below
+
+
+class SlackSettings(_Section):
+    """``slack:``. Bot-token mode when ``token`` is set (needs ``channel``), else webhook mode
+    when ``webhook_url`` is set, else notifications go to the terminal/log."""
+
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    webhook_url: SecretStr | None = None
+    webhook_url_file: Path | None = None
+    channel: str | None = None
+    api_url: str = "https://slack.com/api/"
+    repeat_interval: Duration = 4 * 3600.0  # 0: never repeat
+    group_threshold: int = Field(5, ge=2)
+    dashboard_url: str | None = None  # a template with {agent_id}
+    agent_names: dict[str, str] = Field(default_factory=dict)
+    timeout: Duration = 10.0
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v if v.endswith("/") else v + "/"
+
+    @field_validator("channel")
+    @classmethod
+    def _channel(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("must not be empty (a channel ID such as C0123456789, or #name)")
+        return v.strip() if v is not None else None
+
+    @field_validator("dashboard_url")
+    @classmethod
+    def _dashboard(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        try:
+            fields = {f for _, f, _, _ in string.Formatter().parse(v) if f is not None}
+        except ValueError as exc:
+            raise ValueError(f"not a valid template: {exc}") from None
+        unknown = fields - {"agent_id"}
+        if unknown:
+            raise ValueError(
+                f"unknown placeholder {{{sorted(unknown)[0]}}}; only {{agent_id}} is filled in"
+            )
+        return v
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, v: float) -> float:
+        if v < 1:
+            raise ValueError("must be at least 1s")
+        return v
+
+    @model_validator(mode="after")
+    def _secrets(self) -> SlackSettings:
+        if self.token is None and self.token_file is not None:
+            self.token = _read_secret(self.token_file, "token_file")
+        if self.webhook_url is None and self.webhook_url_file is not None:
+            self.webhook_url = _read_secret(self.webhook_url_file, "webhook_url_file")
+        if self.token is not None and not self.token.get_secret_value().strip():
+            self.token = None
+        if self.webhook_url is not None:
+            url = self.webhook_url.get_secret_value().strip()
+            if not url:
+                self.webhook_url = None
+            elif not url.startswith(("http://", "https://")):
+                # never echo the value: it is a secret
+                raise ValueError("webhook_url must start with https://")
+        if self.token is not None and not self.channel:
+            raise ValueError("channel is required with a bot token (e.g. C0123456789)")
+        return self
+
+    @property
+    def mode(self) -> Literal["bot", "webhook", "none"]:
+        if self.token is not None:
+            return "bot"
+        if self.webhook_url is not None:
+            return "webhook"
+        return "none"
+
+
+class AlertsSettings(_Section):
+    """``alerts:`` behaviour not tied to one rule."""
+
+    # The built-in stale rule fires after this long without a successful poll; 0 disables it.
+    stale_after: Duration = 300.0
+    stale_severity: str = "critical"
+    # Points in the sparkline of the rate shown in messages.
+    sparkline_points: int = Field(12, ge=2, le=60)
+
+    @field_validator("stale_after")
+    @classmethod
+    def _stale(cls, v: float) -> float:
+        if 0 < v < 10:
+            raise ValueError("must be 0 (off) or at least 10s")
+        return v
+
+
+def validate_rules(settings: Settings) -> list[str]:
+    """Cross-field problems of ``rules`` against the rest of the config, one line each."""
+    windows: Mapping[str, float] = settings.window_seconds
+    by_seconds = {s: label for label, s in windows.items()}
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    for i, rule in enumerate(settings.rules):
+        where = f"rules[{i}]"
+        if rule.name in seen:
+            problems.append(f"{where}.name: {rule.name!r} is also rules[{seen[rule.name]}]")
+        seen.setdefault(rule.name, i)
+        if rule.outcome not in settings.outcomes:
+            known = ", ".join(sorted(settings.outcomes))
+            problems.append(f"{where}.outcome: {rule.outcome!r} is not one of {known}")
+        w = parse_duration(rule.window)
+        if w not in by_seconds:
+            problems.append(
+                f"{where}.window: {rule.window} is not a configured window "
+                f"({', '.join(windows)}); add it to windows or pick one of those"
+            )
+        if rule.confirm_window is not None:
+            cw = parse_duration(rule.confirm_window)
+            if cw not in by_seconds:
+                problems.append(
+                    f"{where}.confirm_window: {rule.confirm_window} is not a configured window "
+                    f"({', '.join(windows)})"
+                )
+            elif cw <= w:
+                problems.append(
+                    f"{where}.confirm_window: must be longer than window ({rule.window})"
+                )
+    return problems
+
+
+def window_label(settings_windows: Mapping[str, float], value: str) -> str:
+    """The configured label for a window written as ``value`` (``900s`` -> ``15m``)."""
+    seconds = parse_duration(value)
+    for label, s in settings_windows.items():
+        if s == seconds:
+            return label
+    raise KeyError(value)

@@ -1,0 +1,163 @@
+"""Command line: ``dialnexa-watchdog run|once|check-config|demo|...``. Parsing and dispatch only."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+import yaml
+
+from watchdog import __version__
+from watchdog.cliutil import ConfigExit, add_config_arg, load_config
+from watchdog.durations import parse_duration
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    settings = load_config(args)
+    problems = _extra_checks(settings)
+    print(yaml.safe_dump(settings.masked(), sort_keys=False), end="")
+    if problems:
+        print("dialnexa-watchdog: invalid configuration:", file=sys.stderr)
+        for p in problems:
+            print(f"  {p}", file=sys.stderr)
+        return 2
+    print("# config OK", file=sys.stderr)
+    return 0
+
+
+def _extra_checks(settings: object) -> list[str]:
+    """Cross-section checks owned by optional parts (alert rules)."""
+    try:
+        from watchdog.alert_settings import validate_rules  # type: ignore[attr-defined]
+    except ImportError:
+        return []
+    return list(validate_rules(settings))
+
+
+
+
+def _install_signals(stop: threading.Event) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from watchdog.clock import SystemClock
+    from watchdog.daemon import Watchdog, run
+    from watchdog.logs import setup_logging
+    from watchdog.wiring import build_alerting
+
+    settings = load_config(args)
+    problems = _extra_checks(settings)
+    if problems:
+        print("dialnexa-watchdog: invalid configuration:", file=sys.stderr)
+        for p in problems:
+            print(f"  {p}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log.level, settings.log.format)
+    stop = threading.Event()
+    _install_signals(stop)
+    clock = SystemClock(stop)
+    wd = Watchdog(settings, clock)
+    try:
+        wd.alerting = build_alerting(settings, wd.registry, clock)
+    except Exception as exc:  # e.g. an unwritable state directory
+        print(f"dialnexa-watchdog: {exc}", file=sys.stderr)
+        return 1
+    if settings.dialnexa.api_key is None:
+        print(
+            "dialnexa-watchdog: no API key: set DIALNEXA_API_KEY or dialnexa.api_key_file",
+            file=sys.stderr,
+        )
+        return 2
+    return run(wd, stop)
+
+
+def _cmd_once(args: argparse.Namespace) -> int:
+    from watchdog.clock import SystemClock
+    from watchdog.daemon import Watchdog
+    from watchdog.logs import setup_logging
+    from watchdog.report import rate_table
+
+    settings = load_config(args)
+    setup_logging(settings.log.level, "text" if sys.stderr.isatty() else settings.log.format)
+    stop = threading.Event()
+    _install_signals(stop)
+    wd = Watchdog(settings, SystemClock(stop))
+    try:
+        report = wd.backfill()
+    finally:
+        wd.close()
+    if not report.ok:
+        print(f"dialnexa-watchdog: backfill failed: {report.error}", file=sys.stderr)
+        return 1
+    print(rate_table(wd.windows, limit=args.top))
+    print(
+        f"\n{report.requests} API requests, {report.calls_seen} calls listed, "
+        f"{report.pending} still in progress",
+    )
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from watchdog.demo import run_demo
+
+    return run_demo(parse_duration(args.duration), listen=args.listen)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dialnexa-watchdog",
+        description="Per-agent health alerting for DialNexa voice agents.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run the daemon")
+    add_config_arg(p)
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("once", help="backfill once and print per-agent rates")
+    add_config_arg(p)
+    p.add_argument("--top", type=int, default=50, help="agents to show, worst first")
+    p.set_defaults(func=_cmd_once)
+
+    p = sub.add_parser("check-config", help="validate and print the effective config")
+    add_config_arg(p)
+    p.set_defaults(func=_cmd_check_config)
+
+    p = sub.add_parser("demo", help="run the daemon against the embedded DialNexa simulator")
+    p.add_argument("--duration", default="60s", help="stop after this long (default 60s)")
+    p.add_argument(
+        "--listen", default="127.0.0.1:9811", help="where to serve /metrics (default %(default)s)"
+    )
+    p.set_defaults(func=_cmd_demo)
+
+    try:
+        from watchdog.cli_alerts import register
+    except ImportError:
+        pass
+    else:
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args))
+    except ConfigExit:
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,399 @@
+"""Wiring: build everything from Settings, run poll cycles, serve HTTP, stop cleanly."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
+
+import httpx
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from watchdog import sdnotify
+from watchdog.client import ApiClient, ApiError, Listing, RateLimiter, Stopped
+from watchdog.clock import Clock
+from watchdog.metrics import Metrics
+from watchdog.model import Call, CountsView, PollStatus
+from watchdog.settings import Settings
+from watchdog.tracker import Applied, Range, Tracker, TrackerConfig
+from watchdog.windows import Windows
+
+log = logging.getLogger("watchdog.daemon")
+
+
+class AlertHook(Protocol):
+    def on_poll(self, view: CountsView, poll: PollStatus, now: float) -> None: ...
+    def deliver_due(self, now: float) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CycleReport:
+    now: float
+    ok: bool
+    requests: int
+    calls_seen: int
+    settled: int
+    pending: int
+    ranges: int
+    deferred: int
+    seconds: float
+    error: str | None = None
+
+
+class _Observer:
+    """Feeds API request outcomes to the metrics and keeps the liveness heartbeat fresh."""
+
+    def __init__(self, metrics: Metrics, beat: Callable[[], None]) -> None:
+        self.metrics = metrics
+        self.beat = beat
+
+    def request(self, code: str, seconds: float) -> None:
+        self.metrics.request(code, seconds)
+        self.beat()
+
+    def invalid_items(self, n: int) -> None:
+        self.metrics.invalid_items(n)
+
+    def rate_limit_remaining(self, remaining: float) -> None:
+        self.metrics.rate_limit_remaining(remaining)
+
+
+class Watchdog:
+    """One daemon instance: tracker, windows, client, metrics, alerting."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock,
+        *,
+        registry: CollectorRegistry | None = None,
+        transport: httpx.BaseTransport | None = None,
+        alerting: AlertHook | None = None,
+        on_cycle: Callable[[CycleReport], None] | None = None,
+        timer: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.timer = timer
+        self.registry = registry or CollectorRegistry()
+        self.lock = threading.Lock()
+        classes = settings.status_classes
+        self.windows = Windows(settings.window_seconds, classes)
+        p = settings.poll
+        explicit = None if p.agents == "all" else tuple(p.agents)
+        self.tracker = Tracker(
+            TrackerConfig(
+                longest_window=settings.longest_window,
+                max_pending_age=p.max_pending_age,
+                max_call_duration=p.max_call_duration,
+                settle_horizon=p.settle_horizon,
+                pending_recheck=p.pending_recheck,
+                overlap=p.overlap,
+                max_agents=p.max_agents,
+                agents=explicit,
+                per_agent=explicit is not None and p.listing != "workspace",
+            ),
+            self.windows,
+            classes,
+        )
+        self.metrics = Metrics(self.registry, self.windows, self.lock)
+        d = settings.dialnexa
+        self.client = ApiClient(
+            d.base_url,
+            d.api_key,
+            clock,
+            timeout=d.timeout,
+            page_size=d.page_size,
+            limiter=RateLimiter(d.rate_limit, d.rate_limit_period),
+            max_retries=d.max_retries,
+            backoff_base=d.backoff_base,
+            backoff_max=d.backoff_max,
+            observer=_Observer(self.metrics, self._beat),
+            transport=transport,
+        )
+        self.alerting = alerting
+        self.on_cycle = on_cycle
+        self.status = PollStatus(started_at=clock.now())
+        self.heartbeat = clock.now()
+        self.metrics.up.set(0)
+
+    # ---- state --------------------------------------------------------------------------
+    def _beat(self) -> None:
+        self.heartbeat = self.clock.now()
+
+    @property
+    def ready(self) -> bool:
+        s = self.status
+        fresh = s.last_success is not None and (
+            self.clock.now() - s.last_success < 3 * self.settings.poll.interval
+        )
+        return s.backfilled and fresh
+
+    @property
+    def alive(self) -> bool:
+        limit = max(3 * self.settings.poll.interval, 120.0)
+        return self.clock.now() - self.heartbeat < limit
+
+    # ---- cycles -------------------------------------------------------------------------
+    def backfill(self) -> CycleReport:
+        """List the longest window (plus the longest call) once; sets ``backfilled``."""
+        now = self.clock.now()
+        return self._cycle(self.tracker.plan_backfill(now), now, backfill=True)
+
+    def poll_once(self) -> CycleReport:
+        """One cycle: backfill first if it has not succeeded yet."""
+        if not self.tracker.backfilled:
+            return self.backfill()
+        now = self.clock.now()
+        return self._cycle(self.tracker.plan(now), now, backfill=False)
+
+    def _select(self, ranges: list[Range], now: float) -> tuple[list[Range], int]:
+        """Heads always; the rest while the rate budget for one interval lasts."""
+        budget = self.client.limiter.budget(now, self.settings.poll.interval)
+        chosen, spent, deferred = [], 0, 0
+        for r in ranges:
+            if r.kind in ("head", "backfill") or spent + r.est_requests <= budget:
+                chosen.append(r)
+                spent += r.est_requests
+            else:
+                deferred += 1
+        return chosen, deferred
+
+    def _list(self, ranges: list[Range]) -> list[tuple[Range, Listing]]:
+        if len(ranges) <= 1 or not self.tracker.cfg.per_agent:
+            out = []
+            for r in ranges:
+                out.append((r, self.client.list_range(r)))
+                err = out[-1][1].error
+                if err is not None and err.permanent:
+                    break  # 401/403: every further request would fail the same way
+            return out
+        with ThreadPoolExecutor(self.settings.dialnexa.concurrency) as pool:
+            return list(zip(ranges, pool.map(self.client.list_range, ranges), strict=True))
+
+    def _cycle(self, ranges: list[Range], now: float, backfill: bool) -> CycleReport:
+        started = self.timer()
+        self._beat()
+        chosen, deferred = (ranges, 0) if backfill else self._select(ranges, now)
+        try:
+            results = self._list(chosen)
+        except Stopped:
+            results = []
+        calls: list[Call] = []
+        done: list[Range] = []
+        errors: list[ApiError] = []
+        requests = 0
+        for r, listing in results:
+            calls.extend(listing.calls)
+            requests += listing.requests
+            if listing.complete:
+                done.append(r)
+            elif listing.error is not None:
+                errors.append(listing.error)
+        heads = [r for r in chosen if r.kind in ("head", "backfill")]
+        ok = bool(results) and all(r in done for r in heads)
+        applied_at = self.clock.now()
+        with self.lock:
+            applied = self.tracker.apply(calls, applied_at, done, backfill=backfill and ok)
+            if backfill and not ok:
+                self.tracker.backfilled = False
+            self._record(applied)
+            pending = self.tracker.pending_count
+        error = errors[0].reason if errors else (None if ok else "stopped")
+        self._update_status(ok, applied_at, error)
+        seconds = self.timer() - started
+        self.metrics.poll_seconds.observe(seconds)
+        report = CycleReport(
+            applied_at, ok, requests, len(calls), len(applied.new_terminal), pending,
+            len(chosen), deferred, seconds, error,
+        )  # fmt: skip
+        if ok and backfill:
+            log.info(
+                "backfill done",
+                extra={"requests": requests, "calls": len(calls), "pending": pending},
+            )
+            sdnotify.ready()
+        elif not ok:
+            log.warning("poll failed: %s", error, extra={"requests": requests})
+        sdnotify.watchdog_ping()
+        self._alert(applied_at)
+        if self.on_cycle is not None:
+            self.on_cycle(report)
+        return report
+
+    def _record(self, applied: Applied) -> None:
+        for agent, status in applied.new_terminal:
+            self.metrics.windows.count_settled(agent, status)
+        for agent in applied.stuck:
+            self.metrics.stuck.labels(agent).inc()
+        if applied.stuck:
+            log.warning(
+                "dropped calls unsettled past poll.max_pending_age",
+                extra={"calls": len(applied.stuck)},
+            )
+        for agent in applied.dropped_agents:
+            self.metrics.agents_dropped.inc()
+            log.warning(
+                "agent ignored: poll.max_agents reached",
+                extra={"agent_id": agent, "max_agents": self.settings.poll.max_agents},
+            )
+        for status in sorted(applied.unknown_statuses):
+            log.warning(
+                "unknown call status counted as status=\"unknown\"", extra={"status": status}
+            )
+
+    def _update_status(self, ok: bool, now: float, error: str | None) -> None:
+        s = self.status
+        if ok:
+            self.status = replace(
+                s, last_success=now, last_error=None, backfilled=self.tracker.backfilled
+            )
+            self.metrics.up.set(1)
+            self.metrics.last_success.set(now)
+            self.metrics.windows.ready = self.tracker.backfilled
+        else:
+            self.status = replace(s, last_error=error)
+            self.metrics.up.set(0)
+
+    def _alert(self, now: float) -> None:
+        if self.alerting is None or not self.tracker.backfilled:
+            return
+        try:
+            with self.lock:
+                self.alerting.on_poll(self.windows, self.status, now)
+        except Exception:  # a fault in alerting must never stop polling
+            log.exception("alert evaluation failed")
+
+    def deliver(self) -> None:
+        if self.alerting is None:
+            return
+        try:
+            self.alerting.deliver_due(self.clock.now())
+        except Exception:
+            log.exception("alert delivery failed")
+
+    def close(self) -> None:
+        self.client.close()
+        if self.alerting is not None:
+            self.alerting.close()
+
+
+# ---- HTTP ---------------------------------------------------------------------------------
+def make_http_server(wd: Watchdog, host: str, port: int) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "dialnexa-watchdog"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _send(self, code: int, body: bytes, ctype: str = "text/plain; charset=utf-8") -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._send(200, generate_latest(wd.registry), CONTENT_TYPE_LATEST)
+            elif path == "/healthz":
+                ok = wd.alive
+                self._send(200 if ok else 503, b"ok\n" if ok else b"poll loop stalled\n")
+            elif path == "/readyz":
+                if wd.ready:
+                    self._send(200, b"ready\n")
+                else:
+                    s = wd.status
+                    why = "backfill not done" if not s.backfilled else "no recent successful poll"
+                    if s.last_error:
+                        why += f" (last error: {s.last_error})"
+                    self._send(503, (why + "\n").encode())
+            elif path == "/":
+                self._send(200, b"dialnexa-watchdog: /metrics /healthz /readyz\n")
+            else:
+                self._send(404, b"not found\n")
+
+        do_HEAD = do_GET
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    return server
+
+
+def run(
+    wd: Watchdog,
+    stop: threading.Event,
+    *,
+    serve: bool = True,
+    until: float | None = None,
+) -> int:
+    """Serve HTTP, backfill, then poll on an APScheduler job until ``stop`` is set."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    server = None
+    if serve:
+        host, port = wd.settings.metrics.host_port
+        try:
+            server = make_http_server(wd, host, port)
+        except OSError as exc:
+            log.error("cannot listen on %s: %s", wd.settings.metrics.listen, exc.strerror or exc)
+            return 1
+        threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+        listen = wd.settings.metrics.listen
+        log.info("serving /metrics, /healthz, /readyz", extra={"listen": listen})
+
+    interval = wd.settings.poll.interval
+    idle = threading.Event()
+    idle.set()
+
+    def job() -> None:
+        if stop.is_set():
+            return
+        idle.clear()
+        try:
+            wd.poll_once()
+        except Exception:  # the daemon outlives any single fault
+            log.exception("poll cycle failed")
+        finally:
+            idle.set()
+
+    scheduler = BackgroundScheduler(timezone="UTC")
+    scheduler.add_job(
+        job, "interval", seconds=interval, id="poll", max_instances=1, coalesce=True,
+        misfire_grace_time=max(1, int(interval)), next_run_time=_utcnow(),
+    )  # fmt: skip
+    if wd.alerting is not None:
+        scheduler.add_job(
+            wd.deliver, "interval", seconds=1, id="deliver", max_instances=1, coalesce=True
+        )
+    scheduler.start()
+    try:
+        while not stop.is_set():
+            if until is not None and time.monotonic() >= until:
+                break
+            stop.wait(0.2)
+    finally:
+        stop.set()
+        sdnotify.stopping()
+        scheduler.shutdown(wait=False)
+        if not idle.wait(4.0):
+            log.warning("a poll was still running at shutdown; abandoning it")
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        wd.close()
+    return 0
+
+
+def _utcnow() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)

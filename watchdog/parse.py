@@ -1,0 +1,188 @@
+"""Decode List Calls pages in every shape DialNexa has documented. Pure: bytes in, calls out.
+
+Shapes accepted:
+- ``{"data": [...], "meta": {"page", "limit", "total", "totalPages"?}}`` (both seed examples)
+- a bare JSON array of calls (an older API version), with camelCase ``createdAt``/``endedAt``
+- durations as ``duration_seconds``, ``duration_sec`` or ``duration``
+- statuses in either vocabulary, refined by ``end_reason`` / ``hangup_reason``
+
+Phone numbers, metadata and recording URLs are never decoded: the struct below has no field
+for them, so msgspec skips them without allocating a string.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import msgspec
+
+from watchdog.model import PENDING_STATUSES, Call, normalise_status, refine_status
+
+
+class _RawCall(msgspec.Struct):
+    id: str | int | None = None
+    agent_id: str | None = None
+    agentId: str | None = None
+    status: str | None = None
+    created_at: datetime | None = None
+    createdAt: datetime | None = None
+    ended_at: datetime | None = None
+    endedAt: datetime | None = None
+    duration_seconds: float | None = None
+    duration_sec: float | None = None
+    duration: float | None = None
+    end_reason: str | None = None
+    hangup_reason: str | None = None
+    disconnection_reason: str | None = None
+
+
+class _Meta(msgspec.Struct):
+    page: int | None = None
+    limit: int | None = None
+    total: int | None = None
+    totalPages: int | None = None
+
+
+class _Page(msgspec.Struct):
+    data: list[_RawCall]
+    meta: _Meta | None = None
+
+
+_decode_typed = msgspec.json.Decoder(_Page | list[_RawCall]).decode
+_decode_any = msgspec.json.Decoder().decode
+
+
+class PageError(Exception):
+    """The body is not a List Calls page at all (HTML, invalid JSON, wrong top-level type)."""
+
+
+@dataclass(slots=True)
+class ParsedPage:
+    calls: list[Call]
+    items: int  # items in the page, valid or not (a short page ends a listing)
+    invalid: int = 0
+    total: int | None = None
+    total_pages: int | None = None
+    bare: bool = False
+    invalid_reasons: list[str] = field(default_factory=list)
+
+
+def _ts(value: datetime) -> float:
+    if value.tzinfo is None:  # no offset given: DialNexa times are UTC
+        from datetime import UTC
+
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
+
+
+def _to_call(raw: _RawCall) -> Call | str:
+    """A Call, or the reason the item is unusable."""
+    call_id = raw.id
+    if call_id is None or call_id == "":
+        return "missing id"
+    agent = raw.agent_id if raw.agent_id is not None else raw.agentId
+    if not agent:
+        return "missing agent_id"
+    if not raw.status:
+        return "missing status"
+    created = raw.created_at if raw.created_at is not None else raw.createdAt
+    if created is None:
+        return "missing created_at"
+    created_ts = _ts(created)
+    status = normalise_status(raw.status)
+    reason = raw.end_reason or raw.hangup_reason or raw.disconnection_reason
+    if reason:
+        status = refine_status(status, reason)
+    settled: float | None = None
+    if status not in PENDING_STATUSES:
+        ended = raw.ended_at if raw.ended_at is not None else raw.endedAt
+        if ended is not None:
+            settled = _ts(ended)
+        else:
+            dur = raw.duration_seconds
+            if dur is None:
+                dur = raw.duration_sec if raw.duration_sec is not None else raw.duration
+            if dur is not None and dur >= 0:
+                settled = created_ts + dur
+    return Call(str(call_id), agent, status, created_ts, settled)
+
+
+def _from_raw(raws: list[_RawCall], page: ParsedPage) -> None:
+    append = page.calls.append
+    for raw in raws:
+        c = _to_call(raw)
+        if isinstance(c, str):
+            page.invalid += 1
+            page.invalid_reasons.append(c)
+        else:
+            append(c)
+
+
+def parse_page(body: bytes) -> ParsedPage:
+    """Decode one page; items that are missing or ill-typed are skipped and counted."""
+    try:
+        decoded = _decode_typed(body)
+    except msgspec.ValidationError:
+        return _parse_item_by_item(body)
+    except msgspec.DecodeError as exc:
+        raise PageError(_describe_bad_body(body, exc)) from None
+    if isinstance(decoded, list):
+        page = ParsedPage(calls=[], items=len(decoded), bare=True)
+        _from_raw(decoded, page)
+        return page
+    page = ParsedPage(calls=[], items=len(decoded.data))
+    if decoded.meta is not None:
+        page.total = decoded.meta.total
+        page.total_pages = decoded.meta.totalPages
+    _from_raw(decoded.data, page)
+    return page
+
+
+def _parse_item_by_item(body: bytes) -> ParsedPage:
+    """Slow path when some item is ill-typed: validate items one at a time."""
+    try:
+        doc = _decode_any(body)
+    except msgspec.DecodeError as exc:
+        raise PageError(_describe_bad_body(body, exc)) from None
+    meta: object = None
+    if isinstance(doc, list):
+        items, bare = doc, True
+    elif isinstance(doc, dict) and isinstance(doc.get("data"), list):
+        items, bare, meta = doc["data"], False, doc.get("meta")
+    else:
+        raise PageError("response is JSON but has no 'data' list")
+    page = ParsedPage(calls=[], items=len(items), bare=bare)
+    if isinstance(meta, dict):
+        total, pages = meta.get("total"), meta.get("totalPages")
+        page.total = total if isinstance(total, int) else None
+        page.total_pages = pages if isinstance(pages, int) else None
+    for item in items:
+        try:
+            raw = msgspec.convert(item, _RawCall, strict=True)
+        except msgspec.ValidationError as exc:
+            page.invalid += 1
+            page.invalid_reasons.append(f"ill-typed field: {_field_of(exc)}")
+            continue
+        c = _to_call(raw)
+        if isinstance(c, str):
+            page.invalid += 1
+            page.invalid_reasons.append(c)
+        else:
+            page.calls.append(c)
+    return page
+
+
+def _field_of(exc: msgspec.ValidationError) -> str:
+    # msgspec says e.g. "Expected `str | null`, got `int` - at `$.status`"; keep the path only
+    text = str(exc)
+    return text.rsplit("at `", 1)[-1].rstrip("`") if "at `" in text else "item"
+
+
+def _describe_bad_body(body: bytes, exc: Exception) -> str:
+    head = body[:64].lstrip().lower()
+    if head.startswith((b"<!doctype", b"<html", b"<")):
+        return "response is HTML, not JSON (a proxy or error page?)"
+    if not body.strip():
+        return "response body is empty"
+    return f"response is not valid JSON ({exc})"

@@ -1,0 +1,34 @@
+"""Terminal tables of the current rates (``once``, ``demo``)."""
+
+from __future__ import annotations
+
+from watchdog.windows import Windows
+
+
+def _pct(r: float | None) -> str:
+    return "   -  " if r is None else f"{r * 100:5.1f}%"
+
+
+def rate_table(windows: Windows, limit: int = 50) -> str:
+    """Agents worst first by failed share in the shortest window with calls."""
+    labels = windows.labels
+    outcomes = list(windows.classes.outcomes)
+    rows = []
+    for agent in windows.agents():
+        per = {w: windows.counts(agent, w) for w in labels}
+        key = max((per[w].ratio(outcomes[0]) or 0.0) for w in labels[:1])
+        rows.append((key, agent, per))
+    rows.sort(key=lambda r: (-r[0], r[1]))
+    head = f"{'agent':<24} {'window':>6} {'calls':>7} " + " ".join(f"{o:>9}" for o in outcomes)
+    lines = [head, "-" * len(head)]
+    for _, agent, per in rows[:limit]:
+        for i, w in enumerate(labels):
+            wc = per[w]
+            name = agent[:24] if i == 0 else ""
+            ratios = " ".join(f"{_pct(wc.ratio(o)):>9}" for o in outcomes)
+            lines.append(f"{name:<24} {w:>6} {wc.calls:>7} {ratios}")
+    if len(rows) > limit:
+        lines.append(f"... and {len(rows) - limit} more agents")
+    if not rows:
+        lines.append("(no settled calls in the windows)")
+    return "\n".join(lines)

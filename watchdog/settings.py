@@ -1,0 +1,370 @@
+"""Configuration: a YAML file, then ``WATCHDOG_<SECTION>__<KEY>`` environment variables on top.
+
+``load_settings(path)`` returns a validated ``Settings`` or raises ``ConfigError`` whose
+``problems`` name each bad field by its path. Nothing here touches the network or the disk
+beyond reading the config file and secret files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from watchdog.alert_settings import AlertsSettings, RuleSettings, SlackSettings
+from watchdog.durations import format_duration, parse_duration
+from watchdog.model import (
+    DEFAULT_OUTCOMES,
+    DENOMINATOR_STATUSES,
+    EXCLUDED_STATUSES,
+    PENDING_STATUSES,
+    StatusClasses,
+    normalise_status,
+)
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+]
+Positive = Annotated[float, Field(gt=0)]
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; ``problems`` holds one line per bad field."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+def _read_secret_file(path: Path | None, field: str) -> SecretStr | None:
+    if path is None:
+        return None
+    if not path.is_absolute() and os.environ.get("CREDENTIALS_DIRECTORY"):
+        path = Path(os.environ["CREDENTIALS_DIRECTORY"]) / path
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"{field}: cannot read {path}: {exc.strerror or exc}") from None
+    if not text:
+        raise ValueError(f"{field}: {path} is empty")
+    return SecretStr(text)
+
+
+class DialNexaSettings(_Section):
+    base_url: str = "https://api.dialnexa.com/v1"
+    api_key: SecretStr | None = None
+    api_key_file: Path | None = None
+    timeout: Duration = 10.0
+    page_size: int = Field(100, ge=1, le=100)
+    # Used until the API's X-RateLimit-* headers say otherwise.
+    rate_limit: int = Field(150, ge=1)
+    rate_limit_period: Duration = 60.0
+    max_retries: int = Field(4, ge=0, le=20)
+    backoff_base: Duration = 0.5
+    backoff_max: Duration = 30.0
+    concurrency: int = Field(4, ge=1, le=32)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _key_file(self) -> DialNexaSettings:
+        if self.api_key is None and self.api_key_file is not None:
+            self.api_key = _read_secret_file(self.api_key_file, "api_key_file")
+        return self
+
+
+class PollSettings(_Section):
+    interval: Duration = 30.0
+    agents: Literal["all"] | list[str] = "all"
+    # With an explicit agent list: list each agent on its own (per_agent) or the whole
+    # workspace filtered to the list (workspace). auto = per_agent.
+    listing: Literal["auto", "workspace", "per_agent"] = "auto"
+    max_pending_age: Duration = 7200.0
+    max_call_duration: Duration = 900.0
+    max_agents: int = Field(10000, ge=1)
+    # Calls created this recently are re-read every cycle: failures, busy and no-answer
+    # settle within the ring time, so this range is where alert-relevant outcomes appear.
+    settle_horizon: Duration = 90.0
+    # Pending calls older than settle_horizon (mostly answered calls in conversation) are
+    # re-read at most this often.
+    pending_recheck: Duration = 30.0
+    # New-call listings start this far before the previous listing's end, for calls that
+    # appear in the API a little after their created_at.
+    overlap: Duration = 10.0
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, v: float) -> float:
+        if v < 1:
+            raise ValueError("must be at least 1s")
+        return v
+
+    @field_validator("agents", mode="before")
+    @classmethod
+    def _agents(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("an empty list polls nothing; use 'all' or list agent ids")
+            if not all(isinstance(a, str) and a.strip() for a in v):
+                raise ValueError("agent ids must be non-empty strings")
+            if len(set(v)) != len(v):
+                raise ValueError("agent ids are listed more than once")
+        return v
+
+
+class MetricsSettings(_Section):
+    listen: str = "0.0.0.0:9811"
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        _host, sep, port = v.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("must be HOST:PORT, e.g. 0.0.0.0:9811")
+        return v
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]") or "0.0.0.0", int(port)
+
+
+class StateSettings(_Section):
+    path: Path = Path("dialnexa-watchdog.sqlite3")
+
+
+class LogSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "text"] = "auto"
+
+
+class StatusSettings(_Section):
+    pending: list[str] = Field(default_factory=lambda: sorted(PENDING_STATUSES))
+    denominator: list[str] = Field(default_factory=lambda: list(DENOMINATOR_STATUSES))
+    excluded: list[str] = Field(default_factory=lambda: list(EXCLUDED_STATUSES))
+
+    @field_validator("pending", "denominator", "excluded")
+    @classmethod
+    def _norm(cls, v: list[str]) -> list[str]:
+        return [normalise_status(s) for s in v]
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> StatusSettings:
+        for a, b in (
+            ("pending", "denominator"),
+            ("pending", "excluded"),
+            ("denominator", "excluded"),
+        ):
+            both = set(getattr(self, a)) & set(getattr(self, b))
+            if both:
+                raise ValueError(f"{', '.join(sorted(both))} listed in both {a} and {b}")
+        return self
+
+
+def _default_outcomes() -> dict[str, list[str]]:
+    return {k: list(v) for k, v in DEFAULT_OUTCOMES.items()}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="WATCHDOG_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    dialnexa: DialNexaSettings = DialNexaSettings()
+    poll: PollSettings = PollSettings()
+    windows: list[str] = Field(default_factory=lambda: ["5m", "15m", "1h"])
+    outcomes: dict[str, list[str]] = Field(default_factory=_default_outcomes)
+    statuses: StatusSettings = StatusSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    state: StateSettings = StateSettings()
+    log: LogSettings = LogSettings()
+    rules: list[RuleSettings] = Field(default_factory=list)
+    slack: SlackSettings = SlackSettings()
+    alerts: AlertsSettings = AlertsSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The YAML file arrives as init kwargs; the environment overrides it.
+        return (env_settings, init_settings)
+
+    @field_validator("windows", mode="before")
+    @classmethod
+    def _windows(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [w.strip() for w in v.split(",") if w.strip()]
+        if not isinstance(v, list) or not v:
+            raise ValueError("list at least one window, e.g. [5m, 15m, 1h]")
+        out = []
+        for w in v:
+            seconds = parse_duration(w)
+            if seconds < 1:
+                raise ValueError(f"window {w!r} is shorter than 1s")
+            out.append(str(w).strip())
+        if len({parse_duration(w) for w in out}) != len(out):
+            raise ValueError("two windows have the same length")
+        return out
+
+    @field_validator("outcomes")
+    @classmethod
+    def _outcomes(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        if not v:
+            raise ValueError("map at least one outcome, e.g. failed: [failed]")
+        return {k: [normalise_status(s) for s in ss] for k, ss in v.items()}
+
+    @model_validator(mode="after")
+    def _outcomes_in_denominator(self) -> Settings:
+        known = set(self.statuses.denominator)
+        for outcome, statuses in self.outcomes.items():
+            missing = [s for s in statuses if s not in known]
+            if missing:
+                raise ValueError(
+                    f"outcomes.{outcome}: {', '.join(missing)} not in statuses.denominator"
+                )
+        return self
+
+    # ---- derived values -------------------------------------------------------------
+    @property
+    def window_seconds(self) -> dict[str, float]:
+        """Window label (as configured) -> seconds, shortest first."""
+        pairs = sorted(((w, parse_duration(w)) for w in self.windows), key=lambda p: p[1])
+        return dict(pairs)
+
+    @property
+    def longest_window(self) -> float:
+        return max(self.window_seconds.values())
+
+    @property
+    def status_classes(self) -> StatusClasses:
+        return StatusClasses(
+            pending=frozenset(self.statuses.pending),
+            denominator=tuple(self.statuses.denominator),
+            excluded=tuple(self.statuses.excluded),
+            outcomes={k: tuple(v) for k, v in self.outcomes.items()},
+        )
+
+    def masked(self) -> dict[str, Any]:
+        """The effective config as plain data, every secret shown as ``**********``."""
+        return self.model_dump(mode="json")
+
+
+# Plain env names that ops tooling already uses, mapped onto config paths.
+_ENV_ALIASES = {
+    "DIALNEXA_API_KEY": ("dialnexa", "api_key"),
+    "SLACK_BOT_TOKEN": ("slack", "token"),
+    "SLACK_WEBHOOK_URL": ("slack", "webhook_url"),
+}
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for p in loc:
+        if isinstance(p, int):
+            parts.append(f"[{p}]")
+        else:
+            # pydantic puts union/validator tags into the location; keep only field names
+            if p in ("function-after", "function-before", "function-plain") or "[" in p:
+                continue
+            parts.append(("." if parts else "") + p)
+    return "".join(parts) or "(top level)"
+
+
+def _problems(exc: ValidationError) -> list[str]:
+    seen: dict[str, str] = {}
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = _format_loc(tuple(err["loc"]))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see config/watchdog.example.yaml)"
+        # a literal-or-list union reports both branches; keep the first message per field
+        seen.setdefault(loc, msg)
+    return [f"{loc}: {msg}" for loc, msg in seen.items()]
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such file"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" line {mark.line + 1}, column {mark.column + 1}:"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{path}:{where} invalid YAML: {problem}"]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}: the top level must be a mapping of sections"])
+    return data
+
+
+def load_settings(
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Read ``path`` (or ``$WATCHDOG_CONFIG``), apply the environment, validate."""
+    env = os.environ if environ is None else environ
+    if path is None and env.get("WATCHDOG_CONFIG"):
+        path = env["WATCHDOG_CONFIG"]
+    data: dict[str, Any] = read_yaml(Path(path)) if path is not None else {}
+    for name, (section, key) in _ENV_ALIASES.items():
+        value = env.get(name)
+        if value and f"WATCHDOG_{section.upper()}__{key.upper()}" not in env:
+            sec = data.setdefault(section, {})
+            if isinstance(sec, dict) and key not in sec:
+                sec[key] = value
+    if overrides:
+        for dotted, value in overrides.items():
+            *parents, last = dotted.split(".")
+            node = data
+            for p in parents:
+                node = node.setdefault(p, {})
+            node[last] = value
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_problems(exc)) from None
+    except ValueError as exc:  # raised outside pydantic's error collection
+        raise ConfigError([str(exc)]) from None

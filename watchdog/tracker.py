@@ -1,0 +1,319 @@
+"""Which calls are new, which settled, which may still change, and what to re-read. Pure.
+
+The List Calls API has no "changed since" filter: the only way to see a status change is to
+list a created_at range that holds the call again. Each cycle the tracker plans ranges:
+
+1. the *head*: from the end of the previous listing (less ``overlap``) or ``settle_horizon``
+   ago, whichever is older, to now. It holds every new call and every call young enough to
+   still be ringing, which is where failed, busy and no-answer outcomes settle.
+2. ranges that cover the pending calls older than the head that are *due* (each pending call
+   is re-checked every ``pending_recheck``; calls older than ``max_call_duration`` back off to
+   a quarter of their age, at most 10 minutes). Neighbouring due calls share a range when that
+   costs no more requests than listing them apart, counted from the calls already known in
+   between; a lone old straggler gets a narrow ``from == to == created_at`` query instead of
+   stretching a range back to it.
+
+Calls settled in windows by settle time; a settled call is remembered (to move it if its
+status changes, and never to count it twice) while its created_at is in the re-read horizon.
+An item older than that horizon that the tracker does not know is ignored: it was counted
+before and forgotten, or settled too long ago to matter.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from watchdog.model import Call, StatusClasses
+from watchdog.windows import Windows
+
+PAGE = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """One listing: calls with ``start <= created_at <= end`` (optionally one agent's)."""
+
+    start: float
+    end: float
+    agent_id: str | None = None
+    kind: str = "head"  # head | pending | straggler | backfill
+    est_calls: int = 0
+
+    @property
+    def est_requests(self) -> int:
+        return self.est_calls // PAGE + 1
+
+
+@dataclass(slots=True)
+class _Tracked:
+    agent_id: str
+    status: str  # normalised status as last seen
+    created_at: float
+    counted_as: str | None = None  # status it is counted under in windows (None: pending)
+    bucket: int | None = None  # window bucket it was counted in (None: too old)
+    next_check: float = 0.0
+
+
+@dataclass(slots=True)
+class Applied:
+    """What one ``apply`` changed, for metrics and logs."""
+
+    new_terminal: list[tuple[str, str]] = field(default_factory=list)  # (agent, counted status)
+    moved: int = 0
+    new_pending: int = 0
+    stuck: list[str] = field(default_factory=list)  # agent ids of calls dropped as stuck
+    dropped_agents: list[str] = field(default_factory=list)  # first time over max_agents
+    unknown_statuses: set[str] = field(default_factory=set)
+    ignored_old: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerConfig:
+    longest_window: float
+    max_pending_age: float = 7200.0
+    max_call_duration: float = 900.0
+    settle_horizon: float = 90.0
+    pending_recheck: float = 30.0
+    overlap: float = 10.0
+    max_agents: int = 10000
+    agents: tuple[str, ...] | None = None  # explicit list, or None for all
+    per_agent: bool = False  # list per agent (explicit list) instead of workspace-wide
+
+
+class Tracker:
+    def __init__(self, config: TrackerConfig, windows: Windows, classes: StatusClasses) -> None:
+        self.cfg = config
+        self.windows = windows
+        self.classes = classes
+        self._calls: dict[str, _Tracked] = {}  # pending + settled within the horizon
+        self._pending: set[str] = set()
+        self._last_end: dict[str | None, float] = {}  # listing key -> end of last full head
+        self._agents: set[str] = set()
+        self._dropped: set[str] = set()
+        self._allowed = frozenset(config.agents) if config.agents else None
+        self._seen_unknown: set[str] = set()
+        self.backfilled = False
+
+    # ---- introspection ----------------------------------------------------------------
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    @property
+    def tracked_count(self) -> int:
+        return len(self._calls)
+
+    def _keys(self) -> list[str | None]:
+        if self.cfg.per_agent and self.cfg.agents:
+            return list(self.cfg.agents)
+        return [None]
+
+    def forget_before(self, now: float) -> float:
+        """Untracked items created before this are ignored; settled ones are forgotten."""
+        horizon = now - max(self.cfg.max_call_duration, self.cfg.settle_horizon + self.cfg.overlap)
+        ends = [e - self.cfg.overlap for e in self._last_end.values()]
+        return min([horizon, *ends])
+
+    # ---- planning ---------------------------------------------------------------------
+    def plan_backfill(self, now: float) -> list[Range]:
+        start = now - self.cfg.longest_window - self.cfg.max_call_duration
+        return [Range(start, now, key, "backfill") for key in self._keys()]
+
+    def plan(self, now: float) -> list[Range]:
+        """Ranges to list this cycle, most important first (heads, then due pending calls
+        youngest first, then stragglers)."""
+        floor_start = now - self.cfg.longest_window - self.cfg.max_call_duration
+        ranges: list[Range] = []
+        known = self._known_times()
+        for key in self._keys():
+            head_start = now - self.cfg.settle_horizon
+            last = self._last_end.get(key)
+            if last is not None:
+                head_start = min(head_start, last - self.cfg.overlap)
+            head_start = max(head_start, floor_start)
+            est = self._count_between(known.get(key, []), head_start, now)
+            ranges.append(Range(head_start, now, key, "head", est))
+            ranges.extend(self._plan_pending(key, head_start, now, known.get(key, [])))
+        heads = [r for r in ranges if r.kind == "head"]
+        rest = [r for r in ranges if r.kind == "pending"]
+        stragglers = [r for r in ranges if r.kind == "straggler"]
+        rest.sort(key=lambda r: -r.end)
+        stragglers.sort(key=lambda r: -r.end)
+        return heads + rest + stragglers
+
+    def _known_times(self) -> dict[str | None, list[float]]:
+        out: dict[str | None, list[float]] = {}
+        per_agent = self.cfg.per_agent and bool(self.cfg.agents)
+        for t in self._calls.values():
+            key = t.agent_id if per_agent else None
+            out.setdefault(key, []).append(t.created_at)
+        for v in out.values():
+            v.sort()
+        return out
+
+    @staticmethod
+    def _count_between(times: list[float], start: float, end: float) -> int:
+        return bisect.bisect_right(times, end) - bisect.bisect_left(times, start)
+
+    def _plan_pending(
+        self, key: str | None, head_start: float, now: float, known: list[float]
+    ) -> list[Range]:
+        due: list[float] = []
+        for cid in self._pending:
+            t = self._calls[cid]
+            if key is not None and t.agent_id != key:
+                continue
+            if t.created_at < head_start and t.next_check <= now:
+                due.append(t.created_at)
+        if not due:
+            return []
+        due.sort()
+        straggler_before = now - self.cfg.max_call_duration
+        # Calls older than the memory horizon are not known one by one: estimate how many a
+        # range back there holds from the recent call rate.
+        span = max(1.0, now - self.forget_before(now))
+        density = len(known) / span
+        out: list[Range] = []
+        group: list[float] = []
+
+        def estimate(start: float, end: float) -> int:
+            if start >= straggler_before:
+                return self._count_between(known, start, end)
+            return math.ceil(density * (end - start)) + 1
+
+        def flush() -> None:
+            if not group:
+                return
+            start, end = group[0], group[-1]
+            kind = "straggler" if end < straggler_before else "pending"
+            out.append(Range(start, end, key, kind, estimate(start, end)))
+            group.clear()
+
+        for created in due:
+            if group:
+                together = estimate(group[0], created)
+                apart = estimate(group[0], group[-1])
+                # merge when it costs no more requests than listing `created` on its own
+                if math.ceil((together + 1) / PAGE) <= math.ceil((apart + 1) / PAGE) + 1:
+                    group.append(created)
+                    continue
+                flush()
+            group.append(created)
+        flush()
+        return out
+
+    # ---- applying what was listed -----------------------------------------------------
+    def apply(
+        self,
+        calls: Iterable[Call],
+        now: float,
+        completed: Iterable[Range] = (),
+        backfill: bool = False,
+    ) -> Applied:
+        """Take in the calls listed this cycle. ``completed`` are the ranges listed to the
+        end: their pending calls are rescheduled, and a head's end becomes the next start."""
+        out = Applied()
+        self.windows.advance(now)
+        forget = -math.inf if backfill else self.forget_before(now)
+        for call in calls:
+            self._take(call, now, forget, out)
+        for r in completed:
+            if r.kind in ("head", "backfill"):
+                prev = self._last_end.get(r.agent_id, -math.inf)
+                self._last_end[r.agent_id] = max(prev, r.end)
+            self._reschedule(r, now)
+        if backfill:
+            self.backfilled = True
+        self._expire(now, out)
+        return out
+
+    def _admit_agent(self, agent: str, out: Applied) -> bool:
+        if agent in self._agents:
+            return True
+        if self._allowed is not None and agent not in self._allowed:
+            return False
+        if agent in self._dropped:
+            return False
+        if len(self._agents) >= self.cfg.max_agents:
+            self._dropped.add(agent)
+            out.dropped_agents.append(agent)
+            return False
+        self._agents.add(agent)
+        return True
+
+    def _take(self, call: Call, now: float, forget: float, out: Applied) -> None:
+        t = self._calls.get(call.id)
+        pending = self.classes.is_pending(call.status)
+        if t is None:
+            if call.created_at < forget:
+                out.ignored_old += 1
+                return
+            if not self._admit_agent(call.agent_id, out):
+                return
+            t = _Tracked(call.agent_id, call.status, call.created_at)
+            self._calls[call.id] = t
+            if pending:
+                self._pending.add(call.id)
+                t.next_check = self._next_check(t, now)
+                out.new_pending += 1
+            else:
+                self._settle(t, call, now, out)
+            return
+        t.status = call.status
+        if t.counted_as is None:
+            if pending:
+                return
+            self._pending.discard(call.id)
+            self._settle(t, call, now, out)
+            return
+        # already counted: move it only if the status it counts under changed
+        if pending:
+            return
+        status = self.windows.statuses[self.windows.slot(call.status)]
+        if status != t.counted_as:
+            if t.bucket is not None:
+                self.windows.remove(t.agent_id, t.counted_as, t.bucket)
+            settled = call.settled_at if call.settled_at is not None else now
+            t.bucket = self.windows.add(t.agent_id, status, settled)
+            t.counted_as = status
+            out.moved += 1
+
+    def _settle(self, t: _Tracked, call: Call, now: float, out: Applied) -> None:
+        status = self.windows.statuses[self.windows.slot(call.status)]
+        unseen = call.status not in self._seen_unknown
+        if status == "unknown" and unseen and len(self._seen_unknown) < 1000:
+            self._seen_unknown.add(call.status)
+            out.unknown_statuses.add(call.status)
+        settled = call.settled_at if call.settled_at is not None else now
+        t.counted_as = status
+        t.bucket = self.windows.add(t.agent_id, status, settled)
+        out.new_terminal.append((t.agent_id, status))
+
+    def _next_check(self, t: _Tracked, now: float) -> float:
+        age = now - t.created_at
+        if age <= self.cfg.max_call_duration:
+            return now + self.cfg.pending_recheck
+        return now + min(max(self.cfg.pending_recheck, age / 4), 600.0)
+
+    def _reschedule(self, r: Range, now: float) -> None:
+        for cid in self._pending:
+            t = self._calls[cid]
+            if r.start <= t.created_at <= r.end and (r.agent_id in (None, t.agent_id)):
+                t.next_check = self._next_check(t, now)
+
+    def _expire(self, now: float, out: Applied) -> None:
+        stuck_before = now - self.cfg.max_pending_age
+        forget = self.forget_before(now)
+        for cid in [c for c in self._pending if self._calls[c].created_at < stuck_before]:
+            self._pending.discard(cid)
+            out.stuck.append(self._calls.pop(cid).agent_id)
+        old = [
+            cid
+            for cid, t in self._calls.items()
+            if t.counted_as is not None and t.created_at < forget
+        ]
+        for cid in old:
+            del self._calls[cid]

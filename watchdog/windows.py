@@ -1,0 +1,208 @@
+"""Per-agent counters of settled calls over sliding windows, by settle time. Pure.
+
+Time is cut into buckets of ``bucket`` seconds (bucket ``k`` holds settle times in
+``[k*b, (k+1)*b)``). A window of ``w`` seconds at time ``now`` holds the buckets ``k`` with
+``floor((now - w) / b) < k <= floor(now / b)``: it reaches back between ``w - b`` and ``w``.
+
+Each window keeps running totals per agent (and for the workspace). Adding a call touches one
+bucket and each window's totals: O(windows). Advancing time subtracts the buckets that fell
+out of each window: O(1) amortised per call. Memory: (agents x live buckets) + totals.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from watchdog.model import UNKNOWN, StatusClasses, WindowCounts
+
+WORKSPACE = "*"
+
+
+def choose_bucket(window_seconds: Mapping[str, float]) -> float:
+    """The largest divisor of every window that is at most 1/20 of the shortest (>= 1s)."""
+    sizes = [max(1, round(s)) for s in window_seconds.values()]
+    g = 0
+    for s in sizes:
+        g = math.gcd(g, s)
+    target = max(1, min(sizes) // 20)
+    best = 1
+    for d in range(1, target + 1):
+        if g % d == 0:
+            best = d
+    return float(best)
+
+
+class Windows:
+    def __init__(
+        self,
+        window_seconds: Mapping[str, float],
+        classes: StatusClasses,
+        bucket: float | None = None,
+    ) -> None:
+        pairs = sorted(window_seconds.items(), key=lambda p: p[1])
+        self.labels: list[str] = [p[0] for p in pairs]
+        self.sizes: list[float] = [p[1] for p in pairs]
+        self.bucket = bucket if bucket is not None else choose_bucket(window_seconds)
+        self.classes = classes
+        self.statuses: tuple[str, ...] = classes.terminal
+        self.index: dict[str, int] = {s: i for i, s in enumerate(self.statuses)}
+        self._n = len(self.statuses)
+        denom = set(classes.denominator)
+        self._denom = [i for i, s in enumerate(self.statuses) if s in denom]
+        self._outcomes = {
+            o: [self.index[s] for s in ss if s in self.index] for o, ss in classes.outcomes.items()
+        }
+        self._label_index = {label: i for i, label in enumerate(self.labels)}
+        # bucket index -> agent -> counts per status
+        self._buckets: dict[int, dict[str, list[int]]] = {}
+        # per window: agent -> counts (WORKSPACE holds the sum over agents)
+        self._totals: list[dict[str, list[int]]] = [{} for _ in self.labels]
+        self._now = -math.inf
+        self._now_k = -(2**62)
+        self._cuts: list[int] = [-(2**62)] * len(self.labels)
+
+    # ---- time -------------------------------------------------------------------------
+    @property
+    def now(self) -> float:
+        return self._now
+
+    def _k(self, t: float) -> int:
+        return math.floor(t / self.bucket)
+
+    def advance(self, now: float) -> None:
+        """Move the windows' ends to ``now`` (never backwards)."""
+        if now <= self._now:
+            return
+        self._now = now
+        self._now_k = self._k(now)
+        for wi, size in enumerate(self.sizes):
+            new_cut = self._k(now - size)
+            old_cut = self._cuts[wi]
+            if new_cut <= old_cut:
+                continue
+            totals = self._totals[wi]
+            if new_cut - old_cut <= len(self._buckets):
+                leaving = [k for k in range(old_cut + 1, new_cut + 1) if k in self._buckets]
+            else:
+                leaving = sorted(k for k in self._buckets if old_cut < k <= new_cut)
+            for k in leaving:
+                for agent, counts in self._buckets[k].items():
+                    self._sub(totals, agent, counts)
+            self._cuts[wi] = new_cut
+        longest_cut = self._cuts[-1]
+        if self._buckets and min(self._buckets) <= longest_cut:
+            for k in [k for k in self._buckets if k <= longest_cut]:
+                del self._buckets[k]
+
+    def _sub(self, totals: dict[str, list[int]], agent: str, counts: list[int]) -> None:
+        for key in (agent, WORKSPACE):
+            t = totals[key]
+            for i, c in enumerate(counts):
+                if c:
+                    t[i] -= c
+            if not any(t):
+                del totals[key]
+
+    # ---- calls ------------------------------------------------------------------------
+    def slot(self, status: str) -> int:
+        """Counter index for a settled call's status (``unknown`` outside the vocabulary)."""
+        return self.index.get(status, self.index[UNKNOWN])
+
+    def add(self, agent_id: str, status: str, settled_at: float) -> int | None:
+        """Count one settled call; returns its bucket (needed to move it) or None if it
+        settled before the longest window and so is not counted."""
+        k = self._k(min(settled_at, self._now))
+        if k <= self._cuts[-1]:
+            return None
+        self._change(agent_id, self.slot(status), k, +1)
+        return k
+
+    def remove(self, agent_id: str, status: str, bucket: int) -> None:
+        """Undo ``add`` (the call changed status); a bucket that already expired is a no-op."""
+        if bucket <= self._cuts[-1]:
+            return
+        self._change(agent_id, self.slot(status), bucket, -1)
+
+    def _change(self, agent: str, slot: int, k: int, delta: int) -> None:
+        per_agent = self._buckets.setdefault(k, {})
+        counts = per_agent.get(agent)
+        if counts is None:
+            counts = per_agent[agent] = [0] * self._n
+        counts[slot] += delta
+        if delta < 0 and not any(counts):
+            del per_agent[agent]
+            if not per_agent:
+                del self._buckets[k]
+        for wi, cut in enumerate(self._cuts):
+            if k > cut:
+                totals = self._totals[wi]
+                for key in (agent, WORKSPACE):
+                    t = totals.get(key)
+                    if t is None:
+                        t = totals[key] = [0] * self._n
+                    t[slot] += delta
+                    if delta < 0 and not any(t):
+                        del totals[key]
+
+    # ---- reading (CountsView) ---------------------------------------------------------
+    def window_labels(self) -> list[str]:
+        return list(self.labels)
+
+    def agents(self) -> list[str]:
+        return sorted(a for a in self._totals[-1] if a != WORKSPACE)
+
+    def raw_counts(self, agent_id: str, window: str) -> list[int] | None:
+        """Counts per status (ordered as ``statuses``) or None when the agent has none."""
+        return self._totals[self._label_index[window]].get(agent_id)
+
+    def _to_counts(self, counts: list[int] | None) -> WindowCounts:
+        if counts is None:
+            return WindowCounts(0, {o: 0 for o in self._outcomes})
+        return WindowCounts(
+            sum(counts[i] for i in self._denom),
+            {o: sum(counts[i] for i in idx) for o, idx in self._outcomes.items()},
+        )
+
+    def counts(self, agent_id: str, window: str) -> WindowCounts:
+        return self._to_counts(self.raw_counts(agent_id, window))
+
+    def workspace(self, window: str) -> WindowCounts:
+        return self._to_counts(self.raw_counts(WORKSPACE, window))
+
+    def snapshot(self, window: str) -> dict[str, WindowCounts]:
+        """Every agent's counts in ``window`` (for the metrics collector)."""
+        return {
+            a: self._to_counts(c)
+            for a, c in self._totals[self._label_index[window]].items()
+            if a != WORKSPACE
+        }
+
+    def series(
+        self, agent_id: str | None, outcome: str, window: str, points: int
+    ) -> list[float | None]:
+        wi = self._label_index[window]
+        first, last = self._cuts[wi] + 1, self._now_k
+        span = max(1, last - first + 1)
+        points = max(1, min(points, span))
+        key = WORKSPACE if agent_id is None else agent_id
+        hits = [0] * points
+        denom = [0] * points
+        idx = self._outcomes.get(outcome, [])
+        for k, per_agent in self._buckets.items():
+            if not first <= k <= last:
+                continue
+            if key == WORKSPACE:
+                rows = list(per_agent.values())
+            else:
+                row = per_agent.get(key)
+                rows = [row] if row is not None else []
+            p = (k - first) * points // span
+            for counts in rows:
+                hits[p] += sum(counts[i] for i in idx)
+                denom[p] += sum(counts[i] for i in self._denom)
+        return [h / d if d else None for h, d in zip(hits, denom, strict=True)]
+
+    def memory_cells(self) -> int:
+        """Live counter rows (for the benchmark): bucket rows + total rows."""
+        return sum(len(b) for b in self._buckets.values()) + sum(len(t) for t in self._totals)

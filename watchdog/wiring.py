@@ -1,0 +1,25 @@
+"""Optional parts built from Settings (kept apart so the core never imports a notifier)."""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from prometheus_client import CollectorRegistry
+
+from watchdog.clock import Clock
+from watchdog.daemon import AlertHook
+from watchdog.settings import Settings
+
+
+def build_alerting(
+    settings: Settings,
+    registry: CollectorRegistry,
+    clock: Clock,
+    stream: TextIO | None = None,
+) -> AlertHook | None:
+    try:
+        from watchdog.alerting import Alerting  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return None
+    hook: AlertHook = Alerting(settings, registry, clock, stream)
+    return hook
