@@ -39,19 +39,50 @@ def test_no_phone_numbers_or_metadata_survive_decoding() -> None:
 def test_bare_array_camel_case_and_end_reasons() -> None:
     body = json.dumps(
         [
-            {"id": "a", "agent_id": "x", "status": "ended", "end_reason": "user_busy",
-             "createdAt": "2024-05-01T14:18:00Z", "endedAt": "2024-05-01T14:18:20Z",
-             "to_number": "+15550001111"},
-            {"id": "b", "agent_id": "x", "status": "ended",
-             "hangup_reason": "voicemail_detected", "createdAt": "2024-05-01T14:18:00Z"},
-            {"id": "c", "agent_id": "x", "status": "ended",
-             "end_reason": "sip_trunk_unreachable", "createdAt": "2024-05-01T14:18:00Z"},
-            {"id": "d", "agent_id": "x", "status": "ended",
-             "end_reason": "user_did_not_pick_up", "createdAt": "2024-05-01T14:18:00Z"},
-            {"id": "e", "agent_id": "x", "status": "ongoing",
-             "end_reason": "user_busy", "createdAt": "2024-05-01T14:18:00Z"},
-            {"id": "f", "agent_id": "x", "status": "ended",
-             "end_reason": "user_hangup", "createdAt": "2024-05-01T14:18:00Z"},
+            {
+                "id": "a",
+                "agent_id": "x",
+                "status": "ended",
+                "end_reason": "user_busy",
+                "createdAt": "2024-05-01T14:18:00Z",
+                "endedAt": "2024-05-01T14:18:20Z",
+                "to_number": "+15550001111",
+            },
+            {
+                "id": "b",
+                "agent_id": "x",
+                "status": "ended",
+                "hangup_reason": "voicemail_detected",
+                "createdAt": "2024-05-01T14:18:00Z",
+            },
+            {
+                "id": "c",
+                "agent_id": "x",
+                "status": "ended",
+                "end_reason": "sip_trunk_unreachable",
+                "createdAt": "2024-05-01T14:18:00Z",
+            },
+            {
+                "id": "d",
+                "agent_id": "x",
+                "status": "ended",
+                "end_reason": "user_did_not_pick_up",
+                "createdAt": "2024-05-01T14:18:00Z",
+            },
+            {
+                "id": "e",
+                "agent_id": "x",
+                "status": "ongoing",
+                "end_reason": "user_busy",
+                "createdAt": "2024-05-01T14:18:00Z",
+            },
+            {
+                "id": "f",
+                "agent_id": "x",
+                "status": "ended",
+                "end_reason": "user_hangup",
+                "createdAt": "2024-05-01T14:18:00Z",
+            },
         ]  # fmt: skip
     ).encode()
     page = parse_page(body)

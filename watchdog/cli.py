@@ -38,8 +38,6 @@ def _extra_checks(settings: object) -> list[str]:
     return list(validate_rules(settings))
 
 
-
-
 def _install_signals(stop: threading.Event) -> None:
     def handler(signum: int, frame: FrameType | None) -> None:
         stop.set()

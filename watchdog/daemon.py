@@ -244,9 +244,7 @@ class Watchdog:
                 extra={"agent_id": agent, "max_agents": self.settings.poll.max_agents},
             )
         for status in sorted(applied.unknown_statuses):
-            log.warning(
-                "unknown call status counted as status=\"unknown\"", extra={"status": status}
-            )
+            log.warning('unknown call status counted as status="unknown"', extra={"status": status})
 
     def _update_status(self, ok: bool, now: float, error: str | None) -> None:
         s = self.status

@@ -21,7 +21,7 @@ from watchdog.model import PENDING_STATUSES, Call, normalise_status, refine_stat
 
 
 class _RawCall(msgspec.Struct):
-    id: str | int | None = None
+    id: str | None = None
     agent_id: str | None = None
     agentId: str | None = None
     status: str | None = None
@@ -105,7 +105,7 @@ def _to_call(raw: _RawCall) -> Call | str:
                 dur = raw.duration_sec if raw.duration_sec is not None else raw.duration
             if dur is not None and dur >= 0:
                 settled = created_ts + dur
-    return Call(str(call_id), agent, status, created_ts, settled)
+    return Call(call_id, agent, status, created_ts, settled)
 
 
 def _from_raw(raws: list[_RawCall], page: ParsedPage) -> None:

@@ -166,7 +166,8 @@ class Tracker:
             t = self._calls[cid]
             if key is not None and t.agent_id != key:
                 continue
-            if t.created_at < head_start and t.next_check <= now:
+            # a little slack: the scheduler's tick and the last apply are not exactly aligned
+            if t.created_at < head_start and t.next_check <= now + 0.25 * self.cfg.pending_recheck:
                 due.append(t.created_at)
         if not due:
             return []

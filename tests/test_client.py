@@ -1,0 +1,166 @@
+"""The API client over real loopback HTTP against the simulator."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from conftest import KEY, T0
+from pydantic import SecretStr
+
+from watchdog.client import ApiClient, ApiError, RateLimiter, iso, parse_reset
+from watchdog.clock import FakeClock
+from watchdog.simulator import Simulator
+from watchdog.tracker import Range
+
+
+def client(url: str, clock: FakeClock, key: str = KEY, **kw: object) -> ApiClient:
+    kw.setdefault("rng", lambda: 0.5)
+    return ApiClient(url, SecretStr(key), clock, **kw)  # type: ignore[arg-type]
+
+
+def add_calls(sim: Simulator, n: int, start: float, step: float = 1.0, agent: str = "a") -> None:
+    for i in range(n):
+        sim.add_call(agent, start + i * step, "failed" if i % 4 == 0 else "completed",
+                     ring=2, talk=10, call_id=f"c{int(start)}_{i:04d}")  # fmt: skip
+
+
+def test_pagination_under_concurrent_inserts_neither_skips_nor_double_counts(
+    sim: Simulator, sim_url: str, clock: FakeClock
+) -> None:
+    add_calls(sim, 250, T0 - 1000)
+    clock.advance(10)
+    inserted = []
+
+    def insert_between_pages(path: str, params: object) -> None:
+        # every request: 7 new calls land at the top of the newest-first listing
+        for _ in range(7):
+            inserted.append(sim.add_call("a", clock.now(), "completed"))
+        clock.advance(0.5)
+
+    sim.on_request = insert_between_pages
+    c = client(sim_url, clock)
+    listing = c.list_range(Range(T0 - 1000, clock.now()))
+    ids = [x.id for x in listing.calls]
+    want = {f"c{int(T0 - 1000)}_{i:04d}" for i in range(250)}
+    assert listing.complete and len(ids) == len(set(ids))
+    assert want <= set(ids)
+    assert listing.requests == 3  # 100 + 100 + 50: 'to' was fixed, inserts did not shift pages
+
+
+def test_listing_stops_once_items_are_older_than_the_range_when_filters_are_ignored(
+    clock: FakeClock,
+) -> None:
+    from watchdog.simulator import serve
+
+    sim = Simulator(clock, keys=(KEY,), ignore_date_filter=True)
+    add_calls(sim, 1000, T0 - 2000)
+    with serve(sim) as server:
+        listing = client(server.url, clock).list_range(Range(T0 - 1150, T0))
+    # newest first: pages of 100 until an item older than the range shows up
+    assert listing.complete and listing.requests == 2
+    inside = {x.id for x in listing.calls if x.created_at >= T0 - 1150}
+    assert len(inside) == 150
+
+
+@pytest.mark.parametrize(("key", "code", "words"), [
+    ("read-only-key", 403, "cannot read calls on this workspace"),
+    ("wrong-key", 401, "rejected the API key"),
+])  # fmt: skip
+def test_auth_errors_name_the_cause_never_the_key(
+    sim_url: str, clock: FakeClock, key: str, code: int, words: str
+) -> None:
+    listing = client(sim_url, clock, key=key).list_range(Range(T0 - 60, T0))
+    assert listing.error is not None and not listing.complete
+    err = listing.error
+    assert err.code == code and err.permanent and words in err.reason
+    assert key not in err.reason
+
+
+def test_429_honours_retry_after_on_the_injected_clock(
+    sim: Simulator, sim_url: str, clock: FakeClock
+) -> None:
+    add_calls(sim, 5, T0 - 100)
+    sim.inject("429", seconds=7)
+    listing = client(sim_url, clock).list_range(Range(T0 - 100, T0))
+    assert listing.complete and len(listing.calls) == 5
+    assert 7 in clock.slept
+    assert [r.status for r in sim.requests] == [429, 200]
+
+
+def test_5xx_retries_with_bounded_backoff_then_gives_up(
+    sim: Simulator, sim_url: str, clock: FakeClock
+) -> None:
+    add_calls(sim, 3, T0 - 100)
+    sim.inject("500")
+    sim.inject("503")
+    c = client(sim_url, clock, max_retries=3, backoff_base=1.0, backoff_max=3.0)
+    assert c.list_range(Range(T0 - 100, T0)).complete
+    assert clock.slept == [0.75, 1.5]  # equal jitter with rng=0.5: cap/2 + cap/4
+    clock.slept.clear()
+    sim.inject("502", count=10)
+    listing = c.list_range(Range(T0 - 100, T0))
+    assert not listing.complete and listing.error is not None
+    assert listing.error.reason == "DialNexa server error (502)"
+    assert clock.slept == [0.75, 1.5, 2.25]  # bounded by backoff_max
+
+
+def test_garbage_is_skipped_and_counted(sim: Simulator, sim_url: str, clock: FakeClock) -> None:
+    add_calls(sim, 30, T0 - 100)
+    invalid: list[int] = []
+
+    class Obs:
+        def request(self, code: str, seconds: float) -> None: ...
+        def invalid_items(self, n: int) -> None:
+            invalid.append(n)
+
+        def rate_limit_remaining(self, remaining: float) -> None: ...
+
+    c = client(sim_url, clock, observer=Obs(), max_retries=2)
+    sim.inject("html")
+    sim.inject("invalid_json")
+    listing = c.list_range(Range(T0 - 100, T0))
+    assert listing.complete and len(listing.calls) == 30 and sum(invalid) == 2
+    sim.inject("bad_items")
+    listing = c.list_range(Range(T0 - 100, T0))
+    assert listing.complete and listing.invalid > 0
+    assert len(listing.calls) == 30
+
+
+def test_timeouts_are_retried(sim: Simulator, sim_url: str, clock: FakeClock) -> None:
+    add_calls(sim, 2, T0 - 100)
+    sim.inject("timeout", seconds=1.0)
+    c = client(sim_url, clock, timeout=0.2)
+    listing = c.list_range(Range(T0 - 100, T0))
+    assert listing.complete and len(listing.calls) == 2
+    sim.release_held()
+
+
+def test_pacing_keeps_under_the_servers_rate_limit(
+    sim: Simulator, sim_url: str, clock: FakeClock
+) -> None:
+    add_calls(sim, 20, T0 - 100)
+    c = client(sim_url, clock, limiter=RateLimiter(150, 60.0))
+    for _ in range(400):
+        c.get_page({"limit": 10})
+    codes = [r.status for r in sim.requests]
+    assert 429 not in codes and len(codes) == 400
+    assert clock.now() - T0 >= 60 * 2  # 400 requests at 150/min need over two minutes
+
+
+def test_rate_limit_headers_both_reset_styles() -> None:
+    assert parse_reset("30", 1000.0) == 1030.0
+    assert parse_reset("1750000030", 1000.0) == 1750000030.0
+    lim = RateLimiter(150, 60)
+    lim.update(httpx.Headers({"x-ratelimit-limit": "100", "x-ratelimit-remaining": "0",
+                              "x-ratelimit-reset": "12"}), 500.0)  # fmt: skip
+    assert lim.limit == 100 and lim.delay(500.0) == 12.0
+
+
+def test_iso_bounds_are_inclusive_at_millisecond_grain() -> None:
+    assert iso(1714573080.0004) == "2024-05-01T14:18:00.000Z"
+    assert iso(1714573080.0004, up=True) == "2024-05-01T14:18:00.001Z"
+
+
+def test_api_error_is_an_exception_with_reason() -> None:
+    e = ApiError("x", 500)
+    assert str(e) == "x" and not e.permanent

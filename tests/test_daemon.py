@@ -1,0 +1,152 @@
+"""The daemon end to end over loopback: simulator -> client -> tracker -> windows -> /metrics."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import KEY, T0
+
+from watchdog.clock import FakeClock, SystemClock
+from watchdog.daemon import Watchdog, make_http_server
+from watchdog.settings import load_settings
+from watchdog.simulator import Scenario, Simulator, observed_outcome, serve
+
+CANON = {"completed", "failed", "busy", "no_answer", "did_not_pick", "voicemail", "retry_expired"}
+
+
+def settings_for(url: str, tmp: Path, **extra: object):  # type: ignore[no-untyped-def]
+    overrides = {
+        "dialnexa.base_url": url,
+        "dialnexa.api_key": KEY,
+        "metrics.listen": "127.0.0.1:0",
+        "state.path": str(tmp / "state.sqlite3"),
+        **extra,
+    }
+    return load_settings(None, overrides=overrides, environ={})
+
+
+def expected(sim: Simulator, since: float, at: float, window: float, bucket: float):  # type: ignore[no-untyped-def]
+    """Brute force from the simulator's own call specs, with the daemon's bucket edges."""
+    totals: Counter[tuple[str, str]] = Counter()
+    win: dict[str, Counter[str]] = {}
+    cut = math.floor((at - window) / bucket)
+    for spec in sim.calls(until=at):
+        if spec.created_at < since or spec.settled_at > at:
+            continue
+        # what a correct client reads for this outcome in this agent's vocabulary
+        vocab = sim.vocab_of(spec.agent_id) or "underscore"
+        status = observed_outcome(spec.outcome, vocab, sim.shape)
+        totals[(spec.agent_id, status)] += 1
+        if math.floor(spec.settled_at / bucket) > cut:
+            win.setdefault(spec.agent_id, Counter())[status] += 1
+    return totals, win
+
+
+def test_counts_and_ratios_match_the_simulators_ground_truth(tmp_path: Path) -> None:
+    clock = FakeClock(T0)
+    sim = Simulator(clock, Scenario.steady(agents=6, calls_per_day=40_000, seed=3), keys=(KEY,))
+    with serve(sim) as server:
+        s = settings_for(server.url, tmp_path)
+        wd = Watchdog(s, clock)
+        backfill_start = clock.now() - s.longest_window - s.poll.max_call_duration
+        assert wd.backfill().ok
+        for _ in range(40):  # 20 minutes of 30 s cycles
+            clock.advance(30)
+            assert wd.poll_once().ok
+        at = wd.windows.now
+        bucket = wd.windows.bucket
+        totals, win5 = expected(sim, backfill_start, at, 300, bucket)
+        got_totals = wd.metrics.windows.calls_total
+        assert dict(got_totals) == dict(totals)  # every settled call once, at its final status
+        for agent in sim.agent_ids:
+            c = win5.get(agent, Counter())
+            denom = sum(n for st, n in c.items() if st in CANON)
+            wc = wd.windows.counts(agent, "5m")
+            assert wc.calls == denom
+            assert wc.outcomes["failed"] == c["failed"]
+            assert wc.outcomes["no_answer"] == c["no_answer"] + c["did_not_pick"]
+        wd.close()
+
+
+def test_readyz_is_503_until_backfill_and_metrics_pass_promtool(tmp_path: Path) -> None:
+    clock = FakeClock(T0)
+    sim = Simulator(clock, Scenario.steady(agents=3, calls_per_day=20_000, seed=1), keys=(KEY,))
+    with serve(sim) as server:
+        wd = Watchdog(settings_for(server.url, tmp_path), clock)
+        http = make_http_server(wd, "127.0.0.1", 0)
+        threading.Thread(target=http.serve_forever, daemon=True).start()
+        base = f"http://127.0.0.1:{http.server_address[1]}"
+        try:
+            assert httpx.get(f"{base}/readyz").status_code == 503
+            assert httpx.get(f"{base}/healthz").status_code == 200
+            assert wd.backfill().ok
+            assert httpx.get(f"{base}/readyz").status_code == 200
+            clock.advance(30)
+            wd.poll_once()
+            body = httpx.get(f"{base}/metrics").text
+        finally:
+            http.shutdown()
+            wd.close()
+    assert 'dialnexa_agent_outcome_ratio{agent_id="agt_00000",outcome="failed",window="5m"}' in body
+    assert "dialnexa_calls_total{" in body and "dialnexa_up 1.0" in body
+    assert "+1555" not in body and KEY not in body
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if os.environ.get("CI"):
+            pytest.fail("promtool missing in CI (Debian package prometheus)")
+        pytest.skip("promtool not installed")
+    r = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "" and r.stderr.strip() == "", r.stderr
+
+
+def test_a_403_key_keeps_the_daemon_up_and_not_ready(tmp_path: Path) -> None:
+    clock = FakeClock(T0)
+    sim = Simulator(clock, keys=(KEY,), forbidden_keys=("ro",))
+    with serve(sim) as server:
+        s = settings_for(server.url, tmp_path, **{"dialnexa.api_key": "ro"})
+        wd = Watchdog(s, clock)
+        report = wd.poll_once()
+        assert not report.ok and "cannot read calls on this workspace" in (report.error or "")
+        assert not wd.ready and wd.registry.get_sample_value("dialnexa_up") == 0
+        assert wd.registry.get_sample_value("dialnexa_api_requests_total", {"code": "403"}) == 1
+        wd.close()
+
+
+def test_sigterm_stops_the_daemon_within_5s(tmp_path: Path) -> None:
+    sim = Simulator(SystemClock(), Scenario.demo(), keys=(KEY,), rate_limit=None)
+    cfg = tmp_path / "c.yaml"
+    with serve(sim) as server:
+        cfg.write_text(
+            f"dialnexa: {{base_url: '{server.url}'}}\n"
+            "poll: {interval: 2s}\nmetrics: {listen: '127.0.0.1:0'}\n"
+            f"state: {{path: '{tmp_path / 's.sqlite3'}'}}\n"
+        )
+        env = {**os.environ, "DIALNEXA_API_KEY": KEY, "WATCHDOG_LOG__FORMAT": "json"}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "watchdog", "run", "--config", str(cfg)],
+            stderr=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 30
+        for line in proc.stderr:  # wait for the backfill to be logged, not a fixed time
+            if "backfill done" in line or time.monotonic() > deadline:
+                break
+        proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(timeout=5)
+        finally:
+            proc.kill()
+        rest = proc.stderr.read()
+    assert rc == 0
+    assert "Traceback" not in rest and KEY not in rest
