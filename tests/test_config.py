@@ -89,5 +89,5 @@ def test_durations_accept_units_and_plain_seconds() -> None:
 
 
 def test_outcome_statuses_must_be_in_the_denominator() -> None:
-    with pytest.raises(ConfigError, match="outcomes.failed"):
+    with pytest.raises(ConfigError, match=r"outcomes\.failed"):
         load_settings(None, overrides={"outcomes": {"failed": ["exploded"]}}, environ={})

@@ -83,7 +83,7 @@ def test_bare_array_camel_case_and_end_reasons() -> None:
                 "end_reason": "user_hangup",
                 "createdAt": "2024-05-01T14:18:00Z",
             },
-        ]  # fmt: skip
+        ]
     ).encode()
     page = parse_page(body)
     assert page.bare and page.total is None

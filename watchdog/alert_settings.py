@@ -160,9 +160,7 @@ class RuleSettings(_Section):
                     f"overrides.{agent}: clear_below ({clear}) would be above threshold "
                     f"({threshold}); set clear_below in the override too"
                 )
-        if self.scope == "workspace" and (
-            self.agents != "all" or self.exclude or self.overrides
-        ):
+        if self.scope == "workspace" and (self.agents != "all" or self.exclude or self.overrides):
             raise ValueError("agents, exclude and overrides apply to scope: agent only")
         return self
 
