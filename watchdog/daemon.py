@@ -44,6 +44,7 @@ class CycleReport:
     deferred: int
     seconds: float
     error: str | None = None
+    settled_ids: tuple[str, ...] = ()  # calls counted this cycle (benchmarks measure freshness)
 
 
 class _Observer:
@@ -211,7 +212,7 @@ class Watchdog:
         self.metrics.poll_seconds.observe(seconds)
         report = CycleReport(
             applied_at, ok, requests, len(calls), len(applied.new_terminal), pending,
-            len(chosen), deferred, seconds, error,
+            len(chosen), deferred, seconds, error, tuple(applied.settled_ids),
         )  # fmt: skip
         if ok and backfill:
             log.info(

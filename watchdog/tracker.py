@@ -62,6 +62,7 @@ class Applied:
     """What one ``apply`` changed, for metrics and logs."""
 
     new_terminal: list[tuple[str, str]] = field(default_factory=list)  # (agent, counted status)
+    settled_ids: list[str] = field(default_factory=list)  # ids of new_terminal, same order
     moved: int = 0
     new_pending: int = 0
     stuck: list[str] = field(default_factory=list)  # agent ids of calls dropped as stuck
@@ -262,6 +263,7 @@ class Tracker:
                 out.new_pending += 1
             else:
                 self._settle(t, call, now, out)
+                out.settled_ids.append(call.id)
             return
         t.status = call.status
         if t.counted_as is None:
@@ -269,6 +271,7 @@ class Tracker:
                 return
             self._pending.discard(call.id)
             self._settle(t, call, now, out)
+            out.settled_ids.append(call.id)
             return
         # already counted: move it only if the status it counts under changed
         if pending:

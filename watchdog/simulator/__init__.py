@@ -1,0 +1,54 @@
+"""A DialNexa-compatible simulator for the demo, the tests and the benchmarks.
+
+``Simulator`` holds the calls (explicit ones and lazily generated ``Scenario`` traffic) and
+is a WSGI application serving ``GET /v1/calls``; ``serve`` runs it over real HTTP. Time is
+read only from the injected clock.
+"""
+
+from watchdog.simulator.app import (
+    FAULT_KINDS,
+    Disconnect,
+    FaultKind,
+    RequestRecord,
+    Response,
+    Simulator,
+)
+from watchdog.simulator.calls import (
+    ANSWERED,
+    OUTCOMES,
+    PHASES,
+    SHAPES,
+    VOCABS,
+    CallSpec,
+    Shape,
+    Vocab,
+    observed_outcome,
+    status_text,
+)
+from watchdog.simulator.scenario import STEADY_MIX, AgentProfile, Scenario, diurnal_factor
+from watchdog.simulator.server import RunningServer, serve
+
+__all__ = [
+    "ANSWERED",
+    "FAULT_KINDS",
+    "OUTCOMES",
+    "PHASES",
+    "SHAPES",
+    "STEADY_MIX",
+    "VOCABS",
+    "AgentProfile",
+    "CallSpec",
+    "Disconnect",
+    "FaultKind",
+    "RequestRecord",
+    "Response",
+    "RunningServer",
+    "Scenario",
+    "Shape",
+    "Simulator",
+    "Vocab",
+    "diurnal_factor",
+    "observed_outcome",
+    "serve",
+    "status_text",
+]
