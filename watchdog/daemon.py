@@ -156,7 +156,8 @@ class Watchdog:
 
     def _select(self, ranges: list[Range], now: float) -> tuple[list[Range], int]:
         """Heads always; the rest while the rate budget for one interval lasts."""
-        budget = self.client.limiter.budget(now, self.settings.poll.interval)
+        # 90%: leave room for retries and for the clock edges of the server's window
+        budget = int(0.9 * self.client.limiter.budget(now, self.settings.poll.interval))
         chosen, spent, deferred = [], 0, 0
         for r in ranges:
             if r.kind in ("head", "backfill") or spent + r.est_requests <= budget:

@@ -30,6 +30,7 @@ from watchdog.model import Call, StatusClasses
 from watchdog.windows import Windows
 
 PAGE = 100
+CHUNK_CALLS = 10 * PAGE  # a pending range holds at most about this many known calls
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,7 @@ class Range:
     agent_id: str | None = None
     kind: str = "head"  # head | pending | straggler | backfill
     est_calls: int = 0
+    due: float = 0.0  # when its earliest call became due (older first when budget is short)
 
     @property
     def est_requests(self) -> int:
@@ -141,8 +143,10 @@ class Tracker:
         heads = [r for r in ranges if r.kind == "head"]
         rest = [r for r in ranges if r.kind == "pending"]
         stragglers = [r for r in ranges if r.kind == "straggler"]
-        rest.sort(key=lambda r: -r.end)
-        stragglers.sort(key=lambda r: -r.end)
+        # longest-waiting first, so a short budget rotates through the span instead of
+        # starving its oldest part; newer first among equals
+        rest.sort(key=lambda r: (r.due, -r.end))
+        stragglers.sort(key=lambda r: (r.due, -r.end))
         return heads + rest + stragglers
 
     def _known_times(self) -> dict[str | None, list[float]]:
@@ -162,14 +166,16 @@ class Tracker:
     def _plan_pending(
         self, key: str | None, head_start: float, now: float, known: list[float]
     ) -> list[Range]:
-        due: list[float] = []
+        due_at: dict[float, float] = {}
+        slack = 0.25 * self.cfg.pending_recheck  # the tick and the last apply are not aligned
         for cid in self._pending:
             t = self._calls[cid]
             if key is not None and t.agent_id != key:
                 continue
-            # a little slack: the scheduler's tick and the last apply are not exactly aligned
-            if t.created_at < head_start and t.next_check <= now + 0.25 * self.cfg.pending_recheck:
-                due.append(t.created_at)
+            if t.created_at < head_start and t.next_check <= now + slack:
+                prev = due_at.get(t.created_at)
+                due_at[t.created_at] = t.next_check if prev is None else min(prev, t.next_check)
+        due = list(due_at)
         if not due:
             return []
         due.sort()
@@ -191,15 +197,18 @@ class Tracker:
                 return
             start, end = group[0], group[-1]
             kind = "straggler" if end < straggler_before else "pending"
-            out.append(Range(start, end, key, kind, estimate(start, end)))
+            since = min(due_at[c] for c in group)
+            out.append(Range(start, end, key, kind, estimate(start, end), since))
             group.clear()
 
         for created in due:
             if group:
                 together = estimate(group[0], created)
                 apart = estimate(group[0], group[-1])
-                # merge when it costs no more requests than listing `created` on its own
-                if math.ceil((together + 1) / PAGE) <= math.ceil((apart + 1) / PAGE) + 1:
+                # merge when it costs no more requests than listing `created` on its own, up to
+                # a chunk size, so that a short rate budget can still take the newest chunks
+                cheap = math.ceil((together + 1) / PAGE) <= math.ceil((apart + 1) / PAGE) + 1
+                if cheap and together <= CHUNK_CALLS:
                     group.append(created)
                     continue
                 flush()
