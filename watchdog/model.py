@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 # Statuses a call passes through before it settles. Both documented vocabularies
 # normalise onto these (lower case, "-" -> "_").
@@ -99,9 +99,10 @@ def refine_status(status: str, reason: str | None) -> str:
     return status
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
-    """One call as the daemon needs it: no phone numbers, no metadata, no recording URL."""
+class Call(NamedTuple):
+    """One call as the daemon needs it: no phone numbers, no metadata, no recording URL.
+
+    A NamedTuple: built once per listed item, so construction cost matters (bench/)."""
 
     id: str
     agent_id: str

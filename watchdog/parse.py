@@ -76,6 +76,18 @@ def _ts(value: datetime) -> float:
     return value.timestamp()
 
 
+_STATUS_MEMO: dict[str, str] = {}
+
+
+def _status(raw: str) -> str:
+    s = _STATUS_MEMO.get(raw)
+    if s is None:
+        s = normalise_status(raw)
+        if len(_STATUS_MEMO) < 1000:  # statuses repeat; an adversarial API cannot grow it
+            _STATUS_MEMO[raw] = s
+    return s
+
+
 def _to_call(raw: _RawCall) -> Call | str:
     """A Call, or the reason the item is unusable."""
     call_id = raw.id
@@ -90,7 +102,7 @@ def _to_call(raw: _RawCall) -> Call | str:
     if created is None:
         return "missing created_at"
     created_ts = _ts(created)
-    status = normalise_status(raw.status)
+    status = _status(raw.status)
     reason = raw.end_reason or raw.hangup_reason or raw.disconnection_reason
     if reason:
         status = refine_status(status, reason)

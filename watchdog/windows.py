@@ -54,10 +54,17 @@ class Windows:
             o: [self.index[s] for s in ss if s in self.index] for o, ss in classes.outcomes.items()
         }
         self._label_index = {label: i for i, label in enumerate(self.labels)}
+        self._unknown = self.index[UNKNOWN]
+        self._width = self._n * len(self.labels)
+        self._offsets = [
+            tuple(wi * self._n + slot for wi in range(len(self.labels))) for slot in range(self._n)
+        ]
         # bucket index -> agent -> counts per status
         self._buckets: dict[int, dict[str, list[int]]] = {}
-        # per window: agent -> counts (WORKSPACE holds the sum over agents)
-        self._totals: list[dict[str, list[int]]] = [{} for _ in self.labels]
+        # agent (and WORKSPACE, the sum) -> counts per window and status, flat:
+        # [window 0: status 0..n-1, window 1: ...]. Windows nest, so an agent has an entry
+        # exactly while it has a call in the longest window.
+        self._totals: dict[str, list[int]] = {}
         self._now = -math.inf
         self._now_k = -(2**62)
         self._cuts: list[int] = [-(2**62)] * len(self.labels)
@@ -76,38 +83,37 @@ class Windows:
             return
         self._now = now
         self._now_k = self._k(now)
+        n = self._n
+        totals = self._totals
         for wi, size in enumerate(self.sizes):
             new_cut = self._k(now - size)
             old_cut = self._cuts[wi]
             if new_cut <= old_cut:
                 continue
-            totals = self._totals[wi]
             if new_cut - old_cut <= len(self._buckets):
                 leaving = [k for k in range(old_cut + 1, new_cut + 1) if k in self._buckets]
             else:
                 leaving = sorted(k for k in self._buckets if old_cut < k <= new_cut)
+            base = wi * n
             for k in leaving:
                 for agent, counts in self._buckets[k].items():
-                    self._sub(totals, agent, counts)
+                    for key in (agent, WORKSPACE):
+                        t = totals[key]
+                        for i, c in enumerate(counts):
+                            if c:
+                                t[base + i] -= c
+                        if not any(t):
+                            del totals[key]
             self._cuts[wi] = new_cut
         longest_cut = self._cuts[-1]
         if self._buckets and min(self._buckets) <= longest_cut:
             for k in [k for k in self._buckets if k <= longest_cut]:
                 del self._buckets[k]
 
-    def _sub(self, totals: dict[str, list[int]], agent: str, counts: list[int]) -> None:
-        for key in (agent, WORKSPACE):
-            t = totals[key]
-            for i, c in enumerate(counts):
-                if c:
-                    t[i] -= c
-            if not any(t):
-                del totals[key]
-
     # ---- calls ------------------------------------------------------------------------
     def slot(self, status: str) -> int:
         """Counter index for a settled call's status (``unknown`` outside the vocabulary)."""
-        return self.index.get(status, self.index[UNKNOWN])
+        return self.index.get(status, self._unknown)
 
     def add(self, agent_id: str, status: str, settled_at: float) -> int | None:
         """Count one settled call; returns its bucket (needed to move it) or None if it
@@ -115,7 +121,7 @@ class Windows:
         k = self._k(min(settled_at, self._now))
         if k <= self._cuts[-1]:
             return None
-        self._change(agent_id, self.slot(status), k, +1)
+        self._change(agent_id, self.index.get(status, self._unknown), k, +1)
         return k
 
     def remove(self, agent_id: str, status: str, bucket: int) -> None:
@@ -125,7 +131,9 @@ class Windows:
         self._change(agent_id, self.slot(status), bucket, -1)
 
     def _change(self, agent: str, slot: int, k: int, delta: int) -> None:
-        per_agent = self._buckets.setdefault(k, {})
+        per_agent = self._buckets.get(k)
+        if per_agent is None:
+            per_agent = self._buckets[k] = {}
         counts = per_agent.get(agent)
         if counts is None:
             counts = per_agent[agent] = [0] * self._n
@@ -134,27 +142,36 @@ class Windows:
             del per_agent[agent]
             if not per_agent:
                 del self._buckets[k]
-        for wi, cut in enumerate(self._cuts):
-            if k > cut:
-                totals = self._totals[wi]
-                for key in (agent, WORKSPACE):
-                    t = totals.get(key)
-                    if t is None:
-                        t = totals[key] = [0] * self._n
-                    t[slot] += delta
-                    if delta < 0 and not any(t):
-                        del totals[key]
+        totals = self._totals
+        if k > self._cuts[0]:  # recent: in every window (the shortest has the latest cut)
+            offsets = self._offsets[slot]
+        else:
+            offsets = tuple(
+                wi * self._n + slot for wi, cut in enumerate(self._cuts) if k > cut
+            )
+        for key in (agent, WORKSPACE):
+            t = totals.get(key)
+            if t is None:
+                t = totals[key] = [0] * self._width
+            for o in offsets:
+                t[o] += delta
+            if delta < 0 and not any(t):
+                del totals[key]
 
     # ---- reading (CountsView) ---------------------------------------------------------
     def window_labels(self) -> list[str]:
         return list(self.labels)
 
     def agents(self) -> list[str]:
-        return sorted(a for a in self._totals[-1] if a != WORKSPACE)
+        return sorted(a for a in self._totals if a != WORKSPACE)
 
     def raw_counts(self, agent_id: str, window: str) -> list[int] | None:
         """Counts per status (ordered as ``statuses``) or None when the agent has none."""
-        return self._totals[self._label_index[window]].get(agent_id)
+        t = self._totals.get(agent_id)
+        if t is None:
+            return None
+        base = self._label_index[window] * self._n
+        return t[base : base + self._n]
 
     def _to_counts(self, counts: list[int] | None) -> WindowCounts:
         if counts is None:
@@ -172,10 +189,10 @@ class Windows:
 
     def snapshot(self, window: str) -> dict[str, WindowCounts]:
         """Every agent's counts in ``window`` (for the metrics collector)."""
+        base = self._label_index[window] * self._n
+        end = base + self._n
         return {
-            a: self._to_counts(c)
-            for a, c in self._totals[self._label_index[window]].items()
-            if a != WORKSPACE
+            a: self._to_counts(t[base:end]) for a, t in self._totals.items() if a != WORKSPACE
         }
 
     def series(
@@ -205,4 +222,4 @@ class Windows:
 
     def memory_cells(self) -> int:
         """Live counter rows (for the benchmark): bucket rows + total rows."""
-        return sum(len(b) for b in self._buckets.values()) + sum(len(t) for t in self._totals)
+        return sum(len(b) for b in self._buckets.values()) + len(self._totals)

@@ -1,0 +1,34 @@
+"""Shared pieces of the benchmark: a daemon driven by a fake clock against the in-process
+simulator (httpx.WSGITransport: the same HTTP client code, no sockets, no sleeping)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from watchdog.clock import FakeClock
+from watchdog.daemon import Watchdog
+from watchdog.settings import Settings, load_settings
+from watchdog.simulator import Simulator
+
+T0 = 1_767_261_600.0  # a fixed start (06:00 UTC), so the diurnal curve is repeatable
+KEY = "bench-key"
+
+
+def bench_settings(tmp: Path, **overrides: Any) -> Settings:
+    base: dict[str, Any] = {
+        "dialnexa.base_url": "http://sim/v1",
+        "dialnexa.api_key": KEY,
+        "metrics.listen": "127.0.0.1:0",
+        "state.path": str(tmp / "state.sqlite3"),
+        "poll.interval": "30s",
+        "windows": ["5m", "15m", "1h"],
+    }
+    base.update(overrides)
+    return load_settings(None, overrides=base, environ={})
+
+
+def make_daemon(sim: Simulator, clock: FakeClock, settings: Settings) -> Watchdog:
+    return Watchdog(settings, clock, transport=httpx.WSGITransport(app=sim))

@@ -1,0 +1,188 @@
+"""API economy, accuracy and freshness: our poller vs the lower bound and a naive poller."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from bench.common import KEY, T0, bench_settings, make_daemon
+from watchdog.client import ApiClient, RateLimiter
+from watchdog.clock import FakeClock
+from watchdog.simulator import Scenario, Simulator
+from watchdog.tracker import Range
+
+NAIVE_SAMPLE_EVERY = 20  # the naive poller is run for real every Nth cycle (it is slow)
+
+
+@dataclass
+class EconomyResult:
+    label: str
+    cycles: int = 0
+    requests: int = 0
+    lower_bound: int = 0
+    naive_requests_sampled: list[int] = field(default_factory=list)
+    peak_per_minute: int = 0
+    mae_5m_failed: float = 0.0
+    freshness_p95_s: float = 0.0
+    deferred_ranges: int = 0
+    backfill_requests: int = 0
+    throttled: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        naive = self.naive_per_cycle
+        return {
+            "label": self.label,
+            "cycles": self.cycles,
+            "api_requests_per_cycle": self.requests / max(1, self.cycles),
+            "api_ratio_to_lower_bound": self.requests / max(1, self.lower_bound),
+            "naive_requests_per_cycle": naive,
+            "api_ratio_to_naive": (self.requests / max(1, self.cycles)) / naive if naive else None,
+            "api_peak_requests_per_minute": self.peak_per_minute,
+            "accuracy_mae_5m_failed": self.mae_5m_failed,
+            "freshness_p95_s": self.freshness_p95_s,
+            "deferred_ranges": self.deferred_ranges,
+            "backfill_requests": self.backfill_requests,
+            "throttled_429": self.throttled,
+            "seconds": self.seconds,
+        }
+
+    @property
+    def naive_per_cycle(self) -> float | None:
+        s = self.naive_requests_sampled
+        return statistics.fmean(s) if s else None
+
+
+def run_economy(
+    label: str,
+    *,
+    agents: int = 2000,
+    calls_per_day: float = 1_000_000,
+    hours: float = 3.0,
+    explicit_agents: int | None = None,
+    listing: str = "auto",
+    naive: bool = True,
+    seed: int = 11,
+    extra: dict[str, Any] | None = None,
+) -> EconomyResult:
+    started = time.perf_counter()
+    clock = FakeClock(T0)
+    scenario = Scenario.steady(agents, calls_per_day, seed, diurnal=True)
+    sim = Simulator(clock, scenario, keys=(KEY,), rate_limit=150, rate_reset="seconds")
+    # the naive poller reads an identical simulator (same scenario and seed) without a rate
+    # limit: throttled, it would stall the shared clock; unthrottled, it shows its real cost
+    naive_sim = Simulator(clock, scenario, keys=("naive-key",), rate_limit=None)
+    overrides: dict[str, Any] = dict(extra or {})
+    watched: list[str] | None = None
+    if explicit_agents:
+        watched = sim.agent_ids[:explicit_agents]
+        overrides["poll.agents"] = watched
+        overrides["poll.listing"] = listing
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = bench_settings(Path(tmp), **overrides)
+        wd = make_daemon(sim, clock, settings)
+        naive_client = ApiClient(
+            "http://sim/v1", SecretStr("naive-key"), clock,
+            limiter=RateLimiter(10**9, 60.0), transport=httpx.WSGITransport(app=naive_sim),
+        )  # fmt: skip
+        res = EconomyResult(label)
+        bf = wd.backfill()
+        res.backfill_requests = bf.requests
+        interval = settings.poll.interval
+        per_minute: list[tuple[float, int]] = []
+        errors: list[float] = []
+        delays: list[float] = []
+        alert_outcomes = {"failed", "busy", "no_answer", "did_not_pick"}
+        last = clock.now()
+        measure_from = last + 600  # accuracy/freshness after a 10-minute warm-up
+        cycles = int(hours * 3600 / interval)
+        for i in range(cycles):
+            clock.set(max(clock.now(), last + interval))
+            tick = clock.now()
+            report = wd.poll_once()
+            res.cycles += 1
+            res.requests += report.requests
+            res.deferred_ranges += report.deferred
+            per_minute.append((tick, report.requests))
+            changed = sim.changed_between(last, tick) if watched is None else None
+            if watched is not None:
+                changed = sum(
+                    1 for s in _changed_specs(sim, last, tick) if s.agent_id in set(watched)
+                )
+            res.lower_bound += math.ceil((changed or 0) / 100)
+            now = clock.now()
+            if naive and i % NAIVE_SAMPLE_EVERY == 0:
+                r = Range(now - settings.longest_window, now)
+                res.naive_requests_sampled.append(naive_client.list_range(r).requests)
+            if now < measure_from:
+                last = tick
+                continue
+            for cid in report.settled_ids:
+                try:
+                    spec = sim.get_call(cid)
+                except KeyError:
+                    continue
+                if spec.outcome in alert_outcomes and spec.settled_at > T0:
+                    delays.append(max(0.0, now - spec.settled_at))
+            errors.append(_workspace_error(wd, sim, now))
+            last = tick
+        res.peak_per_minute = _peak_per_minute(per_minute)
+        res.throttled = sum(1 for rec in sim.requests if rec.status == 429)
+        res.mae_5m_failed = statistics.fmean(errors) if errors else 0.0
+        res.freshness_p95_s = _p95(delays)
+        wd.close()
+        naive_client.close()
+    res.seconds = time.perf_counter() - started
+    return res
+
+
+def _changed_specs(sim: Simulator, t0: float, t1: float) -> list[Any]:
+    out = []
+    for s in sim.calls(until=t1):
+        if s.settled_at <= t0:
+            continue
+        ring_start = s.created_at + 1
+        answer = s.created_at + s.ring
+        events = (s.created_at, ring_start, answer, s.settled_at)
+        if any(t0 < e <= t1 for e in events):
+            out.append(s)
+    return out
+
+
+def _workspace_error(wd: Any, sim: Simulator, now: float) -> float:
+    """|daemon - truth| for the workspace 5m failed ratio, truth on the daemon's bucket edges."""
+    w = wd.windows
+    start = (math.floor((now - 300) / w.bucket) + 1) * w.bucket
+    truth = sim.settled_counts(None, start, now)
+    denom = sum(v for k, v in truth.items() if k != "cancelled")
+    true_ratio = truth.get("failed", 0) / denom if denom else 0.0
+    got = w.workspace("5m").ratio("failed") or 0.0
+    return abs(got - true_ratio)
+
+
+def _peak_per_minute(samples: list[tuple[float, int]]) -> int:
+    best = 0
+    j = 0
+    total = 0
+    for i in range(len(samples)):
+        total += samples[i][1]
+        while samples[i][0] - samples[j][0] >= 60:
+            total -= samples[j][1]
+            j += 1
+        best = max(best, total)
+    return best
+
+
+def _p95(values: list[float]) -> float:
+    if not values:
+        return 0.0
+    values = sorted(values)
+    return values[min(len(values) - 1, int(0.95 * len(values)))]
