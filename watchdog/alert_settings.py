@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -142,27 +143,47 @@ class RuleSettings(_Section):
             raise ValueError("agent ids must be non-empty strings")
         return v
 
-    @model_validator(mode="after")
-    def _limits(self) -> RuleSettings:
-        if self.clear_below is not None and self.clear_below > self.threshold:
-            raise ValueError(
-                f"clear_below ({self.clear_below}) must be <= threshold ({self.threshold})"
-            )
-        for agent, o in self.overrides.items():
-            threshold = o.threshold if o.threshold is not None else self.threshold
+    @field_validator("clear_below")
+    @classmethod
+    def _clear_below(cls, v: float | None, info: ValidationInfo) -> float | None:
+        threshold = info.data.get("threshold")
+        if v is not None and threshold is not None and v > threshold:
+            raise ValueError(f"must be <= threshold ({threshold}); got {v}")
+        return v
+
+    @field_validator("overrides")
+    @classmethod
+    def _overrides(
+        cls, v: dict[str, RuleOverride], info: ValidationInfo
+    ) -> dict[str, RuleOverride]:
+        base_threshold = info.data.get("threshold")
+        if base_threshold is None:
+            return v  # the threshold itself is invalid and reported
+        base_clear = info.data.get("clear_below")
+        for agent, o in v.items():
+            threshold = o.threshold if o.threshold is not None else base_threshold
             if threshold <= 0:
-                raise ValueError(f"overrides.{agent}.threshold must be > 0")
+                raise ValueError(f"{agent}: threshold must be > 0")
             clear = o.clear_below
             if clear is None:
-                clear = self.clear_below if self.clear_below is not None else threshold
+                clear = base_clear if base_clear is not None else threshold
             if clear > threshold:
                 raise ValueError(
-                    f"overrides.{agent}: clear_below ({clear}) would be above threshold "
-                    f"({threshold}); set clear_below in the override too"
+                    f"{agent}: clear_below ({clear}) would be above threshold ({threshold}); "
+                    "set clear_below in the override too"
                 )
-        if self.scope == "workspace" and (self.agents != "all" or self.exclude or self.overrides):
-            raise ValueError("agents, exclude and overrides apply to scope: agent only")
-        return self
+        return v
+
+    @field_validator("scope")
+    @classmethod
+    def _scope(cls, v: str, info: ValidationInfo) -> str:
+        if v == "workspace" and (
+            info.data.get("agents", "all") != "all"
+            or info.data.get("exclude")
+            or info.data.get("overrides")
+        ):
+            raise ValueError("workspace scope takes no agents, exclude or overrides")
+        return v
 
     @property
     def effective_clear_below(self) -> float:

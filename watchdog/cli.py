@@ -14,6 +14,7 @@ import yaml
 from watchdog import __version__
 from watchdog.cliutil import ConfigExit, add_config_arg, load_config
 from watchdog.durations import parse_duration
+from watchdog.settings import Settings
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
@@ -29,12 +30,10 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _extra_checks(settings: object) -> list[str]:
-    """Cross-section checks owned by optional parts (alert rules)."""
-    try:
-        from watchdog.alert_settings import validate_rules  # type: ignore[attr-defined]
-    except ImportError:
-        return []
+def _extra_checks(settings: Settings) -> list[str]:
+    """Cross-section checks of the alert rules (windows named by rules exist, ...)."""
+    from watchdog.alert_settings import validate_rules
+
     return list(validate_rules(settings))
 
 
@@ -50,6 +49,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from watchdog.clock import SystemClock
     from watchdog.daemon import Watchdog, run
     from watchdog.logs import setup_logging
+    from watchdog.settings import ConfigError
+    from watchdog.store import StateError
     from watchdog.wiring import build_alerting
 
     settings = load_config(args)
@@ -66,9 +67,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     wd = Watchdog(settings, clock)
     try:
         wd.alerting = build_alerting(settings, wd.registry, clock)
-    except Exception as exc:  # e.g. an unwritable state directory
+    except (StateError, ConfigError) as exc:  # e.g. an unwritable state directory
         print(f"dialnexa-watchdog: {exc}", file=sys.stderr)
-        return 1
+        return 2
     if settings.dialnexa.api_key is None:
         print(
             "dialnexa-watchdog: no API key: set DIALNEXA_API_KEY or dialnexa.api_key_file",
@@ -138,12 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_demo)
 
-    try:
-        from watchdog.cli_alerts import register
-    except ImportError:
-        pass
-    else:
-        register(sub)
+    from watchdog.cli_alerts import register
+
+    register(sub)
     return parser
 
 

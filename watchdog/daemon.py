@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
 import httpx
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from watchdog import sdnotify
 from watchdog.client import ApiClient, ApiError, Listing, RateLimiter, Stopped
@@ -303,7 +303,7 @@ def make_http_server(wd: Watchdog, host: str, port: int) -> ThreadingHTTPServer:
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
-                self._send(200, generate_latest(wd.registry), CONTENT_TYPE_LATEST)
+                self._send(200, wd.metrics.body(), CONTENT_TYPE_LATEST)
             elif path == "/healthz":
                 ok = wd.alive
                 self._send(200 if ok else 503, b"ok\n" if ok else b"poll loop stalled\n")

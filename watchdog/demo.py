@@ -31,8 +31,8 @@ DEMO_RULES: list[dict[str, Any]] = [
         "name": "failed-rate",
         "outcome": "failed",
         "window": "20s",
-        "threshold": 0.5,
-        "clear_below": 0.25,
+        "threshold": 0.3,
+        "clear_below": 0.2,
         "min_calls": 10,
         "severity": "critical",
     },
@@ -40,10 +40,10 @@ DEMO_RULES: list[dict[str, Any]] = [
 
 
 def demo_scenario() -> Scenario:
-    """Six agents in both vocabularies; agt_support_02 fails 80% of calls from 5 s to 20 s."""
+    """Six agents in both vocabularies; agt_support_02 fails 90% of calls from 3 s to 18 s."""
     base = Scenario.demo()
     agents = tuple(
-        replace(a, calls_per_minute=60.0, degradations=((5.0, 20.0, 0.8),))
+        replace(a, calls_per_minute=60.0, degradations=((3.0, 18.0, 0.9),))
         if a.agent_id == DEGRADED
         else replace(a, degradations=())
         for a in base.agents
@@ -108,7 +108,7 @@ def run_demo(duration: float, listen: str = "127.0.0.1:9811", out: TextIO | None
         )
         wd.alerting = build_alerting(settings, wd.registry, clock, stream=out)
         print(f"DialNexa simulator: {server.url}", file=out)
-        print(f"6 agents; {DEGRADED} fails 80% of its calls from 5s to 20s", file=out)
+        print(f"6 agents; {DEGRADED} fails 90% of its calls from 3s to 18s", file=out)
         print(f"metrics: http://{listen}/metrics   health: /healthz /readyz", file=out)
         print(f"running for {duration:.0f}s (Ctrl-C stops)\n", file=out, flush=True)
         rc = run(wd, stop, until=time.monotonic() + duration)

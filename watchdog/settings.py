@@ -363,8 +363,14 @@ def load_settings(
                 node = node.setdefault(p, {})
             node[last] = value
     try:
-        return Settings(**data)
+        settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigError(_problems(exc)) from None
     except ValueError as exc:  # raised outside pydantic's error collection
         raise ConfigError([str(exc)]) from None
+    from watchdog.alert_settings import validate_rules
+
+    problems = validate_rules(settings)
+    if problems:
+        raise ConfigError(problems)
+    return settings

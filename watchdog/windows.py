@@ -146,9 +146,7 @@ class Windows:
         if k > self._cuts[0]:  # recent: in every window (the shortest has the latest cut)
             offsets = self._offsets[slot]
         else:
-            offsets = tuple(
-                wi * self._n + slot for wi, cut in enumerate(self._cuts) if k > cut
-            )
+            offsets = tuple(wi * self._n + slot for wi, cut in enumerate(self._cuts) if k > cut)
         for key in (agent, WORKSPACE):
             t = totals.get(key)
             if t is None:
@@ -191,9 +189,7 @@ class Windows:
         """Every agent's counts in ``window`` (for the metrics collector)."""
         base = self._label_index[window] * self._n
         end = base + self._n
-        return {
-            a: self._to_counts(t[base:end]) for a, t in self._totals.items() if a != WORKSPACE
-        }
+        return {a: self._to_counts(t[base:end]) for a, t in self._totals.items() if a != WORKSPACE}
 
     def series(
         self, agent_id: str | None, outcome: str, window: str, points: int

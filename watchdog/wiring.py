@@ -17,9 +17,7 @@ def build_alerting(
     clock: Clock,
     stream: TextIO | None = None,
 ) -> AlertHook | None:
-    try:
-        from watchdog.alerting import Alerting  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return None
+    from watchdog.alerting import Alerting
+
     hook: AlertHook = Alerting(settings, registry, clock, stream)
     return hook

@@ -1,0 +1,275 @@
+"""Sub-commands about alerts: ``slack-test``, ``silence add|list|remove``, ``alerts``.
+
+``register(subparsers)`` adds them to the main parser; each sets ``func`` to a function that
+takes the parsed ``argparse.Namespace`` and returns the exit code (0 ok, 1 failed, 2 bad
+usage, config or state file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from watchdog.alert_settings import WORKSPACE_AGENT
+from watchdog.cliutil import add_config_arg, load_config
+from watchdog.clock import SystemClock
+from watchdog.durations import parse_duration
+from watchdog.notify import SendResult
+from watchdog.notify.message import SlackMessage, escape, human_duration, pct, utc
+from watchdog.notify.slack import SlackBotNotifier, SlackWebhookNotifier
+from watchdog.rules import STALE_RULE, AlertState, State, is_silenced
+from watchdog.settings import Settings
+from watchdog.store import StateError, Store
+
+PROG = "dialnexa-watchdog"
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "slack-test",
+        help="post a test message to Slack and say exactly what is wrong if it cannot",
+        description="Checks the token (auth.test) and posts a test message to slack.channel "
+        "(or through slack.webhook_url).",
+    )
+    add_config_arg(p)
+    p.set_defaults(func=cmd_slack_test)
+
+    p = subparsers.add_parser(
+        "silence",
+        help="silence alerts for an agent: still evaluated and exported, not posted",
+    )
+    sub = p.add_subparsers(dest="silence_command", metavar="{add,list,remove}", required=True)
+    add = sub.add_parser("add", help="add a silence")
+    add_config_arg(add)
+    add.add_argument(
+        "--agent",
+        required=True,
+        metavar="ID",
+        help=f'agent id; "{WORKSPACE_AGENT}" for workspace-wide and stale alerts',
+    )
+    add.add_argument("--rule", metavar="NAME", help="only this rule (default: every rule)")
+    add.add_argument(
+        "--for", dest="duration", required=True, metavar="DURATION", help="e.g. 30m, 2h, 1d"
+    )
+    add.add_argument("--reason", required=True, metavar="TEXT", help="why (shown in the list)")
+    add.set_defaults(func=cmd_silence_add)
+    lst = sub.add_parser("list", help="list active silences")
+    add_config_arg(lst)
+    lst.add_argument("--all", action="store_true", help="include expired silences")
+    lst.set_defaults(func=cmd_silence_list)
+    rm = sub.add_parser("remove", help="remove a silence by its id")
+    add_config_arg(rm)
+    rm.add_argument("id", type=int, metavar="ID")
+    rm.set_defaults(func=cmd_silence_remove)
+
+    p = subparsers.add_parser("alerts", help="show the current alert states as a table")
+    add_config_arg(p)
+    p.set_defaults(func=cmd_alerts)
+
+
+# ---- helpers ---------------------------------------------------------------------------
+
+
+def _err(text: str) -> None:
+    print(f"{PROG}: {text}", file=sys.stderr)
+
+
+def _open_store(settings: Settings) -> Store | None:
+    try:
+        return Store(settings.state.path)
+    except StateError as exc:
+        _err(str(exc))
+        return None
+
+
+def table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
+    """Left-aligned columns, two spaces apart; the first row is the header."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        out.write("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n")
+
+
+def _problem(result: SendResult) -> str:
+    fix = f"\n  fix: {result.fix}" if result.fix else ""
+    return f"Slack answered {result.error} ({result.reason}){fix}"
+
+
+# ---- slack-test ------------------------------------------------------------------------
+
+
+def cmd_slack_test(args: argparse.Namespace) -> int:
+    settings = load_config(args)
+    slack = settings.slack
+    now = SystemClock().now()
+    text = (
+        f"dialnexa-watchdog test message ({escape(utc(now))}): alerts will arrive here. "
+        "No action needed."
+    )
+    msg = SlackMessage(text, [{"type": "section", "text": {"type": "mrkdwn", "text": text}}])
+    if slack.token is not None and slack.channel:
+        bot = SlackBotNotifier(
+            slack.token.get_secret_value(), slack.channel, slack.api_url, slack.timeout
+        )
+        result, who = bot.auth_test()
+        if not result.ok:
+            _err(f"the bot token does not work: {_problem(result)}")
+            return 1
+        print(f"token ok: bot user {who.get('user', '?')} in workspace {who.get('team', '?')}")
+        result = bot.post(msg)
+        if not result.ok:
+            _err(f"cannot post to {slack.channel}: {_problem(result)}")
+            return 1
+        where = result.ref.channel if result.ref else slack.channel
+        ts = f" (ts {result.ref.ts})" if result.ref else ""
+        print(f"ok: posted a test message to {where}{ts}")
+        return 0
+    if slack.webhook_url is not None:
+        hook = SlackWebhookNotifier(slack.webhook_url.get_secret_value(), slack.timeout)
+        result = hook.post(msg)
+        if not result.ok:
+            _err(f"the webhook does not work: {_problem(result)}")
+            return 1
+        print("ok: posted a test message through the incoming webhook")
+        return 0
+    _err(
+        "Slack is not configured: set slack.token (or SLACK_BOT_TOKEN) and slack.channel, "
+        "or slack.webhook_url (or SLACK_WEBHOOK_URL)"
+    )
+    return 2
+
+
+# ---- silences --------------------------------------------------------------------------
+
+
+def cmd_silence_add(args: argparse.Namespace) -> int:
+    settings = load_config(args)
+    try:
+        seconds = parse_duration(args.duration)
+    except ValueError as exc:
+        _err(f"--for: {exc}")
+        return 2
+    if seconds <= 0:
+        _err("--for: must be longer than 0s")
+        return 2
+    agent = str(args.agent).strip()
+    if not agent:
+        _err("--agent: must not be empty")
+        return 2
+    rule = args.rule
+    names = [r.name for r in settings.rules] + [STALE_RULE]
+    if rule is not None and rule not in names:
+        _err(f"--rule: no rule named {rule!r} (rules: {', '.join(names)})")
+        return 2
+    store = _open_store(settings)
+    if store is None:
+        return 2
+    try:
+        now = SystemClock().now()
+        s = store.add_silence(agent, rule, now, now + seconds, args.reason)
+    finally:
+        store.close()
+    which = f"rule {rule}" if rule else "every rule"
+    print(f"silence {s.id} added: agent {agent}, {which}, until {utc(s.ends_at)}")
+    return 0
+
+
+def cmd_silence_list(args: argparse.Namespace) -> int:
+    settings = load_config(args)
+    store = _open_store(settings)
+    if store is None:
+        return 2
+    now = SystemClock().now()
+    try:
+        silences = store.silences(None if args.all else now)
+    finally:
+        store.close()
+    if not silences:
+        print("no silences" if args.all else "no active silences")
+        return 0
+    rows = [["ID", "AGENT", "RULE", "UNTIL", "LEFT", "REASON"]]
+    for s in silences:
+        left = human_duration(s.ends_at - now) if s.ends_at > now else "expired"
+        rows.append([str(s.id), s.agent_id, s.rule or "*", utc(s.ends_at), left, s.reason])
+    table(rows, sys.stdout)
+    return 0
+
+
+def cmd_silence_remove(args: argparse.Namespace) -> int:
+    settings = load_config(args)
+    store = _open_store(settings)
+    if store is None:
+        return 2
+    try:
+        removed = store.remove_silence(args.id)
+    finally:
+        store.close()
+    if not removed:
+        _err(f"no silence with id {args.id} (see: silence list --all)")
+        return 1
+    print(f"silence {args.id} removed")
+    return 0
+
+
+# ---- alerts ----------------------------------------------------------------------------
+
+
+def _rate(st: AlertState) -> str:
+    if st.rule == STALE_RULE:
+        return f"age {human_duration(st.rate or 0.0)}"
+    if st.state is State.RESOLVED:
+        return pct(st.resolved_rate)
+    return pct(st.rate)
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    settings = load_config(args)
+    store = _open_store(settings)
+    if store is None:
+        return 2
+    now = SystemClock().now()
+    try:
+        states, _ = store.load_states()
+        silences = store.silences(now)
+        waiting = store.pending_count()
+    finally:
+        store.close()
+    order = {State.FIRING: 0, State.PENDING: 1, State.RESOLVED: 2, State.INACTIVE: 3}
+    shown = sorted(states.values(), key=lambda s: (order[s.state], s.rule, s.agent_id))
+    if not shown:
+        print("no alerts are pending or firing")
+    else:
+        rows = [
+            [
+                "RULE",
+                "AGENT",
+                "STATE",
+                "SEVERITY",
+                "RATE",
+                "THRESHOLD",
+                "CALLS",
+                "SINCE",
+                "SILENCED",
+            ]
+        ]
+        for st in shown:
+            threshold = human_duration(st.threshold) if st.rule == STALE_RULE else pct(st.threshold)
+            since = st.fired_at if st.state is State.FIRING and st.fired_at else st.since
+            rows.append(
+                [
+                    st.rule,
+                    st.agent_id,
+                    st.state.value,
+                    st.severity,
+                    _rate(st),
+                    threshold,
+                    str(st.calls),
+                    f"{utc(since)} ({human_duration(now - since)} ago)",
+                    "yes" if is_silenced(silences, st.rule, st.agent_id, now) else "-",
+                ]
+            )
+        table(rows, sys.stdout)
+    if waiting:
+        print(f"{waiting} notification(s) waiting in the outbox")
+    return 0

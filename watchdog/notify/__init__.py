@@ -1,0 +1,125 @@
+"""Notifiers: one small protocol, plain data in, a classified result out.
+
+The core (``watchdog.alerting``) builds ``Notice`` values and stores them in the outbox; a
+notifier renders one and sends it. It never raises: every failure becomes a ``SendResult``
+whose ``reason`` is one of ``REASONS`` (the ``result`` label of
+``dialnexa_slack_notifications_total``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+Reason = Literal[
+    "ok",
+    "rate_limited",
+    "server_error",
+    "timeout",
+    "network_error",
+    "auth_error",
+    "channel_error",
+    "client_error",
+]
+REASONS: tuple[Reason, ...] = (
+    "ok",
+    "rate_limited",
+    "server_error",
+    "timeout",
+    "network_error",
+    "auth_error",
+    "channel_error",
+    "client_error",
+)
+# Worth trying again later (with Retry-After or backoff); the rest are permanent.
+TRANSIENT: frozenset[Reason] = frozenset(
+    {"rate_limited", "server_error", "timeout", "network_error"}
+)
+
+# What a notice is about: the incident's main message, or a follow-up.
+NoticeKind = Literal["main", "repeat", "resolved", "joined"]
+# How it is delivered: a new message, a reply in the main message's thread, an edit of it.
+Op = Literal["post", "reply", "update"]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertSnapshot:
+    """What a message shows about one alert. Never a phone number or call metadata."""
+
+    rule: str
+    agent_id: str  # "*": workspace scope / stale
+    severity: str
+    state: str  # "pending" | "firing" | "resolved"
+    outcome: str
+    window: str
+    scope: str = "agent"  # "agent" | "workspace" | "stale"
+    agent_name: str | None = None
+    rate: float | None = None  # stale rule: age of the data in seconds
+    calls: int = 0
+    hits: int = 0
+    threshold: float = 0.0  # stale rule: stale_after in seconds
+    clear_below: float = 0.0
+    confidence: float | None = None
+    bound: float | None = None
+    confirm_window: str | None = None
+    fired_at: float | None = None
+    resolved_at: float | None = None
+    peak_rate: float | None = None
+    resolved_rate: float | None = None
+    sparkline: tuple[float | None, ...] = ()
+    last_error: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One thing to tell the channel about one incident."""
+
+    kind: NoticeKind
+    op: Op
+    incident: str
+    rule: str
+    group: bool
+    at: float
+    opened_at: float
+    # main: every member of the incident; repeat/resolved/joined: the alerts concerned
+    alerts: tuple[AlertSnapshot, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRef:
+    """Where an incident's main message lives (bot-token mode)."""
+
+    channel: str
+    ts: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    reason: Reason
+    ref: MessageRef | None = None  # the posted message (op "post" in bot-token mode)
+    retry_after: float | None = None  # seconds, from Slack's Retry-After
+    error: str = ""  # short, e.g. "not_in_channel" or "HTTP 500"; never a secret
+    fix: str = ""  # what the operator should do, for permanent errors
+
+    @property
+    def ok(self) -> bool:
+        return self.reason == "ok"
+
+    @property
+    def transient(self) -> bool:
+        return self.reason in TRANSIENT
+
+
+class Notifier(Protocol):
+    """Sends notices. ``can_edit``: supports threads and edits (``reply``/``update``)."""
+
+    name: str
+    can_edit: bool
+    counts_as_slack: bool  # feeds dialnexa_slack_notifications_total
+
+    def send(self, notice: Notice, ref: MessageRef | None) -> SendResult:
+        """Deliver one notice; ``ref`` is the main message for reply/update. Never raises."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,477 @@
+"""Alert rules and the alert state machine. Pure: no I/O, no clock, ``now`` is an argument.
+
+Per (rule, agent) the states run ``inactive -> pending -> firing -> resolved -> inactive``:
+
+- a *verdict* is taken only with at least ``min_calls`` calls in the window; without one the
+  state is left as it is;
+- ``fire`` when the rate (or, with ``confidence``, the Wilson lower bound) is >= threshold and,
+  with ``confirm_window``, the longer window's rate is >= threshold too;
+- ``clear`` when the rate (or the Wilson upper bound) is < clear_below;
+- anything in between holds the current state (hysteresis: no flapping around the threshold);
+- ``pending`` becomes ``firing`` on a ``fire`` verdict once it has been pending for ``for``;
+  a ``clear`` verdict while pending drops back to ``inactive``;
+- ``resolved`` lasts one evaluation and then becomes ``inactive`` (or a new incident starts).
+
+Workspace-scope rules and the built-in ``stale`` rule use the agent id ``"*"``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from statistics import NormalDist
+from typing import Literal
+
+from watchdog.alert_settings import WORKSPACE_AGENT, RuleSettings, window_label
+from watchdog.model import CountsView, PollStatus, WindowCounts
+
+STALE_RULE = "stale"
+
+
+class State(StrEnum):
+    INACTIVE = "inactive"
+    PENDING = "pending"
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+class Verdict(StrEnum):
+    FIRE = "fire"
+    CLEAR = "clear"
+    HOLD = "hold"  # between clear_below and threshold
+    NONE = "none"  # too few calls: no verdict
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    threshold: float
+    clear_below: float
+    min_calls: int
+    for_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A rule ready for evaluation: windows resolved to their configured labels."""
+
+    name: str
+    outcome: str
+    window: str
+    limits: Limits
+    severity: str = "warning"
+    confidence: float | None = None
+    confirm_window: str | None = None
+    agents: frozenset[str] | None = None  # None: all
+    exclude: frozenset[str] = frozenset()
+    overrides: Mapping[str, Limits] = field(default_factory=dict)
+    scope: Literal["agent", "workspace"] = "agent"
+
+    def limits_for(self, agent_id: str) -> Limits:
+        return self.overrides.get(agent_id, self.limits)
+
+    def covers(self, agent_id: str) -> bool:
+        if self.scope == "workspace":
+            return agent_id == WORKSPACE_AGENT
+        if agent_id in self.exclude or agent_id == WORKSPACE_AGENT:
+            return False
+        return self.agents is None or agent_id in self.agents
+
+
+@dataclass(frozen=True, slots=True)
+class StaleRule:
+    after: float  # seconds without a successful poll; 0: off
+    severity: str = "critical"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertState:
+    """One (rule, agent)'s state after an evaluation. Plain data; persisted as is."""
+
+    rule: str
+    agent_id: str
+    severity: str
+    state: State
+    since: float  # when the current state was entered
+    evaluated_at: float
+    pending_at: float | None = None  # when this incident became pending (or fired, for 0s)
+    fired_at: float | None = None
+    resolved_at: float | None = None
+    rate: float | None = None  # at the last evaluation with calls
+    calls: int = 0
+    hits: int = 0  # calls with the rule's outcome
+    bound: float | None = None  # the Wilson bound behind the last verdict, with confidence
+    threshold: float = 0.0
+    clear_below: float = 0.0
+    peak_rate: float | None = None  # highest rate with a verdict while pending/firing
+    resolved_rate: float | None = None  # the rate that resolved it
+    last_error: str | None = None  # stale rule: the last poll error
+    note: str | None = None  # e.g. why it resolved without a rate
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.rule, self.agent_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    key: tuple[str, str]
+    old: State
+    new: State
+    alert: AlertState
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """States that are not inactive, the transitions of this evaluation, and every (rule,
+    agent) pair the rules looked at (for exporting 0 for healthy agents)."""
+
+    states: dict[tuple[str, str], AlertState]
+    transitions: list[Transition]
+    covered: dict[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    id: int
+    agent_id: str  # exact; "*" for workspace-scope and stale alerts
+    rule: str | None  # None: every rule
+    starts_at: float
+    ends_at: float
+    reason: str = ""
+    created_at: float = 0.0
+
+    def matches(self, rule: str, agent_id: str, now: float) -> bool:
+        return (
+            self.starts_at <= now < self.ends_at
+            and self.agent_id == agent_id
+            and (self.rule is None or self.rule == rule)
+        )
+
+
+def is_silenced(silences: Iterable[Silence], rule: str, agent_id: str, now: float) -> bool:
+    return any(s.matches(rule, agent_id, now) for s in silences)
+
+
+# ---- building rules from config --------------------------------------------------------
+
+
+def compile_rules(rules: Sequence[RuleSettings], windows: Mapping[str, float]) -> list[Rule]:
+    """Rules from validated config; ``windows`` is Settings.window_seconds."""
+    out: list[Rule] = []
+    for r in rules:
+        base = Limits(r.threshold, r.effective_clear_below, r.min_calls, r.for_)
+        overrides: dict[str, Limits] = {}
+        for agent, o in r.overrides.items():
+            threshold = o.threshold if o.threshold is not None else r.threshold
+            if o.clear_below is not None:
+                clear = o.clear_below
+            elif r.clear_below is not None:
+                clear = r.clear_below
+            else:
+                clear = threshold
+            overrides[agent] = Limits(
+                threshold,
+                clear,
+                o.min_calls if o.min_calls is not None else r.min_calls,
+                o.for_ if o.for_ is not None else r.for_,
+            )
+        out.append(
+            Rule(
+                name=r.name,
+                outcome=r.outcome,
+                window=window_label(windows, r.window),
+                limits=base,
+                severity=r.severity,
+                confidence=r.confidence,
+                confirm_window=(
+                    window_label(windows, r.confirm_window) if r.confirm_window else None
+                ),
+                agents=None if r.agents == "all" else frozenset(r.agents),
+                exclude=frozenset(r.exclude),
+                overrides=overrides,
+                scope=r.scope,
+            )
+        )
+    return out
+
+
+# ---- statistics ------------------------------------------------------------------------
+
+
+def wilson_interval(hits: int, n: int, confidence: float) -> tuple[float, float]:
+    """Two-sided Wilson score interval for a proportion ``hits / n``."""
+    if n <= 0:
+        return (0.0, 1.0)
+    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+    p = hits / n
+    z2 = z * z
+    denom = 1 + z2 / n
+    centre = p + z2 / (2 * n)
+    margin = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    low = max(0.0, (centre - margin) / denom)
+    high = min(1.0, (centre + margin) / denom)
+    # exact at the edges (0 and n hits), and never excluding p through rounding
+    return (0.0 if hits <= 0 else min(low, p), 1.0 if hits >= n else max(high, p))
+
+
+# ---- verdicts --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    verdict: Verdict
+    rate: float | None
+    calls: int
+    hits: int
+    bound: float | None = None
+
+
+def judge(
+    counts: WindowCounts,
+    outcome: str,
+    limits: Limits,
+    confidence: float | None = None,
+    confirm: WindowCounts | None = None,
+) -> Observation:
+    """The verdict on one window's counts (and the confirm window's, if any)."""
+    n = counts.calls
+    hits = counts.outcomes.get(outcome, 0)
+    rate = counts.ratio(outcome)
+    if rate is None or n < limits.min_calls:
+        return Observation(Verdict.NONE, rate, n, hits)
+    if confidence is None:
+        low = high = rate
+        bound: float | None = None
+    else:
+        low, high = wilson_interval(hits, n, confidence)
+    if low >= limits.threshold:
+        confirmed = True
+        if confirm is not None:
+            confirm_rate = confirm.ratio(outcome)
+            confirmed = confirm_rate is not None and confirm_rate >= limits.threshold
+        if confirmed:
+            bound = low if confidence is not None else None
+            return Observation(Verdict.FIRE, rate, n, hits, bound)
+    if high < limits.clear_below:
+        bound = high if confidence is not None else None
+        return Observation(Verdict.CLEAR, rate, n, hits, bound)
+    bound = (low if rate >= limits.threshold else high) if confidence is not None else None
+    return Observation(Verdict.HOLD, rate, n, hits, bound)
+
+
+def step(
+    prev: AlertState | None,
+    obs: Observation,
+    rule: str,
+    agent_id: str,
+    severity: str,
+    limits: Limits,
+    now: float,
+) -> AlertState:
+    """One (rule, agent)'s next state from its previous one and this evaluation's verdict."""
+    if prev is None or prev.state is State.RESOLVED:
+        # a new incident starts from scratch; a resolved one lasts a single evaluation
+        fresh = AlertState(
+            rule=rule,
+            agent_id=agent_id,
+            severity=severity,
+            state=State.INACTIVE,
+            since=now,
+            evaluated_at=now,
+            rate=obs.rate,
+            calls=obs.calls,
+            hits=obs.hits,
+            bound=obs.bound,
+            threshold=limits.threshold,
+            clear_below=limits.clear_below,
+        )
+        if obs.verdict is not Verdict.FIRE:
+            return fresh  # the common case of a healthy agent: no further copies
+        prev = fresh
+    cur = replace(
+        prev,
+        severity=severity,
+        evaluated_at=now,
+        threshold=limits.threshold,
+        clear_below=limits.clear_below,
+        calls=obs.calls,
+        hits=obs.hits,
+        rate=obs.rate if obs.rate is not None else prev.rate,
+        bound=obs.bound,
+    )
+    v = obs.verdict
+    if cur.state is State.INACTIVE:
+        if v is not Verdict.FIRE:
+            return cur
+        cur = replace(
+            cur,
+            state=State.PENDING,
+            since=now,
+            pending_at=now,
+            fired_at=None,
+            resolved_at=None,
+            resolved_rate=None,
+            note=None,
+            peak_rate=obs.rate,
+        )
+        if limits.for_s <= 0:
+            return replace(cur, state=State.FIRING, fired_at=now)
+        return cur
+    if cur.state is State.PENDING:
+        cur = _track_peak(cur, obs)
+        if v is Verdict.CLEAR:
+            return replace(cur, state=State.INACTIVE, since=now, pending_at=None, peak_rate=None)
+        pending_at = cur.pending_at if cur.pending_at is not None else cur.since
+        if v is Verdict.FIRE and now - pending_at >= limits.for_s:
+            return replace(cur, state=State.FIRING, since=now, fired_at=now)
+        return cur
+    # FIRING
+    cur = _track_peak(cur, obs)
+    if v is Verdict.CLEAR:
+        return replace(
+            cur, state=State.RESOLVED, since=now, resolved_at=now, resolved_rate=obs.rate
+        )
+    return cur
+
+
+def _track_peak(cur: AlertState, obs: Observation) -> AlertState:
+    if obs.verdict is Verdict.NONE or obs.rate is None:
+        return cur
+    if cur.peak_rate is None or obs.rate > cur.peak_rate:
+        return replace(cur, peak_rate=obs.rate)
+    return cur
+
+
+def step_stale(
+    prev: AlertState | None, stale: StaleRule, poll: PollStatus, now: float
+) -> AlertState | None:
+    """The built-in stale rule: firing while no poll has succeeded for ``stale.after``."""
+    if stale.after <= 0:
+        return None
+    last = poll.last_success if poll.last_success is not None else poll.started_at
+    age = max(0.0, now - last)
+    obs = Observation(Verdict.FIRE if age >= stale.after else Verdict.CLEAR, None, 0, 0)
+    limits = Limits(threshold=stale.after, clear_below=stale.after, min_calls=0, for_s=0.0)
+    nxt = step(prev, obs, STALE_RULE, WORKSPACE_AGENT, stale.severity, limits, now)
+    # For this rule "rate" is the data's age in seconds and the threshold is stale_after.
+    nxt = replace(nxt, rate=age, calls=0, hits=0)
+    if nxt.state in (State.PENDING, State.FIRING):
+        earlier = prev.last_error if prev is not None else None
+        nxt = replace(nxt, last_error=poll.last_error or earlier)
+    return nxt
+
+
+# ---- the whole evaluation --------------------------------------------------------------
+
+
+def evaluate(
+    rules: Sequence[Rule],
+    prev_states: Mapping[tuple[str, str], AlertState],
+    view: CountsView,
+    poll: PollStatus,
+    now: float,
+    stale: StaleRule | None = None,
+) -> Evaluation:
+    """Evaluate every rule against ``view`` at ``now``.
+
+    ``prev_states`` holds the states of the previous evaluation (inactive ones may be left
+    out). Returns the states that are not inactive, the transitions and the covered pairs.
+    """
+    states: dict[tuple[str, str], AlertState] = {}
+    transitions: list[Transition] = []
+    covered: dict[str, tuple[str, ...]] = {}
+    prev_by_rule: dict[str, list[str]] = {}
+    for rule_name, agent in prev_states:
+        prev_by_rule.setdefault(rule_name, []).append(agent)
+    seen_agents = view.agents()
+    rule_names = {r.name for r in rules}
+
+    def record(prev: AlertState | None, nxt: AlertState) -> None:
+        old = prev.state if prev is not None else State.INACTIVE
+        if nxt.state is not State.INACTIVE:
+            states[nxt.key] = nxt
+        if old is not nxt.state:
+            transitions.append(Transition(nxt.key, old, nxt.state, nxt))
+
+    for rule in rules:
+        if rule.scope == "workspace":
+            agents: list[str] = [WORKSPACE_AGENT]
+        else:
+            candidates = set(seen_agents)
+            candidates.update(prev_by_rule.get(rule.name, ()))
+            agents = sorted(a for a in candidates if rule.covers(a))
+        covered[rule.name] = tuple(agents)
+        for agent in agents:
+            key = (rule.name, agent)
+            prev = prev_states.get(key)
+            limits = rule.limits_for(agent)
+            if rule.scope == "workspace":
+                counts = view.workspace(rule.window)
+                confirm = view.workspace(rule.confirm_window) if rule.confirm_window else None
+            else:
+                counts = view.counts(agent, rule.window)
+                confirm = view.counts(agent, rule.confirm_window) if rule.confirm_window else None
+            obs = judge(counts, rule.outcome, limits, rule.confidence, confirm)
+            record(prev, step(prev, obs, rule.name, agent, rule.severity, limits, now))
+        # states of agents the rule no longer covers (config changed)
+        for agent in prev_by_rule.get(rule.name, ()):
+            if not rule.covers(agent):
+                prev = prev_states[(rule.name, agent)]
+                gone = _retire(prev, now, "the rule no longer covers this agent")
+                if gone is not None:
+                    record(prev, gone)
+
+    stale_on = stale is not None and stale.after > 0
+    if stale is not None and stale_on:
+        prev = prev_states.get((STALE_RULE, WORKSPACE_AGENT))
+        nxt = step_stale(prev, stale, poll, now)
+        if nxt is not None:
+            covered[STALE_RULE] = (WORKSPACE_AGENT,)
+            record(prev, nxt)
+    # states of rules that are no longer configured
+    for (rule_name, _agent), prev in sorted(prev_states.items()):
+        if rule_name in rule_names or (rule_name == STALE_RULE and stale_on):
+            continue
+        if rule_name == STALE_RULE:
+            gone = _retire(prev, now, "the stale check is turned off")
+        else:
+            gone = _retire(prev, now, "the rule was removed from the config")
+        if gone is not None:
+            record(prev, gone)
+    return Evaluation(states, transitions, covered)
+
+
+def _retire(prev: AlertState, now: float, note: str) -> AlertState | None:
+    """A state whose rule (or coverage) is gone: a firing alert resolves, others end."""
+    if prev.state is State.FIRING:
+        return replace(
+            prev,
+            state=State.RESOLVED,
+            since=now,
+            evaluated_at=now,
+            resolved_at=now,
+            resolved_rate=None,
+            note=note,
+        )
+    if prev.state is State.PENDING:
+        return replace(prev, state=State.INACTIVE, since=now, evaluated_at=now)
+    return None
+
+
+def needs_notify(
+    alert: AlertState,
+    last_notified: float | None,
+    repeat_interval: float,
+    now: float,
+) -> bool:
+    """Whether a firing alert should be (re)notified now.
+
+    Never notified: yes. Notified before: only when ``repeat_interval`` (> 0) has passed.
+    """
+    if alert.state is not State.FIRING:
+        return False
+    if last_notified is None:
+        return True
+    return repeat_interval > 0 and now - last_notified >= repeat_interval

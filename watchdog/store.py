@@ -1,0 +1,500 @@
+"""The state store: SQLite from the standard library at ``state.path``.
+
+Holds alert states, incidents (with the Slack channel and ``ts`` of their main message), the
+outbox (notices are written here before anything is sent) and silences. One connection,
+guarded by a lock, in WAL mode so the CLI (``silence add``, ``alerts``) can use the same file
+while the daemon runs.
+
+Opening:
+- a missing or read-only directory, or a file another process keeps locked, raises
+  ``StateError`` with a one-line message for the CLI to print;
+- a corrupt or unreadable file is moved aside (``<name>.corrupt-<UTC time>``) with a loud
+  log line, and a fresh store is started.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from watchdog.notify import AlertSnapshot, MessageRef, Notice
+from watchdog.rules import AlertState, Silence, State
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+KEEP_DONE = 7 * 86400.0  # delivered/failed outbox rows and closed incidents are kept this long
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS alerts (
+    rule TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    data TEXT NOT NULL,
+    incident_id TEXT,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (rule, agent_id)
+);
+CREATE TABLE IF NOT EXISTS incidents (
+    id TEXT PRIMARY KEY,
+    rule TEXT NOT NULL,
+    grouped INTEGER NOT NULL,
+    opened_at REAL NOT NULL,
+    closed_at REAL,
+    last_notified_at REAL,
+    channel TEXT,
+    ts TEXT,
+    members TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    incident_id TEXT NOT NULL,
+    op TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    notice TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    next_attempt_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL DEFAULT 'pending',
+    last_error TEXT,
+    done_at REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_by_incident ON outbox (status, incident_id, id);
+CREATE TABLE IF NOT EXISTS silences (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    agent_id TEXT NOT NULL,
+    rule TEXT,
+    starts_at REAL NOT NULL,
+    ends_at REAL NOT NULL,
+    reason TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+"""
+
+
+class StateError(Exception):
+    """The state store cannot be used; ``str()`` is one line for the operator."""
+
+
+@dataclass
+class Incident:
+    """One Slack conversation: a single alert, or a group of agents for one rule."""
+
+    id: str
+    rule: str
+    group: bool
+    opened_at: float
+    members: dict[str, AlertSnapshot] = field(default_factory=dict)  # agent_id -> latest
+    last_notified_at: float | None = None
+    closed_at: float | None = None
+    ref: MessageRef | None = None  # set when the main message was posted (bot-token mode)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    id: int
+    incident_id: str
+    notice: Notice
+    attempts: int
+    created_at: float
+    ref: MessageRef | None
+    post_failed: bool  # the incident's main message could not be posted
+
+
+# ---- (de)serialisation -----------------------------------------------------------------
+
+_T = TypeVar("_T")
+
+
+def _known(cls: type[_T], data: Mapping[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    return {k: v for k, v in data.items() if k in names}
+
+
+def state_to_json(s: AlertState) -> str:
+    return json.dumps(dataclasses.asdict(s), separators=(",", ":"))
+
+
+def state_from_json(text: str) -> AlertState:
+    d = _known(AlertState, json.loads(text))
+    d["state"] = State(d["state"])
+    return AlertState(**d)
+
+
+def snapshot_from_dict(d: Mapping[str, Any]) -> AlertSnapshot:
+    kw = _known(AlertSnapshot, d)
+    kw["sparkline"] = tuple(kw.get("sparkline") or ())
+    return AlertSnapshot(**kw)
+
+
+def notice_to_json(n: Notice) -> str:
+    return json.dumps(dataclasses.asdict(n), separators=(",", ":"), ensure_ascii=False)
+
+
+def notice_from_json(text: str) -> Notice:
+    d = _known(Notice, json.loads(text))
+    d["alerts"] = tuple(snapshot_from_dict(a) for a in d.get("alerts") or ())
+    return Notice(**d)
+
+
+def _members_to_json(members: Mapping[str, AlertSnapshot]) -> str:
+    return json.dumps(
+        {k: dataclasses.asdict(v) for k, v in members.items()},
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
+def _members_from_json(text: str) -> dict[str, AlertSnapshot]:
+    return {k: snapshot_from_dict(v) for k, v in json.loads(text).items()}
+
+
+# ---- opening ---------------------------------------------------------------------------
+
+
+def _check_directory(path: Path) -> None:
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.exists():
+        raise StateError(
+            f"state.path: directory {parent} does not exist (create it or point state.path "
+            "at a writable directory)"
+        )
+    if not parent.is_dir():
+        raise StateError(f"state.path: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise StateError(
+            f"state.path: directory {parent} is not writable by this user (SQLite needs to "
+            "create its journal next to the file)"
+        )
+    if path.exists() and path.is_dir():
+        raise StateError(f"state.path: {path} is a directory; name a file inside it")
+
+
+def _sidecars(path: Path) -> list[Path]:
+    return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
+
+
+def _move_aside(path: Path, why: str, now: float) -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    for p in _sidecars(path):
+        if p.exists():
+            os.replace(p, target.with_name(target.name + p.name[len(path.name) :]))
+    log.error(
+        "STATE FILE UNUSABLE: %s (%s). Moved it to %s and started a fresh state store. "
+        "Alerts that were firing will be posted again as new incidents, and their earlier "
+        "Slack messages will not be marked resolved.",
+        path,
+        why,
+        target,
+    )
+    return target
+
+
+class Store:
+    """SQLite-backed alert state. Thread-safe; every write is one transaction."""
+
+    def __init__(self, path: Path | str, now: float | None = None) -> None:
+        self.path = Path(path)
+        self.moved_aside: Path | None = None
+        self._lock = threading.Lock()
+        when = time.time() if now is None else now
+        _check_directory(self.path)
+        if self.path.exists() and not os.access(self.path, os.R_OK | os.W_OK):
+            self.moved_aside = _move_aside(self.path, "not readable and writable", when)
+        try:
+            self._conn = self._open()
+        except sqlite3.OperationalError as exc:
+            raise self._operational(exc) from None
+        except sqlite3.DatabaseError as exc:  # not a database, malformed image
+            self.moved_aside = _move_aside(self.path, str(exc), when)
+            try:
+                self._conn = self._open()
+            except sqlite3.Error as exc2:
+                raise StateError(f"state.path: cannot create {self.path}: {exc2}") from None
+
+    def _operational(self, exc: sqlite3.OperationalError) -> StateError:
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            return StateError(
+                f"state.path: {self.path} is locked by another process (is another watchdog "
+                "running with the same state file?)"
+            )
+        if "readonly" in text or "read-only" in text:
+            return StateError(f"state.path: {self.path} is read-only")
+        return StateError(f"state.path: cannot open {self.path}: {text}")
+
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            str(self.path), timeout=5.0, check_same_thread=False, isolation_level=None
+        )
+        try:
+            conn.execute("PRAGMA busy_timeout = 5000")
+            row = conn.execute("PRAGMA quick_check").fetchone()
+            if row is None or row[0] != "ok":
+                raise sqlite3.DatabaseError(f"integrity check failed: {row[0] if row else '?'}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.executescript(_SCHEMA)
+            found = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if found is None:
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+            elif int(found[0]) > SCHEMA_VERSION:
+                raise StateError(
+                    f"state.path: {self.path} was written by a newer dialnexa-watchdog "
+                    f"(schema {found[0]}); upgrade, or use another state file"
+                )
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def _tx(self) -> _Tx:
+        return _Tx(self._conn, self._lock)
+
+    # ---- alerts and incidents ----------------------------------------------------------
+
+    def load_states(self) -> tuple[dict[tuple[str, str], AlertState], dict[tuple[str, str], str]]:
+        """Stored alert states, and which incident each belongs to."""
+        states: dict[tuple[str, str], AlertState] = {}
+        incident_of: dict[tuple[str, str], str] = {}
+        with self._lock:
+            rows = self._conn.execute("SELECT rule, agent_id, data, incident_id FROM alerts")
+            for rule, agent, data, incident in rows.fetchall():
+                try:
+                    states[(rule, agent)] = state_from_json(data)
+                except (ValueError, TypeError, KeyError) as exc:
+                    log.warning(
+                        "state store: skipping unreadable alert %s/%s: %s", rule, agent, exc
+                    )
+                    continue
+                if incident:
+                    incident_of[(rule, agent)] = incident
+        return states, incident_of
+
+    def load_incidents(self, open_only: bool = True) -> dict[str, Incident]:
+        sql = (
+            "SELECT id, rule, grouped, opened_at, closed_at, last_notified_at, channel, ts, "
+            "members FROM incidents"
+        )
+        if open_only:
+            sql += " WHERE closed_at IS NULL"
+        out: dict[str, Incident] = {}
+        with self._lock:
+            for row in self._conn.execute(sql).fetchall():
+                iid, rule, grouped, opened, closed, notified, channel, ts, members = row
+                out[iid] = Incident(
+                    id=iid,
+                    rule=rule,
+                    group=bool(grouped),
+                    opened_at=opened,
+                    members=_members_from_json(members),
+                    last_notified_at=notified,
+                    closed_at=closed,
+                    ref=MessageRef(channel, ts) if channel and ts else None,
+                )
+        return out
+
+    def commit(
+        self,
+        now: float,
+        states: Iterable[tuple[AlertState, str | None]] = (),
+        deleted: Iterable[tuple[str, str]] = (),
+        incidents: Iterable[Incident] = (),
+        notices: Iterable[Notice] = (),
+    ) -> None:
+        """Write changed states (with their incident), removed states, changed incidents and
+        new outbox notices in one transaction."""
+        with self._tx() as c:
+            c.executemany(
+                "INSERT INTO alerts (rule, agent_id, state, data, incident_id, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (rule, agent_id) DO UPDATE SET "
+                "state = excluded.state, data = excluded.data, "
+                "incident_id = excluded.incident_id, updated_at = excluded.updated_at",
+                [(s.rule, s.agent_id, s.state.value, state_to_json(s), i, now) for s, i in states],
+            )
+            c.executemany("DELETE FROM alerts WHERE rule = ? AND agent_id = ?", list(deleted))
+            c.executemany(
+                "INSERT INTO incidents (id, rule, grouped, opened_at, closed_at, "
+                "last_notified_at, members) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO "
+                "UPDATE SET closed_at = excluded.closed_at, "
+                "last_notified_at = excluded.last_notified_at, members = excluded.members",
+                [
+                    (
+                        i.id,
+                        i.rule,
+                        int(i.group),
+                        i.opened_at,
+                        i.closed_at,
+                        i.last_notified_at,
+                        _members_to_json(i.members),
+                    )
+                    for i in incidents
+                ],
+            )
+            c.executemany(
+                "INSERT INTO outbox (incident_id, op, kind, notice, created_at, next_attempt_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(n.incident, n.op, n.kind, notice_to_json(n), now, now) for n in notices],
+            )
+
+    # ---- outbox ------------------------------------------------------------------------
+
+    def due(self, now: float, limit: int = 20) -> list[OutboxEntry]:
+        """Pending notices whose time has come, at most one per incident (its oldest)."""
+        sql = """
+            SELECT o.id, o.incident_id, o.notice, o.attempts, o.created_at, i.channel, i.ts,
+                   EXISTS (SELECT 1 FROM outbox f WHERE f.incident_id = o.incident_id
+                           AND f.status = 'failed' AND f.op = 'post' AND f.kind = 'main')
+            FROM outbox o LEFT JOIN incidents i ON i.id = o.incident_id
+            WHERE o.status = 'pending' AND o.next_attempt_at <= ?
+              AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.incident_id = o.incident_id
+                              AND p.status = 'pending' AND p.id < o.id)
+            ORDER BY o.id LIMIT ?
+        """
+        out: list[OutboxEntry] = []
+        with self._lock:
+            rows = self._conn.execute(sql, (now, limit)).fetchall()
+        for oid, iid, notice, attempts, created, channel, ts, post_failed in rows:
+            try:
+                n = notice_from_json(notice)
+            except (ValueError, TypeError, KeyError) as exc:
+                self.mark_failed(oid, now, f"unreadable notice: {exc}")
+                continue
+            ref = MessageRef(channel, ts) if channel and ts else None
+            out.append(OutboxEntry(oid, iid, n, attempts, created, ref, bool(post_failed)))
+        return out
+
+    def mark_sent(self, entry_id: int, now: float, ref: MessageRef | None = None) -> None:
+        with self._tx() as c:
+            c.execute(
+                "UPDATE outbox SET status = 'sent', done_at = ?, attempts = attempts + 1 "
+                "WHERE id = ?",
+                (now, entry_id),
+            )
+            if ref is not None:
+                c.execute(
+                    "UPDATE incidents SET channel = ?, ts = ? WHERE id = "
+                    "(SELECT incident_id FROM outbox WHERE id = ?)",
+                    (ref.channel, ref.ts, entry_id),
+                )
+
+    def mark_failed(self, entry_id: int, now: float, error: str) -> None:
+        with self._tx() as c:
+            c.execute(
+                "UPDATE outbox SET status = 'failed', done_at = ?, last_error = ?, "
+                "attempts = attempts + 1 WHERE id = ?",
+                (now, error, entry_id),
+            )
+
+    def retry_later(self, entry_id: int, at: float, error: str) -> None:
+        with self._tx() as c:
+            c.execute(
+                "UPDATE outbox SET next_attempt_at = ?, last_error = ?, attempts = attempts + 1 "
+                "WHERE id = ?",
+                (at, error, entry_id),
+            )
+
+    def pending_count(self) -> int:
+        with self._lock:
+            row = self._conn.execute("SELECT COUNT(*) FROM outbox WHERE status = 'pending'")
+            return int(row.fetchone()[0])
+
+    def outbox(self, status: str | None = None) -> list[tuple[int, str, str, str, str]]:
+        """(id, incident_id, op, kind, status) rows, oldest first (for tests and the CLI)."""
+        sql = "SELECT id, incident_id, op, kind, status FROM outbox"
+        args: tuple[str, ...] = ()
+        if status is not None:
+            sql += " WHERE status = ?"
+            args = (status,)
+        with self._lock:
+            return [tuple(r) for r in self._conn.execute(sql + " ORDER BY id", args).fetchall()]
+
+    def purge(self, now: float, keep: float = KEEP_DONE) -> None:
+        """Forget delivered/failed notices and closed incidents older than ``keep``."""
+        cutoff = now - keep
+        with self._tx() as c:
+            c.execute("DELETE FROM outbox WHERE status != 'pending' AND done_at < ?", (cutoff,))
+            c.execute(
+                "DELETE FROM incidents WHERE closed_at IS NOT NULL AND closed_at < ? AND id NOT "
+                "IN (SELECT incident_id FROM outbox)",
+                (cutoff,),
+            )
+            c.execute("DELETE FROM silences WHERE ends_at < ?", (cutoff,))
+
+    # ---- silences ----------------------------------------------------------------------
+
+    def add_silence(
+        self, agent_id: str, rule: str | None, starts_at: float, ends_at: float, reason: str
+    ) -> Silence:
+        with self._tx() as c:
+            cur = c.execute(
+                "INSERT INTO silences (agent_id, rule, starts_at, ends_at, reason, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (agent_id, rule, starts_at, ends_at, reason, starts_at),
+            )
+            sid = int(cur.lastrowid or 0)
+        return Silence(sid, agent_id, rule, starts_at, ends_at, reason, starts_at)
+
+    def silences(self, now: float | None = None) -> list[Silence]:
+        """All silences, or those still active at ``now``."""
+        sql = "SELECT id, agent_id, rule, starts_at, ends_at, reason, created_at FROM silences"
+        args: tuple[float, ...] = ()
+        if now is not None:
+            sql += " WHERE ends_at > ?"
+            args = (now,)
+        with self._lock:
+            rows = self._conn.execute(sql + " ORDER BY id", args).fetchall()
+        return [Silence(*r) for r in rows]
+
+    def remove_silence(self, silence_id: int) -> bool:
+        with self._tx() as c:
+            cur = c.execute("DELETE FROM silences WHERE id = ?", (silence_id,))
+            return cur.rowcount > 0
+
+
+class _Tx:
+    """``with store._tx() as conn``: the lock plus BEGIN IMMEDIATE ... COMMIT/ROLLBACK."""
+
+    def __init__(self, conn: sqlite3.Connection, lock: threading.Lock) -> None:
+        self._conn = conn
+        self._lock = lock
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._lock.acquire()
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._lock.release()
+            raise
+        return self._conn
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            if exc_type is None:
+                self._conn.execute("COMMIT")
+            else:
+                self._conn.execute("ROLLBACK")
+        finally:
+            self._lock.release()
