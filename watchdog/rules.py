@@ -366,6 +366,23 @@ def step_stale(
 # ---- the whole evaluation --------------------------------------------------------------
 
 
+def _could_fire(rule: Rule, view: CountsView, seen_agents: list[str]) -> Iterable[str]:
+    """Agents whose plain rate and call count reach the rule's loosest limits.
+
+    An agent outside this set with no previous state would be judged NONE, HOLD or CLEAR
+    and stay inactive (a Wilson lower bound never exceeds the plain rate), so skipping it
+    changes nothing. A view that can answer in bulk (windows.Windows) makes this one pass
+    over its totals instead of a WindowCounts per agent."""
+    limits = [rule.limits, *rule.overrides.values()]
+    threshold = min(lim.threshold for lim in limits)
+    min_calls = min(lim.min_calls for lim in limits)
+    bulk = getattr(view, "candidates", None)
+    if bulk is not None:
+        found: Iterable[str] = bulk(rule.window, rule.outcome, threshold, max(1, min_calls))
+        return found
+    return seen_agents
+
+
 def evaluate(
     rules: Sequence[Rule],
     prev_states: Mapping[tuple[str, str], AlertState],
@@ -399,8 +416,8 @@ def evaluate(
         if rule.scope == "workspace":
             agents: list[str] = [WORKSPACE_AGENT]
         else:
-            candidates = set(seen_agents)
-            candidates.update(prev_by_rule.get(rule.name, ()))
+            candidates = set(prev_by_rule.get(rule.name, ()))
+            candidates.update(_could_fire(rule, view, seen_agents))
             agents = sorted(a for a in candidates if rule.covers(a))
         covered[rule.name] = tuple(agents)
         for agent in agents:

@@ -191,6 +191,30 @@ class Windows:
         end = base + self._n
         return {a: self._to_counts(t[base:end]) for a, t in self._totals.items() if a != WORKSPACE}
 
+    def candidates(
+        self, window: str, outcome: str, threshold: float, min_calls: int
+    ) -> list[str]:
+        """Agents with at least ``min_calls`` calls and ``outcome``'s ratio >= ``threshold``
+        in ``window``: one pass over the totals, for rule evaluation at 10,000 agents."""
+        base = self._label_index[window] * self._n
+        denom = [base + i for i in self._denom]
+        hits_idx = [base + i for i in self._outcomes.get(outcome, [])]
+        out = []
+        for agent, t in self._totals.items():
+            if agent == WORKSPACE:
+                continue
+            hits = 0
+            for i in hits_idx:
+                hits += t[i]
+            if not hits and threshold > 0:
+                continue
+            n = 0
+            for i in denom:
+                n += t[i]
+            if n >= min_calls and hits >= threshold * n:
+                out.append(agent)
+        return out
+
     def series(
         self, agent_id: str | None, outcome: str, window: str, points: int
     ) -> list[float | None]:
