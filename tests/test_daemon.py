@@ -67,8 +67,12 @@ def test_counts_and_ratios_match_the_simulators_ground_truth(tmp_path: Path) -> 
         at = wd.windows.now
         bucket = wd.windows.bucket
         totals, win5 = expected(sim, backfill_start, at, 300, bucket)
-        got_totals = wd.metrics.windows.calls_total
-        assert dict(got_totals) == dict(totals)  # every settled call once, at its final status
+        got_totals = {
+            (agent, status): n
+            for agent, per in wd.metrics.windows.calls_total.items()
+            for status, n in per.items()
+        }
+        assert got_totals == dict(totals)  # every settled call once, at its final status
         for agent in sim.agent_ids:
             c = win5.get(agent, Counter())
             denom = sum(n for st, n in c.items() if st in CANON)

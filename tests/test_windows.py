@@ -73,6 +73,13 @@ def test_counts_match_brute_force(ops: list[tuple[float, str, str, float, bool]]
                 want_denom, want_out = brute(alive, now, size, w.bucket, agent_id)
                 got = w.workspace(label) if agent_id is None else w.counts(agent_id, label)
                 assert (got.calls, got.outcomes) == (want_denom, want_out)
+            # the sums kept in each row for rule evaluation agree with the recount
+            want = set()
+            for agent_id in ("a1", "a2", "a3"):
+                d, out = brute(alive, now, size, w.bucket, agent_id)
+                if d >= 2 and out["no_answer"] >= 0.3 * d:
+                    want.add(agent_id)
+            assert set(w.candidates(label, "no_answer", 0.3, 2)) == want
     assert set(w.agents()) <= {"a1", "a2", "a3"}
 
 

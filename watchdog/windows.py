@@ -55,9 +55,24 @@ class Windows:
         }
         self._label_index = {label: i for i, label in enumerate(self.labels)}
         self._unknown = self.index[UNKNOWN]
-        self._width = self._n * len(self.labels)
+        # A totals row holds, per window: the n status counts, then the denominator, then
+        # one sum per outcome, kept up to date with the counts (rules read them directly).
+        n, outcome_slots = self._n, list(self._outcomes.values())
+        self._row = n + 1 + len(outcome_slots)
+        self._width = self._row * len(self.labels)
+        denom_set = set(self._denom)
+        self._rel: list[tuple[int, ...]] = [
+            (
+                slot,
+                *((n,) if slot in denom_set else ()),
+                *(n + 1 + oi for oi, idx in enumerate(outcome_slots) if slot in idx),
+            )
+            for slot in range(n)
+        ]
+        self._outcome_pos = {o: n + 1 + oi for oi, o in enumerate(self._outcomes)}
         self._offsets = [
-            tuple(wi * self._n + slot for wi in range(len(self.labels))) for slot in range(self._n)
+            tuple(wi * self._row + r for wi in range(len(self.labels)) for r in rel)
+            for rel in self._rel
         ]
         # bucket index -> agent -> counts per status
         self._buckets: dict[int, dict[str, list[int]]] = {}
@@ -65,6 +80,7 @@ class Windows:
         # [window 0: status 0..n-1, window 1: ...]. Windows nest, so an agent has an entry
         # exactly while it has a call in the longest window.
         self._totals: dict[str, list[int]] = {}
+        self._dirty: set[str] = set()  # agents whose totals changed since take_dirty()
         self._now = -math.inf
         self._now_k = -(2**62)
         self._cuts: list[int] = [-(2**62)] * len(self.labels)
@@ -83,7 +99,7 @@ class Windows:
             return
         self._now = now
         self._now_k = self._k(now)
-        n = self._n
+        rel = self._rel
         totals = self._totals
         for wi, size in enumerate(self.sizes):
             new_cut = self._k(now - size)
@@ -94,14 +110,16 @@ class Windows:
                 leaving = [k for k in range(old_cut + 1, new_cut + 1) if k in self._buckets]
             else:
                 leaving = sorted(k for k in self._buckets if old_cut < k <= new_cut)
-            base = wi * n
+            base = wi * self._row
             for k in leaving:
                 for agent, counts in self._buckets[k].items():
+                    self._dirty.add(agent)
                     for key in (agent, WORKSPACE):
                         t = totals[key]
                         for i, c in enumerate(counts):
                             if c:
-                                t[base + i] -= c
+                                for r in rel[i]:
+                                    t[base + r] -= c
                         if not any(t):
                             del totals[key]
             self._cuts[wi] = new_cut
@@ -143,10 +161,16 @@ class Windows:
             if not per_agent:
                 del self._buckets[k]
         totals = self._totals
+        self._dirty.add(agent)
         if k > self._cuts[0]:  # recent: in every window (the shortest has the latest cut)
             offsets = self._offsets[slot]
         else:
-            offsets = tuple(wi * self._n + slot for wi, cut in enumerate(self._cuts) if k > cut)
+            offsets = tuple(
+                wi * self._row + r
+                for wi, cut in enumerate(self._cuts)
+                if k > cut
+                for r in self._rel[slot]
+            )
         for key in (agent, WORKSPACE):
             t = totals.get(key)
             if t is None:
@@ -168,8 +192,16 @@ class Windows:
         t = self._totals.get(agent_id)
         if t is None:
             return None
-        base = self._label_index[window] * self._n
+        base = self._label_index[window] * self._row
         return t[base : base + self._n]
+
+    def take_dirty(self) -> set[str]:
+        """Agents whose counts changed (or vanished) since the last call; resets the set."""
+        dirty, self._dirty = self._dirty, set()
+        return dirty
+
+    def to_counts(self, counts: list[int] | None) -> WindowCounts:
+        return self._to_counts(counts)
 
     def _to_counts(self, counts: list[int] | None) -> WindowCounts:
         if counts is None:
@@ -187,33 +219,23 @@ class Windows:
 
     def snapshot(self, window: str) -> dict[str, WindowCounts]:
         """Every agent's counts in ``window`` (for the metrics collector)."""
-        base = self._label_index[window] * self._n
+        base = self._label_index[window] * self._row
         end = base + self._n
         return {a: self._to_counts(t[base:end]) for a, t in self._totals.items() if a != WORKSPACE}
 
-    def candidates(
-        self, window: str, outcome: str, threshold: float, min_calls: int
-    ) -> list[str]:
+    def candidates(self, window: str, outcome: str, threshold: float, min_calls: int) -> list[str]:
         """Agents with at least ``min_calls`` calls and ``outcome``'s ratio >= ``threshold``
-        in ``window``: one pass over the totals, for rule evaluation at 10,000 agents."""
-        base = self._label_index[window] * self._n
-        denom = [base + i for i in self._denom]
-        hits_idx = [base + i for i in self._outcomes.get(outcome, [])]
-        out = []
-        for agent, t in self._totals.items():
-            if agent == WORKSPACE:
-                continue
-            hits = 0
-            for i in hits_idx:
-                hits += t[i]
-            if not hits and threshold > 0:
-                continue
-            n = 0
-            for i in denom:
-                n += t[i]
-            if n >= min_calls and hits >= threshold * n:
-                out.append(agent)
-        return out
+        in ``window``: one pass over the rows' kept sums, for rule evaluation at scale."""
+        pos = self._outcome_pos.get(outcome)
+        if pos is None:
+            return []
+        base = self._label_index[window] * self._row
+        d, h = base + self._n, base + pos
+        return [
+            agent
+            for agent, t in self._totals.items()
+            if t[d] >= min_calls and t[d] and t[h] >= threshold * t[d] and agent != WORKSPACE
+        ]
 
     def series(
         self, agent_id: str | None, outcome: str, window: str, points: int
