@@ -154,3 +154,28 @@ def test_sigterm_stops_the_daemon_within_5s(tmp_path: Path) -> None:
         rest = proc.stderr.read()
     assert rc == 0
     assert "Traceback" not in rest and KEY not in rest
+
+
+@pytest.mark.parametrize(
+    ("watched", "calls_per_day", "want_per_agent"),
+    [(2, 400_000, True), (30, 3_000, False)],
+)
+def test_auto_listing_picks_the_cheaper_way_for_an_agent_list(
+    tmp_path: Path, watched: int, calls_per_day: float, want_per_agent: bool
+) -> None:
+    clock = FakeClock(T0)
+    sim = Simulator(clock, Scenario.steady(40, calls_per_day, seed=2), keys=(KEY,), rate_limit=None)
+    agents = sim.agent_ids[:watched]
+    with serve(sim) as server:
+        wd = Watchdog(settings_for(server.url, tmp_path, **{"poll.agents": agents}), clock)
+        assert wd.backfill().ok
+        est = wd.listing_estimates
+        assert wd.tracker.per_agent is want_per_agent
+        assert (est["per_agent"] < est["workspace"]) is want_per_agent
+        clock.advance(30)
+        sim.clear_requests()
+        assert wd.poll_once().ok
+        listed = {r.params.get("agent_id") for r in sim.requests}
+        assert listed == (set(agents) if want_per_agent else {None})
+        assert set(wd.windows.agents()) <= set(agents)
+        wd.close()

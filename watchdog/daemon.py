@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -98,7 +99,8 @@ class Watchdog:
                 overlap=p.overlap,
                 max_agents=p.max_agents,
                 agents=explicit,
-                per_agent=explicit is not None and p.listing != "workspace",
+                # auto starts workspace-wide and decides after the backfill (choose_listing)
+                per_agent=explicit is not None and p.listing == "per_agent",
             ),
             self.windows,
             classes,
@@ -122,6 +124,7 @@ class Watchdog:
         self.on_cycle = on_cycle
         self.status = PollStatus(started_at=clock.now())
         self.heartbeat = clock.now()
+        self.listing_estimates: dict[str, int] = {}
         self.metrics.up.set(0)
 
     # ---- state --------------------------------------------------------------------------
@@ -168,7 +171,7 @@ class Watchdog:
         return chosen, deferred
 
     def _list(self, ranges: list[Range]) -> list[tuple[Range, Listing]]:
-        if len(ranges) <= 1 or not self.tracker.cfg.per_agent:
+        if len(ranges) <= 1 or not self.tracker.per_agent:
             out = []
             for r in ranges:
                 out.append((r, self.client.list_range(r)))
@@ -216,6 +219,7 @@ class Watchdog:
             len(chosen), deferred, seconds, error, tuple(applied.settled_ids),
         )  # fmt: skip
         if ok and backfill:
+            self._choose_listing(calls, chosen)
             log.info(
                 "backfill done",
                 extra={"requests": requests, "calls": len(calls), "pending": pending},
@@ -228,6 +232,34 @@ class Watchdog:
         if self.on_cycle is not None:
             self.on_cycle(report)
         return report
+
+    def _choose_listing(self, calls: list[Call], ranges: list[Range]) -> None:
+        """``poll.listing: auto`` with an explicit agent list: the backfill listed the whole
+        workspace; from the call rates it saw, estimate a cycle's requests both ways (one
+        listing of everything vs one per agent, each at least one request) and keep the
+        cheaper. Logged with both estimates."""
+        agents = self.tracker.cfg.agents
+        if self.settings.poll.listing != "auto" or not agents or self.tracker.per_agent:
+            return
+        span = max(1.0, max(r.end - r.start for r in ranges))
+        # the calls one cycle re-reads: the head plus about one conversation's worth
+        reread = self.settings.poll.settle_horizon + self.settings.poll.max_call_duration / 3
+        per_agent: dict[str, int] = {}
+        for c in calls:
+            per_agent[c.agent_id] = per_agent.get(c.agent_id, 0) + 1
+        workspace = math.ceil(len(calls) / span * reread / 100)
+        separate = sum(max(1, math.ceil(per_agent.get(a, 0) / span * reread / 100)) for a in agents)
+        self.listing_estimates = {"workspace": workspace, "per_agent": separate}
+        if separate < workspace:
+            self.tracker.use_per_agent()
+        log.info(
+            "listing chosen",
+            extra={
+                "listing": "per_agent" if self.tracker.per_agent else "workspace",
+                "est_requests_workspace": workspace,
+                "est_requests_per_agent": separate,
+            },
+        )
 
     def _record(self, applied: Applied) -> None:
         for agent, status in applied.new_terminal:

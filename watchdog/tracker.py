@@ -99,6 +99,7 @@ class Tracker:
         self._allowed = frozenset(config.agents) if config.agents else None
         self._seen_unknown: set[str] = set()
         self.backfilled = False
+        self.per_agent = config.per_agent and bool(config.agents)
 
     # ---- introspection ----------------------------------------------------------------
     @property
@@ -110,9 +111,19 @@ class Tracker:
         return len(self._calls)
 
     def _keys(self) -> list[str | None]:
-        if self.cfg.per_agent and self.cfg.agents:
+        if self.per_agent and self.cfg.agents:
             return list(self.cfg.agents)
         return [None]
+
+    def use_per_agent(self) -> None:
+        """Switch an explicit agent list from one workspace listing to one per agent."""
+        if self.per_agent or not self.cfg.agents:
+            return
+        self.per_agent = True
+        end = self._last_end.pop(None, None)
+        if end is not None:
+            for agent in self.cfg.agents:
+                self._last_end[agent] = end
 
     def forget_before(self, now: float) -> float:
         """Untracked items created before this are ignored; settled ones are forgotten."""
@@ -151,7 +162,7 @@ class Tracker:
 
     def _known_times(self) -> dict[str | None, list[float]]:
         out: dict[str | None, list[float]] = {}
-        per_agent = self.cfg.per_agent and bool(self.cfg.agents)
+        per_agent = self.per_agent
         for t in self._calls.values():
             key = t.agent_id if per_agent else None
             out.setdefault(key, []).append(t.created_at)
