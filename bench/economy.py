@@ -13,9 +13,10 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from bench.common import KEY, T0, bench_settings, make_daemon
+from bench.common import KEY, T0, bench_settings
 from watchdog.client import ApiClient, RateLimiter
 from watchdog.clock import FakeClock
+from watchdog.daemon import Watchdog
 from watchdog.simulator import Scenario, Simulator
 from watchdog.tracker import Range
 
@@ -30,11 +31,12 @@ class EconomyResult:
     lower_bound: int = 0
     naive_requests_sampled: list[int] = field(default_factory=list)
     peak_per_minute: int = 0
-    mae_5m_failed: float = 0.0
-    freshness_p95_s: float = 0.0
+    mae_5m_failed: float | None = None  # None: the run ended inside the warm-up
+    freshness_p95_s: float | None = None
     deferred_ranges: int = 0
     backfill_requests: int = 0
     throttled: int = 0
+    max_cycle_requests: int = 0
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -52,6 +54,7 @@ class EconomyResult:
             "deferred_ranges": self.deferred_ranges,
             "backfill_requests": self.backfill_requests,
             "throttled_429": self.throttled,
+            "max_cycle_requests": self.max_cycle_requests,
             "seconds": self.seconds,
         }
 
@@ -59,6 +62,19 @@ class EconomyResult:
     def naive_per_cycle(self) -> float | None:
         s = self.naive_requests_sampled
         return statistics.fmean(s) if s else None
+
+
+class _TimedTransport(httpx.WSGITransport):
+    """The in-process transport, noting the (fake) time of every request."""
+
+    def __init__(self, app: Any, clock: FakeClock) -> None:
+        super().__init__(app=app)
+        self.clock = clock
+        self.times: list[float] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.times.append(self.clock.now())
+        return super().handle_request(request)
 
 
 def run_economy(
@@ -88,7 +104,8 @@ def run_economy(
         overrides["poll.listing"] = listing
     with tempfile.TemporaryDirectory() as tmp:
         settings = bench_settings(Path(tmp), **overrides)
-        wd = make_daemon(sim, clock, settings)
+        transport = _TimedTransport(sim, clock)
+        wd = Watchdog(settings, clock, transport=transport)
         naive_client = ApiClient(
             "http://sim/v1", SecretStr("naive-key"), clock,
             limiter=RateLimiter(10**9, 60.0), transport=httpx.WSGITransport(app=naive_sim),
@@ -96,28 +113,27 @@ def run_economy(
         res = EconomyResult(label)
         bf = wd.backfill()
         res.backfill_requests = bf.requests
+        after_backfill = len(transport.times)
         interval = settings.poll.interval
-        per_minute: list[tuple[float, int]] = []
         errors: list[float] = []
         delays: list[float] = []
         alert_outcomes = {"failed", "busy", "no_answer", "did_not_pick"}
         last = clock.now()
         measure_from = last + 600  # accuracy/freshness after a 10-minute warm-up
         cycles = int(hours * 3600 / interval)
+        max_cycle = 0
         for i in range(cycles):
             clock.set(max(clock.now(), last + interval))
             tick = clock.now()
             report = wd.poll_once()
             res.cycles += 1
             res.requests += report.requests
+            max_cycle = max(max_cycle, report.requests)
             res.deferred_ranges += report.deferred
-            per_minute.append((tick, report.requests))
-            changed = sim.changed_between(last, tick) if watched is None else None
-            if watched is not None:
-                changed = sum(
-                    1 for s in _changed_specs(sim, last, tick) if s.agent_id in set(watched)
-                )
-            res.lower_bound += math.ceil((changed or 0) / 100)
+            changed = sim.changed_between(last, tick)
+            if watched is not None:  # agents share traffic evenly in Scenario.steady
+                changed = round(changed * len(watched) / agents)
+            res.lower_bound += math.ceil(changed / 100)
             now = clock.now()
             if naive and i % NAIVE_SAMPLE_EVERY == 0:
                 r = Range(now - settings.longest_window, now)
@@ -134,27 +150,15 @@ def run_economy(
                     delays.append(max(0.0, now - spec.settled_at))
             errors.append(_workspace_error(wd, sim, now))
             last = tick
-        res.peak_per_minute = _peak_per_minute(per_minute)
+        res.peak_per_minute = _peak_per_minute(transport.times[after_backfill:])
         res.throttled = sum(1 for rec in sim.requests if rec.status == 429)
-        res.mae_5m_failed = statistics.fmean(errors) if errors else 0.0
-        res.freshness_p95_s = _p95(delays)
+        res.max_cycle_requests = max_cycle
+        res.mae_5m_failed = statistics.fmean(errors) if errors else None
+        res.freshness_p95_s = _p95(delays) if delays else None
         wd.close()
         naive_client.close()
     res.seconds = time.perf_counter() - started
     return res
-
-
-def _changed_specs(sim: Simulator, t0: float, t1: float) -> list[Any]:
-    out = []
-    for s in sim.calls(until=t1):
-        if s.settled_at <= t0:
-            continue
-        ring_start = s.created_at + 1
-        answer = s.created_at + s.ring
-        events = (s.created_at, ring_start, answer, s.settled_at)
-        if any(t0 < e <= t1 for e in events):
-            out.append(s)
-    return out
 
 
 def _workspace_error(wd: Any, sim: Simulator, now: float) -> float:
@@ -168,16 +172,14 @@ def _workspace_error(wd: Any, sim: Simulator, now: float) -> float:
     return abs(got - true_ratio)
 
 
-def _peak_per_minute(samples: list[tuple[float, int]]) -> int:
+def _peak_per_minute(times: list[float]) -> int:
+    """Most requests in any 60 s, from each request's own time."""
     best = 0
     j = 0
-    total = 0
-    for i in range(len(samples)):
-        total += samples[i][1]
-        while samples[i][0] - samples[j][0] >= 60:
-            total -= samples[j][1]
+    for i, t in enumerate(times):
+        while t - times[j] >= 60:
             j += 1
-        best = max(best, total)
+        best = max(best, i - j + 1)
     return best
 
 

@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from watchdog.durations import format_duration, parse_duration
+from watchdog.validators import agent_list
 
 if TYPE_CHECKING:
     from watchdog.settings import Settings
@@ -127,14 +128,7 @@ class RuleSettings(_Section):
     @field_validator("agents", mode="before")
     @classmethod
     def _agents(cls, v: Any) -> Any:
-        if isinstance(v, list):
-            if not v:
-                raise ValueError("an empty list matches no agent; use 'all' or list agent ids")
-            if not all(isinstance(a, str) and a.strip() for a in v):
-                raise ValueError("agent ids must be non-empty strings")
-            if len(set(v)) != len(v):
-                raise ValueError("agent ids are listed more than once")
-        return v
+        return agent_list(v, "an empty list matches no agent; use 'all' or list agent ids")
 
     @field_validator("exclude")
     @classmethod

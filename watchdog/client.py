@@ -157,18 +157,21 @@ class RateLimiter:
             self.reset_at = max(self.reset_at or 0.0, until)
 
     def budget(self, now: float, seconds: float) -> int:
-        """Requests that can go out over the next ``seconds`` without waiting for long."""
+        """Requests that may go out over the next ``seconds``: this interval's even share of
+        the limit, less what the server (or our own window) says is already used up. Spending
+        only the share keeps the rate even, so pacing never has to hold back a head listing.
+        """
         with self._lock:
             while self._sent and self._sent[0] <= now - self.period:
                 self._sent.popleft()
             share = self.limit * min(1.0, seconds / self.period)
-            local = self.limit - len(self._sent)
+            available = self.limit - len(self._sent) + share  # our window frees up meanwhile
             if self.remaining is not None and self.reset_at is not None and now < self.reset_at:
                 left = self.remaining
-                if self.reset_at - now < seconds:  # the window resets within the cycle
+                if self.reset_at - now < seconds:  # the server's window resets within it
                     left += share
-                return int(max(0.0, min(local + share, left)))
-            return int(max(0.0, min(share, local + share)))
+                available = min(available, left)
+            return int(max(0.0, min(share, available)))
 
 
 @dataclass(slots=True)

@@ -36,6 +36,7 @@ from watchdog.model import (
     StatusClasses,
     normalise_status,
 )
+from watchdog.validators import agent_list
 
 Duration = Annotated[
     float,
@@ -128,14 +129,7 @@ class PollSettings(_Section):
     @field_validator("agents", mode="before")
     @classmethod
     def _agents(cls, v: Any) -> Any:
-        if isinstance(v, list):
-            if not v:
-                raise ValueError("an empty list polls nothing; use 'all' or list agent ids")
-            if not all(isinstance(a, str) and a.strip() for a in v):
-                raise ValueError("agent ids must be non-empty strings")
-            if len(set(v)) != len(v):
-                raise ValueError("agent ids are listed more than once")
-        return v
+        return agent_list(v, "an empty list polls nothing; use 'all' or list agent ids")
 
 
 class MetricsSettings(_Section):
