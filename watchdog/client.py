@@ -98,7 +98,7 @@ class RateLimiter:
 
     Without headers it keeps its own sliding window of ``limit`` requests per ``period``.
     With ``X-RateLimit-*`` headers it trusts the server: requests go out freely while more than
-    a tenth of the limit remains, are spread evenly over the time to reset below that, and
+    a twentieth of the limit remains, are spread evenly over the time to reset below that, and
     wait for the reset at zero.
     """
 
@@ -120,7 +120,7 @@ class RateLimiter:
             if len(self._sent) >= self.limit:
                 wait = self._sent[0] + self.period - now
             if self.remaining is not None and self.reset_at is not None and now < self.reset_at:
-                reserve = max(1.0, self.limit * 0.1)
+                reserve = max(1.0, self.limit * 0.05)
                 if self.remaining < 1:
                     wait = max(wait, self.reset_at - now)
                 elif self.remaining <= reserve:

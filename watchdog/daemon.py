@@ -159,8 +159,9 @@ class Watchdog:
 
     def _select(self, ranges: list[Range], now: float) -> tuple[list[Range], int]:
         """Heads always; the rest while the rate budget for one interval lasts."""
-        # 90%: leave room for retries and for the clock edges of the server's window
-        budget = int(0.9 * self.client.limiter.budget(now, self.settings.poll.interval))
+        # 80%: room for retries, for the edges of the server's window, and for other users of
+        # the same API key; the pacer then never has to hold back the next cycle's heads
+        budget = int(0.8 * self.client.limiter.budget(now, self.settings.poll.interval))
         chosen, spent, deferred = [], 0, 0
         for r in ranges:
             if r.kind in ("head", "backfill") or spent + r.est_requests <= budget:
