@@ -143,8 +143,10 @@ def table(res: dict[str, Any], quick: bool) -> str:
     extra = [
         "api_requests_per_cycle", "api_naive_requests_per_cycle", "api_throttled_429",
         "list50_per_agent_requests_per_cycle", "list50_workspace_requests_per_cycle",
-        "list50_auto_requests_per_cycle", "x3_requests_per_cycle", "x3_peak_requests_per_minute", "x3_throttled_429",
-        "x3_accuracy_mae_5m_failed", "x3_freshness_p95_intervals", "x3_deferred_ranges_per_cycle",
+        "list50_auto_requests_per_cycle", "x3_requests_per_cycle", "x3_peak_requests_per_minute",
+        "x3_throttled_429",
+        "x3_accuracy_mae_5m_failed", "x3_freshness_p95_intervals",
+        "x3_deferred_ranges_per_cycle",
         "ingest_calls_per_second", "json_loads_calls_per_second", "scale_metrics_bytes",
         "scale_rss_simulator_only_mb", "detection_after_truth_intervals",
         "detection_first_failure_to_truth_s",

@@ -316,6 +316,7 @@ class ApiClient:
             try:
                 parsed = self.get_page(params)
             except ApiError as exc:
+                out.requests += 1  # at least the one that failed for good
                 out.error = exc
                 return out
             out.requests += 1

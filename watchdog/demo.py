@@ -33,19 +33,24 @@ DEMO_RULES: list[dict[str, Any]] = [
         "window": "20s",
         "threshold": 0.3,
         "clear_below": 0.2,
-        "min_calls": 10,
+        "min_calls": 15,
         "severity": "critical",
     },
 ]
 
 
+HEALTHY_MIX = {"completed": 0.82, "failed": 0.03, "busy": 0.05, "no_answer": 0.10}
+
+
 def demo_scenario() -> Scenario:
-    """Six agents in both vocabularies; agt_support_02 fails 90% of calls from 3 s to 18 s."""
+    """Six agents in both vocabularies; agt_support_02 fails every call from 3 s to 18 s.
+    The others fail 3% of calls, so a 20 s window of 15+ calls does not cross 30% by chance.
+    """
     base = Scenario.demo()
     agents = tuple(
-        replace(a, calls_per_minute=60.0, degradations=((3.0, 18.0, 0.9),))
+        replace(a, calls_per_minute=90.0, degradations=((3.0, 18.0, 1.0),))
         if a.agent_id == DEGRADED
-        else replace(a, degradations=())
+        else replace(a, outcomes=HEALTHY_MIX, degradations=())
         for a in base.agents
     )
     return replace(base, agents=agents)
@@ -108,7 +113,7 @@ def run_demo(duration: float, listen: str = "127.0.0.1:9811", out: TextIO | None
         )
         wd.alerting = build_alerting(settings, wd.registry, clock, stream=out)
         print(f"DialNexa simulator: {server.url}", file=out)
-        print(f"6 agents; {DEGRADED} fails 90% of its calls from 3s to 18s", file=out)
+        print(f"6 agents; {DEGRADED} fails every call from 3s to 18s", file=out)
         print(f"metrics: http://{listen}/metrics   health: /healthz /readyz", file=out)
         print(f"running for {duration:.0f}s (Ctrl-C stops)\n", file=out, flush=True)
         rc = run(wd, stop, until=time.monotonic() + duration)
