@@ -68,9 +68,7 @@ def run_detect() -> dict[str, Any]:
     fired = stream.fired_at
     return {
         "detection_latency_intervals": (fired - first_fail) / interval if fired else None,
-        "detection_after_truth_intervals": (fired - truth) / interval
-        if fired and truth
-        else None,
+        "detection_after_truth_intervals": (fired - truth) / interval if fired and truth else None,
         "detection_first_failure_to_truth_s": (truth - first_fail) if truth else None,
         "detection_rule": "failed >= 25% over 5m, min_calls 20, for 0s; poll every 30s",
     }
