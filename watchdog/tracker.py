@@ -260,8 +260,9 @@ class Tracker:
         if agent in self._dropped:
             return False
         if len(self._agents) >= self.cfg.max_agents:
-            self._dropped.add(agent)
-            out.dropped_agents.append(agent)
+            if len(self._dropped) < 100_000:  # remembered to count each once; bounded
+                self._dropped.add(agent)
+                out.dropped_agents.append(agent)
             return False
         self._agents.add(agent)
         return True
