@@ -70,10 +70,15 @@ class Windows:
             for slot in range(n)
         ]
         self._outcome_pos = {o: n + 1 + oi for oi, o in enumerate(self._outcomes)}
-        self._offsets = [
-            tuple(wi * self._row + r for wi in range(len(self.labels)) for r in rel)
+        # offsets a status touches in windows first.. (index: slot, then first window)
+        self._suffix_offsets = [
+            [
+                tuple(wi * self._row + r for wi in range(first, len(self.labels)) for r in rel)
+                for first in range(len(self.labels))
+            ]
             for rel in self._rel
         ]
+        self._offsets = [per_first[0] for per_first in self._suffix_offsets]
         # bucket index -> agent -> counts per status
         self._buckets: dict[int, dict[str, list[int]]] = {}
         # agent (and WORKSPACE, the sum) -> counts per window and status, flat:
@@ -133,13 +138,41 @@ class Windows:
         """Counter index for a settled call's status (``unknown`` outside the vocabulary)."""
         return self.index.get(status, self._unknown)
 
+    def counted_as(self, status: str) -> str:
+        """The status a settled call is counted under (``unknown`` outside the vocabulary)."""
+        return status if status in self.index else UNKNOWN
+
     def add(self, agent_id: str, status: str, settled_at: float) -> int | None:
         """Count one settled call; returns its bucket (needed to move it) or None if it
-        settled before the longest window and so is not counted."""
-        k = self._k(min(settled_at, self._now))
-        if k <= self._cuts[-1]:
+        settled before the longest window and so is not counted. (The ingest hot path:
+        _change's +1 case, inlined.)"""
+        k = math.floor((settled_at if settled_at < self._now else self._now) / self.bucket)
+        cuts = self._cuts
+        if k <= cuts[-1]:
             return None
-        self._change(agent_id, self.index.get(status, self._unknown), k, +1)
+        slot = self.index.get(status, self._unknown)
+        per_agent = self._buckets.get(k)
+        if per_agent is None:
+            per_agent = self._buckets[k] = {}
+        counts = per_agent.get(agent_id)
+        if counts is None:
+            counts = per_agent[agent_id] = [0] * self._n
+        counts[slot] += 1
+        self._dirty.add(agent_id)
+        if k > cuts[0]:
+            offsets = self._offsets[slot]
+        else:  # in the longer windows only: a suffix of them (cuts fall as windows grow)
+            first = 1
+            while k <= cuts[first]:
+                first += 1
+            offsets = self._suffix_offsets[slot][first]
+        totals = self._totals
+        for key in (agent_id, WORKSPACE):
+            t = totals.get(key)
+            if t is None:
+                t = totals[key] = [0] * self._width
+            for o in offsets:
+                t[o] += 1
         return k
 
     def remove(self, agent_id: str, status: str, bucket: int) -> None:
