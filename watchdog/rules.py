@@ -366,21 +366,28 @@ def step_stale(
 # ---- the whole evaluation --------------------------------------------------------------
 
 
-def _could_fire(rule: Rule, view: CountsView, seen_agents: list[str]) -> Iterable[str]:
-    """Agents whose plain rate and call count reach the rule's loosest limits.
+def _could_fire(
+    rules: Sequence[Rule], view: CountsView, seen_agents: list[str]
+) -> dict[str, Iterable[str]]:
+    """Per agent-scope rule: the agents whose plain rate and call count reach its loosest
+    limits.
 
     An agent outside this set with no previous state would be judged NONE, HOLD or CLEAR
     and stay inactive (a Wilson lower bound never exceeds the plain rate), so skipping it
-    changes nothing. A view that can answer in bulk (windows.Windows) makes this one pass
-    over its totals instead of a WindowCounts per agent."""
-    limits = [rule.limits, *rule.overrides.values()]
-    threshold = min(lim.threshold for lim in limits)
-    min_calls = min(lim.min_calls for lim in limits)
-    bulk = getattr(view, "candidates", None)
-    if bulk is not None:
-        found: Iterable[str] = bulk(rule.window, rule.outcome, threshold, max(1, min_calls))
-        return found
-    return seen_agents
+    changes nothing. A view that can answer in bulk (windows.Windows) does it from its kept
+    sums, once per window, instead of building a WindowCounts per agent and rule."""
+    agent_rules = [r for r in rules if r.scope != "workspace"]
+    bulk = getattr(view, "candidates_many", None)
+    if bulk is None:
+        return {r.name: seen_agents for r in agent_rules}
+    queries = []
+    for rule in agent_rules:
+        limits = [rule.limits, *rule.overrides.values()]
+        threshold = min(lim.threshold for lim in limits)
+        min_calls = min(lim.min_calls for lim in limits)
+        queries.append((rule.window, rule.outcome, threshold, max(1, min_calls)))
+    found: list[list[str]] = bulk(queries)
+    return {r.name: f for r, f in zip(agent_rules, found, strict=True)}
 
 
 def evaluate(
@@ -404,6 +411,7 @@ def evaluate(
         prev_by_rule.setdefault(rule_name, []).append(agent)
     seen_agents = view.agents()
     rule_names = {r.name for r in rules}
+    could_fire = _could_fire(rules, view, seen_agents)
 
     def record(prev: AlertState | None, nxt: AlertState) -> None:
         old = prev.state if prev is not None else State.INACTIVE
@@ -417,7 +425,7 @@ def evaluate(
             agents: list[str] = [WORKSPACE_AGENT]
         else:
             candidates = set(prev_by_rule.get(rule.name, ()))
-            candidates.update(_could_fire(rule, view, seen_agents))
+            candidates.update(could_fire[rule.name])
             agents = sorted(a for a in candidates if rule.covers(a))
         covered[rule.name] = tuple(agents)
         for agent in agents:

@@ -259,16 +259,28 @@ class Windows:
     def candidates(self, window: str, outcome: str, threshold: float, min_calls: int) -> list[str]:
         """Agents with at least ``min_calls`` calls and ``outcome``'s ratio >= ``threshold``
         in ``window``: one pass over the rows' kept sums, for rule evaluation at scale."""
-        pos = self._outcome_pos.get(outcome)
-        if pos is None:
-            return []
-        base = self._label_index[window] * self._row
-        d, h = base + self._n, base + pos
-        return [
-            agent
-            for agent, t in self._totals.items()
-            if t[d] >= min_calls and t[d] and t[h] >= threshold * t[d] and agent != WORKSPACE
-        ]
+        return self.candidates_many([(window, outcome, threshold, min_calls)])[0]
+
+    def candidates_many(self, queries: list[tuple[str, str, float, int]]) -> list[list[str]]:
+        """``candidates`` for several rules at once: the rows with enough calls are found
+        once per (window, min_calls), then each rule filters only those."""
+        eligible: dict[tuple[str, int], list[tuple[str, list[int]]]] = {}
+        out: list[list[str]] = []
+        for window, outcome, threshold, min_calls in queries:
+            pos = self._outcome_pos.get(outcome)
+            if pos is None:
+                out.append([])
+                continue
+            base = self._label_index[window] * self._row
+            d, h = base + self._n, base + pos
+            need = max(1, min_calls)
+            rows = eligible.get((window, need))
+            if rows is None:
+                rows = eligible[(window, need)] = [
+                    (a, t) for a, t in self._totals.items() if t[d] >= need and a != WORKSPACE
+                ]
+            out.append([a for a, t in rows if t[h] >= threshold * t[d]])
+        return out
 
     def series(
         self, agent_id: str | None, outcome: str, window: str, points: int
