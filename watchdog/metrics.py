@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -233,8 +232,3 @@ class Metrics:
 
     def rate_limit_remaining(self, remaining: float) -> None:
         self.rate_limit.set(max(0.0, remaining))
-
-
-def sample(registry: CollectorRegistry, name: str, **labels: Any) -> float | None:
-    """Convenience for tests and the CLI: a sample's value or None."""
-    return registry.get_sample_value(name, {k: str(v) for k, v in labels.items()})
