@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fakeslack import CHANNEL_ID, TOKEN, FakeSlack
 
-from watchdog.cli_alerts import register
+from watchdog.cli import main
 from watchdog.rules import AlertState, State
 from watchdog.store import Store
 
@@ -22,10 +21,8 @@ def slack() -> Iterator[FakeSlack]:
 
 
 def run(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="dialnexa-watchdog")
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+    """The real entry point: parsing, dispatch, and exit codes for config/state errors."""
+    return main(list(argv))
 
 
 def config(tmp_path: Path, slack: str = "") -> str:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TextIO
 
 from watchdog.alert_settings import WORKSPACE_AGENT
-from watchdog.cliutil import add_config_arg, load_config
+from watchdog.cliutil import ConfigExit, add_config_arg, load_config
 from watchdog.clock import SystemClock
 from watchdog.durations import parse_duration
 from watchdog.notify import SendResult
@@ -76,12 +77,18 @@ def _err(text: str) -> None:
     print(f"{PROG}: {text}", file=sys.stderr)
 
 
-def _open_store(settings: Settings) -> Store | None:
+@contextmanager
+def _open_store(settings: Settings) -> Iterator[Store]:
+    """The state store, closed afterwards; a StateError is printed and exits 2."""
     try:
-        return Store(settings.state.path)
+        store = Store(settings.state.path)
     except StateError as exc:
         _err(str(exc))
-        return None
+        raise ConfigExit from None
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 def table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
@@ -162,14 +169,9 @@ def cmd_silence_add(args: argparse.Namespace) -> int:
     if rule is not None and rule not in names:
         _err(f"--rule: no rule named {rule!r} (rules: {', '.join(names)})")
         return 2
-    store = _open_store(settings)
-    if store is None:
-        return 2
-    try:
+    with _open_store(settings) as store:
         now = SystemClock().now()
         s = store.add_silence(agent, rule, now, now + seconds, args.reason)
-    finally:
-        store.close()
     which = f"rule {rule}" if rule else "every rule"
     print(f"silence {s.id} added: agent {agent}, {which}, until {utc(s.ends_at)}")
     return 0
@@ -177,14 +179,9 @@ def cmd_silence_add(args: argparse.Namespace) -> int:
 
 def cmd_silence_list(args: argparse.Namespace) -> int:
     settings = load_config(args)
-    store = _open_store(settings)
-    if store is None:
-        return 2
     now = SystemClock().now()
-    try:
+    with _open_store(settings) as store:
         silences = store.silences(None if args.all else now)
-    finally:
-        store.close()
     if not silences:
         print("no silences" if args.all else "no active silences")
         return 0
@@ -198,13 +195,8 @@ def cmd_silence_list(args: argparse.Namespace) -> int:
 
 def cmd_silence_remove(args: argparse.Namespace) -> int:
     settings = load_config(args)
-    store = _open_store(settings)
-    if store is None:
-        return 2
-    try:
+    with _open_store(settings) as store:
         removed = store.remove_silence(args.id)
-    finally:
-        store.close()
     if not removed:
         _err(f"no silence with id {args.id} (see: silence list --all)")
         return 1
@@ -225,16 +217,11 @@ def _rate(st: AlertState) -> str:
 
 def cmd_alerts(args: argparse.Namespace) -> int:
     settings = load_config(args)
-    store = _open_store(settings)
-    if store is None:
-        return 2
     now = SystemClock().now()
-    try:
+    with _open_store(settings) as store:
         states, _ = store.load_states()
         silences = store.silences(now)
         waiting = store.pending_count()
-    finally:
-        store.close()
     order = {State.FIRING: 0, State.PENDING: 1, State.RESOLVED: 2, State.INACTIVE: 3}
     shown = sorted(states.values(), key=lambda s: (order[s.state], s.rule, s.agent_id))
     if not shown:
