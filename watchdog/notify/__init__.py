@@ -9,7 +9,7 @@ whose ``reason`` is one of ``REASONS`` (the ``result`` label of
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, get_args
 
 Reason = Literal[
     "ok",
@@ -21,16 +21,7 @@ Reason = Literal[
     "channel_error",
     "client_error",
 ]
-REASONS: tuple[Reason, ...] = (
-    "ok",
-    "rate_limited",
-    "server_error",
-    "timeout",
-    "network_error",
-    "auth_error",
-    "channel_error",
-    "client_error",
-)
+REASONS: tuple[Reason, ...] = get_args(Reason)  # every label value, pre-created at 0
 # Worth trying again later (with Retry-After or backoff); the rest are permanent.
 TRANSIENT: frozenset[Reason] = frozenset(
     {"rate_limited", "server_error", "timeout", "network_error"}
