@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import KEY, T0
+from conftest import KEY, T0, require_tool
 
 from watchdog.clock import FakeClock, SystemClock
 from watchdog.daemon import Watchdog, make_http_server
@@ -105,11 +104,7 @@ def test_readyz_is_503_until_backfill_and_metrics_pass_promtool(tmp_path: Path) 
     assert 'dialnexa_agent_outcome_ratio{agent_id="agt_00000",outcome="failed",window="5m"}' in body
     assert "dialnexa_calls_total{" in body and "dialnexa_up 1.0" in body
     assert "+1555" not in body and KEY not in body
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool missing in CI (Debian package prometheus)")
-        pytest.skip("promtool not installed")
+    promtool = require_tool("promtool")
     r = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.strip() == "" and r.stderr.strip() == "", r.stderr
 

@@ -30,6 +30,8 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import missing
+from conftest import require_tool as tool
 
 from watchdog.settings import load_settings
 
@@ -43,7 +45,6 @@ RULE_TESTS = DEPLOY / "prometheus" / "tests.yml"
 DASHBOARD = DEPLOY / "grafana" / "dialnexa-watchdog.json"
 DOCKERFILE = DEPLOY / "Dockerfile"
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
 
 # Kubernetes versions the manifests must validate against: an old supported one and the
 # newest that kubernetes-validate knows.
@@ -84,25 +85,12 @@ GRAFANA_VARS = {
 
 
 # ---- helpers ---------------------------------------------------------------------------------
-def tool(name: str) -> str:
-    """The path of ``name``; skip without it, except in CI where it must be installed."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} is not installed (.ci/run installs it; see the README)"
-        if IN_CI:
-            pytest.fail(f"CI=true and {message}")
-        pytest.skip(message)
-    return path
-
-
 def jsonschema() -> Any:
     """The jsonschema module (installed with kubernetes-validate); required in CI."""
     try:
         import jsonschema as module  # type: ignore[import-untyped,unused-ignore]
     except ImportError:
-        if IN_CI:
-            pytest.fail("CI=true and jsonschema is not installed (pip install jsonschema)")
-        pytest.skip("jsonschema is not installed")
+        missing("jsonschema is not installed (pip install jsonschema)")
     return module
 
 

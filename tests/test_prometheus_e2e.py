@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -37,6 +36,7 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import require_tool as tool
 from prometheus_client.parser import text_string_to_metric_families
 
 from watchdog.clock import SystemClock
@@ -45,7 +45,6 @@ from watchdog.simulator import STEADY_MIX, AgentProfile, Scenario, Simulator, se
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "deploy" / "prometheus" / "rules.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "dialnexa-watchdog.json"
-IN_CI = os.environ.get("CI", "").lower() == "true"
 JOB = "dialnexa-watchdog"
 KEY = "e2e-test-key"
 
@@ -69,16 +68,6 @@ pytestmark = pytest.mark.timeout(240)
 
 
 # ---- helpers ---------------------------------------------------------------------------------
-def tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} is not installed (.ci/run installs the Debian package prometheus)"
-        if IN_CI:
-            pytest.fail(f"CI=true and {message}")
-        pytest.skip(message)
-    return path
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
