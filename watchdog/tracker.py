@@ -251,8 +251,9 @@ class Tracker:
         settled_ids = out.settled_ids
         for call in calls:
             cid, agent, status, created, settled = call
-            if cid in tracked:
-                self._take(call, now, forget, out)
+            known = tracked.get(cid)
+            if known is not None:
+                self._take(call, known, now, out)
                 continue
             if created < forget:
                 out.ignored_old += 1
@@ -297,25 +298,9 @@ class Tracker:
         self._agents.add(agent)
         return True
 
-    def _take(self, call: Call, now: float, forget: float, out: Applied) -> None:
-        t = self._calls.get(call.id)
-        pending = self.classes.is_pending(call.status)
-        if t is None:
-            if call.created_at < forget:
-                out.ignored_old += 1
-                return
-            if not self._admit_agent(call.agent_id, out):
-                return
-            t = _Tracked(call.agent_id, call.status, call.created_at)
-            self._calls[call.id] = t
-            if pending:
-                self._pending.add(call.id)
-                t.next_check = self._next_check(t, now)
-                out.new_pending += 1
-            else:
-                self._settle(t, call, now, out)
-                out.settled_ids.append(call.id)
-            return
+    def _take(self, call: Call, t: _Tracked, now: float, out: Applied) -> None:
+        """A call seen before (new calls take the inlined path in ``apply``)."""
+        pending = call.status in self.classes.pending
         t.status = call.status
         if t.counted_as is None:
             if pending:

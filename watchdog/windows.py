@@ -144,8 +144,7 @@ class Windows:
 
     def add(self, agent_id: str, status: str, settled_at: float) -> int | None:
         """Count one settled call; returns its bucket (needed to move it) or None if it
-        settled before the longest window and so is not counted. (The ingest hot path:
-        _change's +1 case, inlined.)"""
+        settled before the longest window and so is not counted. (The ingest hot path.)"""
         k = math.floor((settled_at if settled_at < self._now else self._now) / self.bucket)
         cuts = self._cuts
         if k <= cuts[-1]:
@@ -159,13 +158,7 @@ class Windows:
             counts = per_agent[agent_id] = [0] * self._n
         counts[slot] += 1
         self._dirty.add(agent_id)
-        if k > cuts[0]:
-            offsets = self._offsets[slot]
-        else:  # in the longer windows only: a suffix of them (cuts fall as windows grow)
-            first = 1
-            while k <= cuts[first]:
-                first += 1
-            offsets = self._suffix_offsets[slot][first]
+        offsets = self._offsets_for(slot, k)
         totals = self._totals
         for key in (agent_id, WORKSPACE):
             t = totals.get(key)
@@ -179,39 +172,32 @@ class Windows:
         """Undo ``add`` (the call changed status); a bucket that already expired is a no-op."""
         if bucket <= self._cuts[-1]:
             return
-        self._change(agent_id, self.slot(status), bucket, -1)
-
-    def _change(self, agent: str, slot: int, k: int, delta: int) -> None:
-        per_agent = self._buckets.get(k)
-        if per_agent is None:
-            per_agent = self._buckets[k] = {}
-        counts = per_agent.get(agent)
-        if counts is None:
-            counts = per_agent[agent] = [0] * self._n
-        counts[slot] += delta
-        if delta < 0 and not any(counts):
-            del per_agent[agent]
+        slot = self.slot(status)
+        per_agent = self._buckets[bucket]
+        counts = per_agent[agent_id]
+        counts[slot] -= 1
+        if not any(counts):
+            del per_agent[agent_id]
             if not per_agent:
-                del self._buckets[k]
-        totals = self._totals
-        self._dirty.add(agent)
-        if k > self._cuts[0]:  # recent: in every window (the shortest has the latest cut)
-            offsets = self._offsets[slot]
-        else:
-            offsets = tuple(
-                wi * self._row + r
-                for wi, cut in enumerate(self._cuts)
-                if k > cut
-                for r in self._rel[slot]
-            )
-        for key in (agent, WORKSPACE):
-            t = totals.get(key)
-            if t is None:
-                t = totals[key] = [0] * self._width
+                del self._buckets[bucket]
+        self._dirty.add(agent_id)
+        offsets = self._offsets_for(slot, bucket)
+        for key in (agent_id, WORKSPACE):
+            t = self._totals[key]
             for o in offsets:
-                t[o] += delta
-            if delta < 0 and not any(t):
-                del totals[key]
+                t[o] -= 1
+            if not any(t):
+                del self._totals[key]
+
+    def _offsets_for(self, slot: int, k: int) -> tuple[int, ...]:
+        """The totals cells a call in bucket ``k`` with status ``slot`` counts in."""
+        cuts = self._cuts
+        if k > cuts[0]:  # recent: in every window (the shortest has the latest cut)
+            return self._offsets[slot]
+        first = 1  # else in the longer windows only: a suffix of them (cuts fall as they grow)
+        while k <= cuts[first]:
+            first += 1
+        return self._suffix_offsets[slot][first]
 
     # ---- reading (CountsView) ---------------------------------------------------------
     def window_labels(self) -> list[str]:
@@ -234,9 +220,7 @@ class Windows:
         return dirty
 
     def to_counts(self, counts: list[int] | None) -> WindowCounts:
-        return self._to_counts(counts)
-
-    def _to_counts(self, counts: list[int] | None) -> WindowCounts:
+        """WindowCounts from a row of status counts (as ``raw_counts`` returns)."""
         if counts is None:
             return WindowCounts(0, {o: 0 for o in self._outcomes})
         return WindowCounts(
@@ -245,16 +229,16 @@ class Windows:
         )
 
     def counts(self, agent_id: str, window: str) -> WindowCounts:
-        return self._to_counts(self.raw_counts(agent_id, window))
+        return self.to_counts(self.raw_counts(agent_id, window))
 
     def workspace(self, window: str) -> WindowCounts:
-        return self._to_counts(self.raw_counts(WORKSPACE, window))
+        return self.to_counts(self.raw_counts(WORKSPACE, window))
 
     def snapshot(self, window: str) -> dict[str, WindowCounts]:
         """Every agent's counts in ``window`` (for the metrics collector)."""
         base = self._label_index[window] * self._row
         end = base + self._n
-        return {a: self._to_counts(t[base:end]) for a, t in self._totals.items() if a != WORKSPACE}
+        return {a: self.to_counts(t[base:end]) for a, t in self._totals.items() if a != WORKSPACE}
 
     def candidates(self, window: str, outcome: str, threshold: float, min_calls: int) -> list[str]:
         """Agents with at least ``min_calls`` calls and ``outcome``'s ratio >= ``threshold``
