@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from statistics import NormalDist
-from typing import Literal
+from typing import Any, Literal
 
 from watchdog.alert_settings import WORKSPACE_AGENT, RuleSettings, window_label
 from watchdog.model import CountsView, PollStatus, WindowCounts
@@ -290,7 +290,7 @@ def step(
         if obs.verdict is not Verdict.FIRE:
             return fresh  # the common case of a healthy agent: no further copies
         prev = fresh
-    cur = replace(
+    cur = _evolve(
         prev,
         severity=severity,
         evaluated_at=now,
@@ -305,7 +305,7 @@ def step(
     if cur.state is State.INACTIVE:
         if v is not Verdict.FIRE:
             return cur
-        cur = replace(
+        cur = _evolve(
             cur,
             state=State.PENDING,
             since=now,
@@ -317,30 +317,39 @@ def step(
             peak_rate=obs.rate,
         )
         if limits.for_s <= 0:
-            return replace(cur, state=State.FIRING, fired_at=now)
+            return _evolve(cur, state=State.FIRING, fired_at=now)
         return cur
     if cur.state is State.PENDING:
         cur = _track_peak(cur, obs)
         if v is Verdict.CLEAR:
-            return replace(cur, state=State.INACTIVE, since=now, pending_at=None, peak_rate=None)
+            return _evolve(cur, state=State.INACTIVE, since=now, pending_at=None, peak_rate=None)
         pending_at = cur.pending_at if cur.pending_at is not None else cur.since
         if v is Verdict.FIRE and now - pending_at >= limits.for_s:
-            return replace(cur, state=State.FIRING, since=now, fired_at=now)
+            return _evolve(cur, state=State.FIRING, since=now, fired_at=now)
         return cur
     # FIRING
     cur = _track_peak(cur, obs)
     if v is Verdict.CLEAR:
-        return replace(
+        return _evolve(
             cur, state=State.RESOLVED, since=now, resolved_at=now, resolved_rate=obs.rate
         )
     return cur
+
+
+_STATE_FIELDS = tuple(f.name for f in fields(AlertState))
+
+
+def _evolve(st: AlertState, **changes: Any) -> AlertState:
+    """``dataclasses.replace`` for AlertState without its per-call field introspection:
+    evaluation makes one per live alert state, thousands at 10,000 agents."""
+    return AlertState(*[changes[n] if n in changes else getattr(st, n) for n in _STATE_FIELDS])
 
 
 def _track_peak(cur: AlertState, obs: Observation) -> AlertState:
     if obs.verdict is Verdict.NONE or obs.rate is None:
         return cur
     if cur.peak_rate is None or obs.rate > cur.peak_rate:
-        return replace(cur, peak_rate=obs.rate)
+        return _evolve(cur, peak_rate=obs.rate)
     return cur
 
 
@@ -356,10 +365,10 @@ def step_stale(
     limits = Limits(threshold=stale.after, clear_below=stale.after, min_calls=0, for_s=0.0)
     nxt = step(prev, obs, STALE_RULE, WORKSPACE_AGENT, stale.severity, limits, now)
     # For this rule "rate" is the data's age in seconds and the threshold is stale_after.
-    nxt = replace(nxt, rate=age, calls=0, hits=0)
+    nxt = _evolve(nxt, rate=age, calls=0, hits=0)
     if nxt.state in (State.PENDING, State.FIRING):
         earlier = prev.last_error if prev is not None else None
-        nxt = replace(nxt, last_error=poll.last_error or earlier)
+        nxt = _evolve(nxt, last_error=poll.last_error or earlier)
     return nxt
 
 
@@ -471,7 +480,7 @@ def evaluate(
 def _retire(prev: AlertState, now: float, note: str) -> AlertState | None:
     """A state whose rule (or coverage) is gone: a firing alert resolves, others end."""
     if prev.state is State.FIRING:
-        return replace(
+        return _evolve(
             prev,
             state=State.RESOLVED,
             since=now,
@@ -481,7 +490,7 @@ def _retire(prev: AlertState, now: float, note: str) -> AlertState | None:
             note=note,
         )
     if prev.state is State.PENDING:
-        return replace(prev, state=State.INACTIVE, since=now, evaluated_at=now)
+        return _evolve(prev, state=State.INACTIVE, since=now, evaluated_at=now)
     return None
 
 

@@ -229,10 +229,20 @@ class Windows:
         )
 
     def counts(self, agent_id: str, window: str) -> WindowCounts:
-        return self.to_counts(self.raw_counts(agent_id, window))
+        return self._kept(agent_id, window)
 
     def workspace(self, window: str) -> WindowCounts:
-        return self.to_counts(self.raw_counts(WORKSPACE, window))
+        return self._kept(WORKSPACE, window)
+
+    def _kept(self, key: str, window: str) -> WindowCounts:
+        """WindowCounts from the denominator and outcome sums each row keeps."""
+        t = self._totals.get(key)
+        if t is None:
+            return WindowCounts(0, {o: 0 for o in self._outcome_pos})
+        base = self._label_index[window] * self._row
+        return WindowCounts(
+            t[base + self._n], {o: t[base + pos] for o, pos in self._outcome_pos.items()}
+        )
 
     def snapshot(self, window: str) -> dict[str, WindowCounts]:
         """Every agent's counts in ``window`` (for the metrics collector)."""
