@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
-from watchdog.clock import FakeClock
-from watchdog.daemon import Watchdog
-from watchdog.settings import Settings, load_settings
-from watchdog.simulator import Simulator
+from dialnexa_watchdog.clock import FakeClock
+from dialnexa_watchdog.config import Settings, load_settings
+from dialnexa_watchdog.daemon import Watchdog
+from dialnexa_watchdog.simulator import Simulator
 
 T0 = 1_767_261_600.0  # a fixed start (06:00 UTC), so the diurnal curve is repeatable
 KEY = "bench-key"

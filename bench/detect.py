@@ -8,10 +8,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from dialnexa_watchdog.app import build_alerting
+from dialnexa_watchdog.clock import FakeClock
+from dialnexa_watchdog.simulator import AgentProfile, Scenario, Simulator
+
 from bench.common import KEY, T0, bench_settings, make_daemon
-from watchdog.clock import FakeClock
-from watchdog.simulator import AgentProfile, Scenario, Simulator
-from watchdog.wiring import build_alerting
 
 HOT = "agt_hot"
 MIX = {"completed": 0.80, "failed": 0.05, "busy": 0.05, "no_answer": 0.10}

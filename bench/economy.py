@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from dialnexa_watchdog.clock import FakeClock
+from dialnexa_watchdog.daemon import Watchdog
+from dialnexa_watchdog.ingest.client import ApiClient, RateLimiter
+from dialnexa_watchdog.model import Range
+from dialnexa_watchdog.simulator import Scenario, Simulator
 from pydantic import SecretStr
 
 from bench.common import KEY, T0, bench_settings
-from watchdog.client import ApiClient, RateLimiter
-from watchdog.clock import FakeClock
-from watchdog.daemon import Watchdog
-from watchdog.simulator import Scenario, Simulator
-from watchdog.tracker import Range
 
 NAIVE_SAMPLE_EVERY = 20  # the naive poller is run for real every Nth cycle (it is slow)
 

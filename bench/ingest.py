@@ -7,13 +7,14 @@ import json
 import time
 from typing import Any
 
+from dialnexa_watchdog.clock import FakeClock
+from dialnexa_watchdog.ingest.parse import parse_page
+from dialnexa_watchdog.ingest.tracker import Tracker, TrackerConfig
+from dialnexa_watchdog.model import StatusClasses
+from dialnexa_watchdog.simulator import Scenario, Simulator
+from dialnexa_watchdog.windows import Windows
+
 from bench.common import KEY, T0
-from watchdog.clock import FakeClock
-from watchdog.model import StatusClasses
-from watchdog.parse import parse_page
-from watchdog.simulator import Scenario, Simulator
-from watchdog.tracker import Tracker, TrackerConfig
-from watchdog.windows import Windows
 
 WINDOWS = {"5m": 300.0, "15m": 900.0, "1h": 3600.0}
 

@@ -13,11 +13,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dialnexa_watchdog.alerts.compile import compile_rules
+from dialnexa_watchdog.alerts.rules import evaluate
+from dialnexa_watchdog.clock import FakeClock
+from dialnexa_watchdog.model import PollStatus
+from dialnexa_watchdog.simulator import Scenario, Simulator
+
 from bench.common import KEY, T0, bench_settings, make_daemon
-from watchdog.clock import FakeClock
-from watchdog.model import PollStatus
-from watchdog.rules import compile_rules, evaluate
-from watchdog.simulator import Scenario, Simulator
 
 RULES: list[dict[str, Any]] = [
     {"name": f"{o.replace('_', '-')}-{w}", "outcome": o, "window": w, "threshold": t,

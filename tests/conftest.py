@@ -8,9 +8,8 @@ from collections.abc import Iterator
 from typing import NoReturn
 
 import pytest
-
-from watchdog.clock import FakeClock
-from watchdog.simulator import Simulator, serve
+from dialnexa_watchdog.clock import FakeClock
+from dialnexa_watchdog.simulator import Simulator, serve
 
 T0 = 1_750_000_000.0
 KEY = "test-key"

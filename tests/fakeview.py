@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from watchdog.model import WindowCounts
+from dialnexa_watchdog.model import WindowCounts
 
 
 class FakeView:

@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dialnexa_watchdog.alerts.pipeline import Alerting, backoff
+from dialnexa_watchdog.clock import FakeClock
+from dialnexa_watchdog.config import ConfigError, Settings
+from dialnexa_watchdog.model import PollStatus
 from fakeslack import CHANNEL_ID, TOKEN, FakeSlack
 from fakeview import FakeView
 from prometheus_client import CollectorRegistry, generate_latest
-
-from watchdog.alerting import Alerting, backoff
-from watchdog.clock import FakeClock
-from watchdog.model import PollStatus
-from watchdog.settings import ConfigError, Settings
 
 T0 = 1_750_000_000.0
 RULE = "failed-rate"

@@ -6,11 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dialnexa_watchdog.alerts.rules import AlertState, State
+from dialnexa_watchdog.alerts.store import Store
+from dialnexa_watchdog.cli import main
 from fakeslack import CHANNEL_ID, TOKEN, FakeSlack
-
-from watchdog.cli import main
-from watchdog.rules import AlertState, State
-from watchdog.store import Store
 
 
 @pytest.fixture

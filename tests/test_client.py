@@ -5,12 +5,11 @@ from __future__ import annotations
 import httpx
 import pytest
 from conftest import KEY, T0
+from dialnexa_watchdog.clock import FakeClock
+from dialnexa_watchdog.ingest.client import ApiClient, ApiError, RateLimiter, iso, parse_reset
+from dialnexa_watchdog.model import Range
+from dialnexa_watchdog.simulator import Simulator
 from pydantic import SecretStr
-
-from watchdog.client import ApiClient, ApiError, RateLimiter, iso, parse_reset
-from watchdog.clock import FakeClock
-from watchdog.simulator import Simulator
-from watchdog.tracker import Range
 
 
 def client(url: str, clock: FakeClock, key: str = KEY, **kw: object) -> ApiClient:
@@ -50,7 +49,7 @@ def test_pagination_under_concurrent_inserts_neither_skips_nor_double_counts(
 def test_listing_stops_once_items_are_older_than_the_range_when_filters_are_ignored(
     clock: FakeClock,
 ) -> None:
-    from watchdog.simulator import serve
+    from dialnexa_watchdog.simulator import serve
 
     sim = Simulator(clock, keys=(KEY,), ignore_date_filter=True)
     add_calls(sim, 1000, T0 - 2000)

@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from watchdog.settings import ConfigError, load_settings
+from dialnexa_watchdog.config import ConfigError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,7 +18,7 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("WATCHDOG_", "DIALNEXA"))}
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "watchdog", *args],
+        [sys.executable, "-m", "dialnexa_watchdog", *args],
         capture_output=True, text=True, env=full_env, cwd=ROOT, timeout=60,
     )  # fmt: skip
 

@@ -15,11 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import KEY, T0, require_tool
-
-from watchdog.clock import FakeClock, SystemClock
-from watchdog.daemon import Watchdog, make_http_server
-from watchdog.settings import load_settings
-from watchdog.simulator import Scenario, Simulator, observed_outcome, serve
+from dialnexa_watchdog.clock import FakeClock, SystemClock
+from dialnexa_watchdog.config import load_settings
+from dialnexa_watchdog.daemon import Watchdog, make_http_server
+from dialnexa_watchdog.simulator import Scenario, Simulator, observed_outcome, serve
 
 CANON = {"completed", "failed", "busy", "no_answer", "did_not_pick", "voicemail", "retry_expired"}
 
@@ -133,7 +132,7 @@ def test_sigterm_stops_the_daemon_within_5s(tmp_path: Path) -> None:
         )
         env = {**os.environ, "DIALNEXA_API_KEY": KEY, "WATCHDOG_LOG__FORMAT": "json"}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "watchdog", "run", "--config", str(cfg)],
+            [sys.executable, "-m", "dialnexa_watchdog", "run", "--config", str(cfg)],
             stderr=subprocess.PIPE, text=True, env=env,
         )  # fmt: skip
         assert proc.stderr is not None

@@ -32,8 +32,7 @@ import pytest
 import yaml
 from conftest import missing
 from conftest import require_tool as tool
-
-from watchdog.settings import load_settings
+from dialnexa_watchdog.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"

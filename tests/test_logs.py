@@ -6,7 +6,7 @@ import io
 import json
 import logging
 
-from watchdog.logs import scrub, setup_logging
+from dialnexa_watchdog.logs import scrub, setup_logging
 
 
 def test_json_lines_with_extras_and_no_phone_or_token() -> None:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import threading
 
+from dialnexa_watchdog.metrics import Metrics
+from dialnexa_watchdog.model import StatusClasses
+from dialnexa_watchdog.windows import Windows
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-
-from watchdog.metrics import Metrics
-from watchdog.model import StatusClasses
-from watchdog.windows import Windows
 
 AGENTS = ["a1", "a2", 'we"ird\\agent', "a\nnewline"]
 STATUSES = ["completed", "failed", "busy", "no_answer", "cancelled", "odd"]

@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
-from watchdog.model import normalise_status, refine_status
-from watchdog.parse import PageError, parse_page
+from dialnexa_watchdog.ingest.parse import PageError, parse_page
+from dialnexa_watchdog.model import normalise_status, refine_status
 
 DATA = Path(__file__).parent / "data"
 

@@ -37,10 +37,9 @@ from typing import Any
 import pytest
 import yaml
 from conftest import require_tool as tool
+from dialnexa_watchdog.clock import SystemClock
+from dialnexa_watchdog.simulator import STEADY_MIX, AgentProfile, Scenario, Simulator, serve
 from prometheus_client.parser import text_string_to_metric_families
-
-from watchdog.clock import SystemClock
-from watchdog.simulator import STEADY_MIX, AgentProfile, Scenario, Simulator, serve
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "deploy" / "prometheus" / "rules.yml"
@@ -251,7 +250,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
             started = time.time()
             daemon = subprocess.Popen(
-                [sys.executable, "-m", "watchdog", "run", "--config", str(config_path)],
+                [sys.executable, "-m", "dialnexa_watchdog", "run", "--config", str(config_path)],
                 cwd=ROOT,
                 env=_clean_env(),
                 stdin=subprocess.DEVNULL,

@@ -5,13 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from fakeview import FakeView
-from hypothesis import given
-from hypothesis import strategies as st
-
-from watchdog.alert_settings import RuleSettings
-from watchdog.model import PollStatus
-from watchdog.rules import (
+from dialnexa_watchdog.alerts.compile import compile_rules
+from dialnexa_watchdog.alerts.rules import (
     STALE_RULE,
     AlertState,
     Evaluation,
@@ -19,12 +14,16 @@ from watchdog.rules import (
     Silence,
     StaleRule,
     State,
-    compile_rules,
     evaluate,
     is_silenced,
     needs_notify,
     wilson_interval,
 )
+from dialnexa_watchdog.config import RuleSettings
+from dialnexa_watchdog.model import PollStatus
+from fakeview import FakeView
+from hypothesis import given
+from hypothesis import strategies as st
 
 WINDOWS = {"5m": 300.0, "15m": 900.0, "1h": 3600.0}
 T0 = 1_750_000_000.0

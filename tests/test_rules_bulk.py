@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from dialnexa_watchdog.alerts.rules import Limits, Rule, evaluate
+from dialnexa_watchdog.model import PollStatus, StatusClasses
+from dialnexa_watchdog.windows import Windows
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from watchdog.model import PollStatus, StatusClasses
-from watchdog.rules import Limits, Rule, evaluate
-from watchdog.windows import Windows
 
 STATUSES = ["completed", "failed", "busy", "no_answer", "cancelled"]
 

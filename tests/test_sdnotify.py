@@ -9,8 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from watchdog import sdnotify
+from dialnexa_watchdog import sdnotify
 
 
 @pytest.fixture

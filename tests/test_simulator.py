@@ -10,9 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
-
-from watchdog.clock import FakeClock
-from watchdog.simulator import (
+from dialnexa_watchdog.clock import FakeClock
+from dialnexa_watchdog.simulator import (
     AgentProfile,
     CallSpec,
     RunningServer,
@@ -21,9 +20,9 @@ from watchdog.simulator import (
     observed_outcome,
     serve,
 )
-from watchdog.simulator.__main__ import build_parser
-from watchdog.simulator.calls import now_ms, to_ms
-from watchdog.simulator.render import iso
+from dialnexa_watchdog.simulator.__main__ import build_parser
+from dialnexa_watchdog.simulator.calls import now_ms, to_ms
+from dialnexa_watchdog.simulator.render import iso
 
 T0 = 1_750_000_000.0  # 2025-06-15T15:06:40Z
 KEY = "test-key"

@@ -9,16 +9,15 @@ from collections.abc import Iterator
 from urllib.error import URLError
 
 import pytest
-from fakeslack import CHANNEL_ID, TOKEN, FakeSlack
-
-from watchdog.notify import AlertSnapshot, MessageRef, Notice
-from watchdog.notify.message import escape, render_slack, render_text, sparkline
-from watchdog.notify.slack import (
+from dialnexa_watchdog.notify import AlertSnapshot, MessageRef, Notice
+from dialnexa_watchdog.notify.message import escape, render_slack, render_text, sparkline
+from dialnexa_watchdog.notify.slack import (
     SlackBotNotifier,
     SlackWebhookNotifier,
     classify,
     classify_exception,
 )
+from fakeslack import CHANNEL_ID, TOKEN, FakeSlack
 
 T0 = 1_750_000_000.0
 

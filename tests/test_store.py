@@ -8,10 +8,9 @@ import stat
 from pathlib import Path
 
 import pytest
-
-from watchdog.notify import AlertSnapshot, MessageRef, Notice
-from watchdog.rules import AlertState, State
-from watchdog.store import Incident, StateError, Store
+from dialnexa_watchdog.alerts.rules import AlertState, State
+from dialnexa_watchdog.alerts.store import Incident, StateError, Store
+from dialnexa_watchdog.notify import AlertSnapshot, MessageRef, Notice
 
 T0 = 1_750_000_000.0
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from watchdog.model import Call, StatusClasses
-from watchdog.tracker import Range, Tracker, TrackerConfig
-from watchdog.windows import Windows
+from dialnexa_watchdog.ingest.tracker import Tracker, TrackerConfig
+from dialnexa_watchdog.model import Call, Range, StatusClasses
+from dialnexa_watchdog.windows import Windows
 
 T0 = 1_750_000_000.0
 CLASSES = StatusClasses()

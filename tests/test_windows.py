@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import math
 
+from dialnexa_watchdog.model import StatusClasses
+from dialnexa_watchdog.windows import Windows, choose_bucket
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from watchdog.model import StatusClasses
-from watchdog.windows import Windows, choose_bucket
 
 CLASSES = StatusClasses()
 STATUSES = ["completed", "failed", "busy", "no_answer", "did_not_pick", "voicemail",

@@ -15,14 +15,14 @@ from typing import Any, Protocol
 import httpx
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
-from watchdog import sdnotify
-from watchdog.client import ApiClient, ApiError, Listing, RateLimiter, Stopped
-from watchdog.clock import Clock
-from watchdog.metrics import Metrics
-from watchdog.model import Call, CountsView, PollStatus
-from watchdog.settings import Settings
-from watchdog.tracker import Applied, Range, Tracker, TrackerConfig
-from watchdog.windows import Windows
+from . import sdnotify
+from .clock import Clock
+from .config import Settings
+from .ingest.client import ApiClient, ApiError, Listing, RateLimiter, Stopped
+from .ingest.tracker import Applied, Tracker, TrackerConfig
+from .metrics import Metrics
+from .model import Call, CountsView, PollStatus, Range
+from .windows import Windows
 
 log = logging.getLogger("watchdog.daemon")
 

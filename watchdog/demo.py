@@ -13,12 +13,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from watchdog.clock import SystemClock
-from watchdog.daemon import CycleReport, Watchdog, run
-from watchdog.logs import setup_logging
-from watchdog.settings import load_settings
-from watchdog.simulator import Scenario, Simulator, serve
-from watchdog.wiring import build_alerting
+from .app import build_alerting
+from .clock import SystemClock
+from .config import load_settings
+from .daemon import CycleReport, Watchdog, run
+from .logs import setup_logging
+from .simulator import Scenario, Simulator, serve
 
 DEMO_KEY = "demo-key"
 
@@ -118,7 +118,7 @@ def run_demo(duration: float, listen: str = "127.0.0.1:9811", out: TextIO | None
         print(f"running for {duration:.0f}s (Ctrl-C stops)\n", file=out, flush=True)
         rc = run(wd, stop, until=time.monotonic() + duration)
         print("\nfinal rates:", file=out)
-        from watchdog.report import rate_table
+        from .report import rate_table
 
         print(rate_table(wd.windows), file=out, flush=True)
         return rc

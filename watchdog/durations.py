@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
@@ -44,3 +45,12 @@ def format_duration(seconds: float) -> str:
         if s >= size and s % size == 0:
             return f"{int(s // size)}{unit}"
     return f"{int(s)}s" if s == int(s) else f"{s}s"
+
+
+def window_label(settings_windows: Mapping[str, float], value: str) -> str:
+    """The configured label for a window written as ``value`` (``900s`` -> ``15m``)."""
+    seconds = parse_duration(value)
+    for label, s in settings_windows.items():
+        if s == seconds:
+            return label
+    raise KeyError(value)

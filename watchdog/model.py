@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 # Statuses a call passes through before it settles. Both documented vocabularies
 # normalise onto these (lower case, "-" -> "_").
@@ -35,6 +35,9 @@ DENOMINATOR_STATUSES: tuple[str, ...] = (
 # Terminal but excluded from ratios.
 EXCLUDED_STATUSES: tuple[str, ...] = ("cancelled",)
 UNKNOWN = "unknown"
+# The agent_id of alerts that are not about one agent (workspace scope, stale), also as the
+# ``agent_id`` metric label.
+WORKSPACE_AGENT = "*"
 
 DEFAULT_OUTCOMES: dict[str, tuple[str, ...]] = {
     "failed": ("failed",),
@@ -109,6 +112,28 @@ class Call(NamedTuple):
     status: str  # normalised; may be a status outside the known vocabulary
     created_at: float  # epoch seconds
     settled_at: float | None = None  # ended_at, else created_at + duration; None if unknown
+
+
+# What a listing is for: new calls (head), the start-up backfill, calls still in
+# conversation (pending), or one old unsettled call (straggler).
+RangeKind = Literal["head", "pending", "straggler", "backfill"]
+PAGE = 100  # items per page the API returns at most
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """One listing: calls with ``start <= created_at <= end`` (optionally one agent's)."""
+
+    start: float
+    end: float
+    agent_id: str | None = None
+    kind: RangeKind = "head"
+    est_calls: int = 0
+    due: float = 0.0  # when its earliest call became due (older first when budget is short)
+
+    @property
+    def est_requests(self) -> int:
+        return self.est_calls // PAGE + 1
 
 
 @dataclass(frozen=True, slots=True)

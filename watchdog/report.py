@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from watchdog.windows import Windows
+from .windows import Windows
 
 
 def _pct(r: float | None) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from watchdog.model import UNKNOWN, StatusClasses, WindowCounts
+from .model import UNKNOWN, StatusClasses, WindowCounts
 
 WORKSPACE = "*"
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 from typing import TextIO
 
-from watchdog.notify import MessageRef, Notice, SendResult
-from watchdog.notify.message import render_text, utc_seconds
+from . import MessageRef, Notice, SendResult
+from .message import render_text, utc_seconds
 
 log = logging.getLogger("watchdog.alerts")
 

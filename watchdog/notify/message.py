@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from watchdog.notify import AlertSnapshot, Notice
+from . import AlertSnapshot, Notice
 
 BARS = "▁▂▃▄▅▆▇█"
 MAX_GROUP_LINES = 40

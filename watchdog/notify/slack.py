@@ -20,8 +20,8 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web import WebClient
 from slack_sdk.webhook import WebhookClient
 
-from watchdog.notify import MessageRef, Notice, Reason, SendResult
-from watchdog.notify.message import SlackMessage, render_slack
+from . import MessageRef, Notice, Reason, SendResult
+from .message import SlackMessage, render_slack
 
 _ERROR_CODE = re.compile(r"[a-z0-9_]{1,64}")
 _sdk_logger = logging.getLogger("watchdog.notify.slack_sdk")

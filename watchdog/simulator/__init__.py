@@ -5,7 +5,7 @@ is a WSGI application serving ``GET /v1/calls``; ``serve`` runs it over real HTT
 read only from the injected clock.
 """
 
-from watchdog.simulator.app import (
+from .app import (
     FAULT_KINDS,
     Disconnect,
     FaultKind,
@@ -13,7 +13,7 @@ from watchdog.simulator.app import (
     Response,
     Simulator,
 )
-from watchdog.simulator.calls import (
+from .calls import (
     ANSWERED,
     OUTCOMES,
     PHASES,
@@ -25,8 +25,8 @@ from watchdog.simulator.calls import (
     observed_outcome,
     status_text,
 )
-from watchdog.simulator.scenario import STEADY_MIX, AgentProfile, Scenario, diurnal_factor
-from watchdog.simulator.server import RunningServer, serve
+from .scenario import STEADY_MIX, AgentProfile, Scenario, diurnal_factor
+from .server import RunningServer, serve
 
 __all__ = [
     "ANSWERED",

@@ -9,11 +9,11 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from watchdog.clock import SystemClock
-from watchdog.simulator.app import Simulator
-from watchdog.simulator.calls import SHAPES, Shape
-from watchdog.simulator.scenario import Scenario
-from watchdog.simulator.server import serve
+from ..clock import SystemClock
+from .app import Simulator
+from .calls import SHAPES, Shape
+from .scenario import Scenario
+from .server import serve
 
 
 def _listen(value: str) -> tuple[str, int]:

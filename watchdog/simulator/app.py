@@ -19,8 +19,8 @@ from wsgiref.types import StartResponse, WSGIEnvironment
 
 import msgspec
 
-from watchdog.clock import Clock
-from watchdog.simulator.calls import (
+from ..clock import Clock
+from .calls import (
     OUTCOMES,
     SHAPES,
     CallSpec,
@@ -29,9 +29,9 @@ from watchdog.simulator.calls import (
     now_ms,
     to_ms,
 )
-from watchdog.simulator.render import bad_items, render
-from watchdog.simulator.scenario import Scenario
-from watchdog.simulator.store import CallStore
+from .render import bad_items, render
+from .scenario import Scenario
+from .store import CallStore
 
 FaultKind = Literal[
     "500", "502", "503", "429", "html", "invalid_json", "bad_items", "timeout", "disconnect"

@@ -6,14 +6,14 @@ import time
 from functools import lru_cache
 from typing import Any
 
-from watchdog.simulator.calls import (
+from .calls import (
     BARE_REASONS,
     FINAL_BASE,
     OUTCOMES,
     Shape,
     status_table,
 )
-from watchdog.simulator.store import CallStore
+from .store import CallStore
 
 Item = dict[str, Any]
 

@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from watchdog.simulator.calls import OUTCOME_CODE, OUTCOMES, VOCABS, Vocab
+from .calls import OUTCOME_CODE, OUTCOMES, VOCABS, Vocab
 
 # ~70% completed, 8% failed, 7% busy, 12% no answer, 3% other.
 STEADY_MIX: Mapping[str, float] = {

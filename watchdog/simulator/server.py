@@ -8,7 +8,7 @@ import threading
 from types import TracebackType
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-from watchdog.simulator.app import Simulator
+from .app import Simulator
 
 POLL_INTERVAL = 0.02  # seconds; how quickly stop() is noticed by the serving loop
 

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from math import log
 
-from watchdog.simulator.calls import (
+from .calls import (
     ANSWERED_CODES,
     FINAL_BASE,
     OUTCOME_CODE,
@@ -38,7 +38,7 @@ from watchdog.simulator.calls import (
     status_table,
     to_ms,
 )
-from watchdog.simulator.scenario import (
+from .scenario import (
     ABSOLUTE_THRESHOLD,
     DIURNAL_AMPLITUDE,
     Scenario,

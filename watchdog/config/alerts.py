@@ -2,83 +2,27 @@
 
 Field-level checks live on the models; checks that need the rest of the config (a rule's
 ``window`` must be one of the configured ``windows``, its ``outcome`` one of ``outcomes``)
-are in ``validate_rules(settings)``, which ``load_settings`` calls after the models validate.
+are in ``load.validate_rules(settings)``, which ``load_settings`` calls after the models
+validate.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import string
-from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    SecretStr,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
-from watchdog.durations import format_duration, parse_duration
-from watchdog.validators import agent_list
-
-if TYPE_CHECKING:
-    from watchdog.settings import Settings
-
-# The same annotated type as settings.Duration (settings.py imports this module, so it cannot
-# be imported from there without a cycle).
-Duration = Annotated[
-    float,
-    BeforeValidator(parse_duration),
-    PlainSerializer(format_duration, return_type=str),
-]
-Ratio = Annotated[float, Field(ge=0.0, le=1.0)]
+from .types import Duration, Ratio, Section, WindowLabel, agent_list, read_secret_file
 
 RULE_NAME = re.compile(r"[a-z0-9-]+")
 # Names the daemon uses itself.
 RESERVED_RULE_NAMES = frozenset({"stale"})
-# The agent_id label value of alerts that are not about one agent (workspace scope, stale).
-WORKSPACE_AGENT = "*"
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        validate_default=True,
-        validate_by_name=True,
-        validate_by_alias=True,
-        serialize_by_alias=True,
-    )
-
-
-def _read_secret(path: Path, field: str) -> SecretStr:
-    if not path.is_absolute() and os.environ.get("CREDENTIALS_DIRECTORY"):
-        path = Path(os.environ["CREDENTIALS_DIRECTORY"]) / path
-    try:
-        text = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ValueError(f"{field}: cannot read {path}: {exc.strerror or exc}") from None
-    if not text:
-        raise ValueError(f"{field}: {path} is empty")
-    return SecretStr(text)
-
-
-def _window_text(v: Any) -> str:
-    parse_duration(v)  # raises a readable ValueError
-    return str(v).strip()
-
-
-WindowLabel = Annotated[str, BeforeValidator(_window_text)]
-
-
-class RuleOverride(_Section):
+class RuleOverride(Section):
     """Per-agent replacements of a rule's limits."""
 
     threshold: Ratio | None = None
@@ -87,7 +31,7 @@ class RuleOverride(_Section):
     for_: Duration | None = Field(None, alias="for")
 
 
-class RuleSettings(_Section):
+class RuleSettings(Section):
     """One entry of ``rules:``."""
 
     name: str
@@ -184,7 +128,7 @@ class RuleSettings(_Section):
         return self.threshold if self.clear_below is None else self.clear_below
 
 
-class SlackSettings(_Section):
+class SlackSettings(Section):
     """``slack:``. Bot-token mode when ``token`` is set (needs ``channel``), else webhook mode
     when ``webhook_url`` is set, else notifications go to the terminal/log."""
 
@@ -242,9 +186,9 @@ class SlackSettings(_Section):
     @model_validator(mode="after")
     def _secrets(self) -> SlackSettings:
         if self.token is None and self.token_file is not None:
-            self.token = _read_secret(self.token_file, "token_file")
+            self.token = read_secret_file(self.token_file, "token_file")
         if self.webhook_url is None and self.webhook_url_file is not None:
-            self.webhook_url = _read_secret(self.webhook_url_file, "webhook_url_file")
+            self.webhook_url = read_secret_file(self.webhook_url_file, "webhook_url_file")
         if self.token is not None and not self.token.get_secret_value().strip():
             self.token = None
         if self.webhook_url is not None:
@@ -267,7 +211,7 @@ class SlackSettings(_Section):
         return "none"
 
 
-class AlertsSettings(_Section):
+class AlertsSettings(Section):
     """``alerts:`` behaviour not tied to one rule."""
 
     # The built-in stale rule fires after this long without a successful poll; 0 disables it.
@@ -282,46 +226,3 @@ class AlertsSettings(_Section):
         if 0 < v < 10:
             raise ValueError("must be 0 (off) or at least 10s")
         return v
-
-
-def validate_rules(settings: Settings) -> list[str]:
-    """Cross-field problems of ``rules`` against the rest of the config, one line each."""
-    windows: Mapping[str, float] = settings.window_seconds
-    by_seconds = {s: label for label, s in windows.items()}
-    problems: list[str] = []
-    seen: dict[str, int] = {}
-    for i, rule in enumerate(settings.rules):
-        where = f"rules[{i}]"
-        if rule.name in seen:
-            problems.append(f"{where}.name: {rule.name!r} is also rules[{seen[rule.name]}]")
-        seen.setdefault(rule.name, i)
-        if rule.outcome not in settings.outcomes:
-            known = ", ".join(sorted(settings.outcomes))
-            problems.append(f"{where}.outcome: {rule.outcome!r} is not one of {known}")
-        w = parse_duration(rule.window)
-        if w not in by_seconds:
-            problems.append(
-                f"{where}.window: {rule.window} is not a configured window "
-                f"({', '.join(windows)}); add it to windows or pick one of those"
-            )
-        if rule.confirm_window is not None:
-            cw = parse_duration(rule.confirm_window)
-            if cw not in by_seconds:
-                problems.append(
-                    f"{where}.confirm_window: {rule.confirm_window} is not a configured window "
-                    f"({', '.join(windows)})"
-                )
-            elif cw <= w:
-                problems.append(
-                    f"{where}.confirm_window: must be longer than window ({rule.window})"
-                )
-    return problems
-
-
-def window_label(settings_windows: Mapping[str, float], value: str) -> str:
-    """The configured label for a window written as ``value`` (``900s`` -> ``15m``)."""
-    seconds = parse_duration(value)
-    for label, s in settings_windows.items():
-        if s == seconds:
-            return label
-    raise KeyError(value)

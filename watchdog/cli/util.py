@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from watchdog.settings import ConfigError, Settings, load_settings
+from ..config import ConfigError, Settings, load_settings
 
 
 def add_config_arg(parser: argparse.ArgumentParser) -> None:

@@ -6,9 +6,9 @@ from typing import TextIO
 
 from prometheus_client import CollectorRegistry
 
-from watchdog.clock import Clock
-from watchdog.daemon import AlertHook
-from watchdog.settings import Settings
+from .clock import Clock
+from .config import Settings
+from .daemon import AlertHook
 
 
 def build_alerting(
@@ -17,7 +17,7 @@ def build_alerting(
     clock: Clock,
     stream: TextIO | None = None,
 ) -> AlertHook | None:
-    from watchdog.alerting import Alerting
+    from .alerts.pipeline import Alerting
 
     hook: AlertHook = Alerting(settings, registry, clock, stream)
     return hook

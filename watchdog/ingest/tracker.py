@@ -26,27 +26,10 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from watchdog.model import UNKNOWN, Call, StatusClasses
-from watchdog.windows import Windows
+from ..model import PAGE, UNKNOWN, Call, Range, RangeKind, StatusClasses
+from ..windows import Windows
 
-PAGE = 100
 CHUNK_CALLS = 10 * PAGE  # a pending range holds at most about this many known calls
-
-
-@dataclass(frozen=True, slots=True)
-class Range:
-    """One listing: calls with ``start <= created_at <= end`` (optionally one agent's)."""
-
-    start: float
-    end: float
-    agent_id: str | None = None
-    kind: str = "head"  # head | pending | straggler | backfill
-    est_calls: int = 0
-    due: float = 0.0  # when its earliest call became due (older first when budget is short)
-
-    @property
-    def est_requests(self) -> int:
-        return self.est_calls // PAGE + 1
 
 
 @dataclass(slots=True)
@@ -207,7 +190,7 @@ class Tracker:
             if not group:
                 return
             start, end = group[0], group[-1]
-            kind = "straggler" if end < straggler_before else "pending"
+            kind: RangeKind = "straggler" if end < straggler_before else "pending"
             since = min(due_at[c] for c in group)
             out.append(Range(start, end, key, kind, estimate(start, end), since))
             group.clear()

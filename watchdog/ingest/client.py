@@ -20,10 +20,9 @@ from typing import Protocol
 import httpx
 from pydantic import SecretStr
 
-from watchdog.clock import Clock
-from watchdog.model import Call
-from watchdog.parse import PageError, ParsedPage, parse_page
-from watchdog.tracker import Range
+from ..clock import Clock
+from ..model import Call, Range
+from .parse import PageError, ParsedPage, parse_page
 
 log = logging.getLogger("watchdog.client")
 

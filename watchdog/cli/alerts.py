@@ -13,16 +13,16 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TextIO
 
-from watchdog.alert_settings import WORKSPACE_AGENT
-from watchdog.cliutil import ConfigExit, add_config_arg, load_config
-from watchdog.clock import SystemClock
-from watchdog.durations import parse_duration
-from watchdog.notify import SendResult
-from watchdog.notify.message import SlackMessage, escape, human_duration, pct, utc
-from watchdog.notify.slack import SlackBotNotifier, SlackWebhookNotifier
-from watchdog.rules import STALE_RULE, AlertState, State, is_silenced
-from watchdog.settings import Settings
-from watchdog.store import StateError, Store
+from ..alerts.rules import STALE_RULE, AlertState, State, is_silenced
+from ..alerts.store import StateError, Store
+from ..clock import SystemClock
+from ..config import Settings
+from ..durations import parse_duration
+from ..model import WORKSPACE_AGENT
+from ..notify import SendResult
+from ..notify.message import SlackMessage, escape, human_duration, pct, utc
+from ..notify.slack import SlackBotNotifier, SlackWebhookNotifier
+from .util import ConfigExit, add_config_arg, load_config
 
 PROG = "dialnexa-watchdog"
 

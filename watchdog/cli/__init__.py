@@ -11,9 +11,9 @@ from types import FrameType
 
 import yaml
 
-from watchdog import __version__
-from watchdog.cliutil import ConfigExit, add_config_arg, load_config
-from watchdog.durations import parse_duration
+from .. import __version__
+from ..durations import parse_duration
+from .util import ConfigExit, add_config_arg, load_config
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
@@ -32,12 +32,12 @@ def _install_signals(stop: threading.Event) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from watchdog.clock import SystemClock
-    from watchdog.daemon import Watchdog, run
-    from watchdog.logs import setup_logging
-    from watchdog.settings import ConfigError
-    from watchdog.store import StateError
-    from watchdog.wiring import build_alerting
+    from ..alerts.store import StateError
+    from ..app import build_alerting
+    from ..clock import SystemClock
+    from ..config import ConfigError
+    from ..daemon import Watchdog, run
+    from ..logs import setup_logging
 
     settings = load_config(args)
     setup_logging(settings.log.level, settings.log.format)
@@ -60,10 +60,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_once(args: argparse.Namespace) -> int:
-    from watchdog.clock import SystemClock
-    from watchdog.daemon import Watchdog
-    from watchdog.logs import setup_logging
-    from watchdog.report import rate_table
+    from ..clock import SystemClock
+    from ..daemon import Watchdog
+    from ..logs import setup_logging
+    from ..report import rate_table
 
     settings = load_config(args)
     setup_logging(settings.log.level, "text" if sys.stderr.isatty() else settings.log.format)
@@ -86,7 +86,7 @@ def _cmd_once(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from watchdog.demo import run_demo
+    from ..demo import run_demo
 
     return run_demo(parse_duration(args.duration), listen=args.listen)
 
@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_demo)
 
-    from watchdog.cli_alerts import register
+    from .alerts import register
 
     register(sub)
     return parser

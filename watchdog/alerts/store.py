@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from watchdog.notify import AlertSnapshot, MessageRef, Notice
-from watchdog.rules import AlertState, Silence, State
+from ..notify import AlertSnapshot, MessageRef, Notice
+from .rules import AlertState, Silence, State
 
 log = logging.getLogger(__name__)
 

@@ -1,34 +1,20 @@
-"""Configuration: a YAML file, then ``WATCHDOG_<SECTION>__<KEY>`` environment variables on top.
+"""The ``Settings`` model: every section of the config file, validated.
 
-``load_settings(path)`` returns a validated ``Settings`` or raises ``ConfigError`` whose
-``problems`` name each bad field by its path. Nothing here touches the network or the disk
-beyond reading the config file and secret files.
+Built by ``load.load_settings`` from a YAML file with ``WATCHDOG_<SECTION>__<KEY>``
+environment variables on top. No side effects beyond reading secret files named by
+``*_file`` keys.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-import yaml
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from watchdog.alert_settings import AlertsSettings, RuleSettings, SlackSettings
-from watchdog.durations import format_duration, parse_duration
-from watchdog.model import (
+from ..durations import parse_duration
+from ..model import (
     DEFAULT_OUTCOMES,
     DENOMINATOR_STATUSES,
     EXCLUDED_STATUSES,
@@ -36,43 +22,11 @@ from watchdog.model import (
     StatusClasses,
     normalise_status,
 )
-from watchdog.validators import agent_list
-
-Duration = Annotated[
-    float,
-    BeforeValidator(parse_duration),
-    PlainSerializer(format_duration, return_type=str),
-]
-Positive = Annotated[float, Field(gt=0)]
+from .alerts import AlertsSettings, RuleSettings, SlackSettings
+from .types import Duration, Section, agent_list, read_secret_file
 
 
-class ConfigError(Exception):
-    """A config that cannot be used; ``problems`` holds one line per bad field."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = problems
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
-
-
-def _read_secret_file(path: Path | None, field: str) -> SecretStr | None:
-    if path is None:
-        return None
-    if not path.is_absolute() and os.environ.get("CREDENTIALS_DIRECTORY"):
-        path = Path(os.environ["CREDENTIALS_DIRECTORY"]) / path
-    try:
-        text = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ValueError(f"{field}: cannot read {path}: {exc.strerror or exc}") from None
-    if not text:
-        raise ValueError(f"{field}: {path} is empty")
-    return SecretStr(text)
-
-
-class DialNexaSettings(_Section):
+class DialNexaSettings(Section):
     base_url: str = "https://api.dialnexa.com/v1"
     api_key: SecretStr | None = None
     api_key_file: Path | None = None
@@ -96,11 +50,11 @@ class DialNexaSettings(_Section):
     @model_validator(mode="after")
     def _key_file(self) -> DialNexaSettings:
         if self.api_key is None and self.api_key_file is not None:
-            self.api_key = _read_secret_file(self.api_key_file, "api_key_file")
+            self.api_key = read_secret_file(self.api_key_file, "api_key_file")
         return self
 
 
-class PollSettings(_Section):
+class PollSettings(Section):
     interval: Duration = 30.0
     agents: Literal["all"] | list[str] = "all"
     # With an explicit agent list: list each agent on its own (per_agent) or the whole
@@ -132,7 +86,7 @@ class PollSettings(_Section):
         return agent_list(v, "an empty list polls nothing; use 'all' or list agent ids")
 
 
-class MetricsSettings(_Section):
+class MetricsSettings(Section):
     listen: str = "0.0.0.0:9811"
 
     @field_validator("listen")
@@ -149,16 +103,16 @@ class MetricsSettings(_Section):
         return host.strip("[]") or "0.0.0.0", int(port)
 
 
-class StateSettings(_Section):
+class StateSettings(Section):
     path: Path = Path("dialnexa-watchdog.sqlite3")
 
 
-class LogSettings(_Section):
+class LogSettings(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "text"] = "auto"
 
 
-class StatusSettings(_Section):
+class StatusSettings(Section):
     pending: list[str] = Field(default_factory=lambda: sorted(PENDING_STATUSES))
     denominator: list[str] = Field(default_factory=lambda: list(DENOMINATOR_STATUSES))
     excluded: list[str] = Field(default_factory=lambda: list(EXCLUDED_STATUSES))
@@ -275,96 +229,3 @@ class Settings(BaseSettings):
     def masked(self) -> dict[str, Any]:
         """The effective config as plain data, every secret shown as ``**********``."""
         return self.model_dump(mode="json")
-
-
-# Plain env names that ops tooling already uses, mapped onto config paths.
-_ENV_ALIASES = {
-    "DIALNEXA_API_KEY": ("dialnexa", "api_key"),
-    "SLACK_BOT_TOKEN": ("slack", "token"),
-    "SLACK_WEBHOOK_URL": ("slack", "webhook_url"),
-}
-
-
-def _format_loc(loc: tuple[int | str, ...]) -> str:
-    parts: list[str] = []
-    for p in loc:
-        if isinstance(p, int):
-            parts.append(f"[{p}]")
-        else:
-            # pydantic puts union/validator tags into the location; keep only field names
-            if p in ("function-after", "function-before", "function-plain") or "[" in p:
-                continue
-            parts.append(("." if parts else "") + p)
-    return "".join(parts) or "(top level)"
-
-
-def _problems(exc: ValidationError) -> list[str]:
-    seen: dict[str, str] = {}
-    for err in exc.errors(include_url=False, include_input=False):
-        loc = _format_loc(tuple(err["loc"]))
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling; see config/watchdog.example.yaml)"
-        # a literal-or-list union reports both branches; keep the first message per field
-        seen.setdefault(loc, msg)
-    return [f"{loc}: {msg}" for loc, msg in seen.items()]
-
-
-def read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([f"{path}: no such file"]) from None
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = ""
-        mark = getattr(exc, "problem_mark", None)
-        if mark is not None:
-            where = f" line {mark.line + 1}, column {mark.column + 1}:"
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([f"{path}:{where} invalid YAML: {problem}"]) from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError([f"{path}: the top level must be a mapping of sections"])
-    return data
-
-
-def load_settings(
-    path: str | Path | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> Settings:
-    """Read ``path`` (or ``$WATCHDOG_CONFIG``), apply the environment, validate."""
-    env = os.environ if environ is None else environ
-    if path is None and env.get("WATCHDOG_CONFIG"):
-        path = env["WATCHDOG_CONFIG"]
-    data: dict[str, Any] = read_yaml(Path(path)) if path is not None else {}
-    for name, (section, key) in _ENV_ALIASES.items():
-        value = env.get(name)
-        if value and f"WATCHDOG_{section.upper()}__{key.upper()}" not in env:
-            sec = data.setdefault(section, {})
-            if isinstance(sec, dict) and key not in sec:
-                sec[key] = value
-    if overrides:
-        for dotted, value in overrides.items():
-            *parents, last = dotted.split(".")
-            node = data
-            for p in parents:
-                node = node.setdefault(p, {})
-            node[last] = value
-    try:
-        settings = Settings(**data)
-    except ValidationError as exc:
-        raise ConfigError(_problems(exc)) from None
-    except ValueError as exc:  # raised outside pydantic's error collection
-        raise ConfigError([str(exc)]) from None
-    from watchdog.alert_settings import validate_rules
-
-    problems = validate_rules(settings)
-    if problems:
-        raise ConfigError(problems)
-    return settings

@@ -24,8 +24,7 @@ from enum import StrEnum
 from statistics import NormalDist
 from typing import Any, Literal
 
-from watchdog.alert_settings import WORKSPACE_AGENT, RuleSettings, window_label
-from watchdog.model import CountsView, PollStatus, WindowCounts
+from ..model import WORKSPACE_AGENT, CountsView, PollStatus, WindowCounts
 
 STALE_RULE = "stale"
 
@@ -152,49 +151,6 @@ class Silence:
 
 def is_silenced(silences: Iterable[Silence], rule: str, agent_id: str, now: float) -> bool:
     return any(s.matches(rule, agent_id, now) for s in silences)
-
-
-# ---- building rules from config --------------------------------------------------------
-
-
-def compile_rules(rules: Sequence[RuleSettings], windows: Mapping[str, float]) -> list[Rule]:
-    """Rules from validated config; ``windows`` is Settings.window_seconds."""
-    out: list[Rule] = []
-    for r in rules:
-        base = Limits(r.threshold, r.effective_clear_below, r.min_calls, r.for_)
-        overrides: dict[str, Limits] = {}
-        for agent, o in r.overrides.items():
-            threshold = o.threshold if o.threshold is not None else r.threshold
-            if o.clear_below is not None:
-                clear = o.clear_below
-            elif r.clear_below is not None:
-                clear = r.clear_below
-            else:
-                clear = threshold
-            overrides[agent] = Limits(
-                threshold,
-                clear,
-                o.min_calls if o.min_calls is not None else r.min_calls,
-                o.for_ if o.for_ is not None else r.for_,
-            )
-        out.append(
-            Rule(
-                name=r.name,
-                outcome=r.outcome,
-                window=window_label(windows, r.window),
-                limits=base,
-                severity=r.severity,
-                confidence=r.confidence,
-                confirm_window=(
-                    window_label(windows, r.confirm_window) if r.confirm_window else None
-                ),
-                agents=None if r.agents == "all" else frozenset(r.agents),
-                exclude=frozenset(r.exclude),
-                overrides=overrides,
-                scope=r.scope,
-            )
-        )
-    return out
 
 
 # ---- statistics ------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from datetime import datetime
 
 import msgspec
 
-from watchdog.model import PENDING_STATUSES, Call, normalise_status, refine_status
+from ..model import PENDING_STATUSES, Call, normalise_status, refine_status
 
 
 class _RawCall(msgspec.Struct):

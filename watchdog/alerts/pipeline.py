@@ -24,13 +24,14 @@ import prometheus_client
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from watchdog.alert_settings import WORKSPACE_AGENT, SlackSettings, validate_rules
-from watchdog.clock import Clock
-from watchdog.model import CountsView, PollStatus
-from watchdog.notify import REASONS, AlertSnapshot, Notice, NoticeKind, Notifier, Op, Reason
-from watchdog.notify.console import ConsoleNotifier
-from watchdog.notify.slack import SlackBotNotifier, SlackWebhookNotifier
-from watchdog.rules import (
+from ..clock import Clock
+from ..config import ConfigError, Settings, SlackSettings, validate_rules
+from ..model import WORKSPACE_AGENT, CountsView, PollStatus
+from ..notify import REASONS, AlertSnapshot, Notice, NoticeKind, Notifier, Op, Reason
+from ..notify.console import ConsoleNotifier
+from ..notify.slack import SlackBotNotifier, SlackWebhookNotifier
+from .compile import compile_rules
+from .rules import (
     STALE_RULE,
     AlertState,
     Evaluation,
@@ -38,13 +39,11 @@ from watchdog.rules import (
     Silence,
     StaleRule,
     State,
-    compile_rules,
     evaluate,
     is_silenced,
     needs_notify,
 )
-from watchdog.settings import ConfigError, Settings
-from watchdog.store import Incident, OutboxEntry, Store
+from .store import Incident, OutboxEntry, Store
 
 log = logging.getLogger(__name__)
 

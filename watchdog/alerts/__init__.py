@@ -1,0 +1,1 @@
+"""The alert path: rules (pure), incident planning (pure), the state store, delivery."""
