@@ -17,7 +17,8 @@ import pytest
 from conftest import KEY, T0, require_tool
 from dialnexa_watchdog.clock import FakeClock, SystemClock
 from dialnexa_watchdog.config import load_settings
-from dialnexa_watchdog.daemon import Watchdog, make_http_server
+from dialnexa_watchdog.daemon import Watchdog
+from dialnexa_watchdog.httpd import make_http_server
 from dialnexa_watchdog.simulator import Scenario, Simulator, observed_outcome, serve
 
 CANON = {"completed", "failed", "busy", "no_answer", "did_not_pick", "voicemail", "retry_expired"}
