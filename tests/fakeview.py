@@ -50,3 +50,18 @@ class FakeView:
         r = c.ratio(outcome)
         # a rising line that ends at the current rate
         return [None if r is None else r * (i + 1) / points for i in range(points)]
+
+    def candidates_many(self, queries: list[tuple[str, str, float, int]]) -> list[list[str]]:
+        """As windows.Windows: per (window, outcome, threshold, min_calls), the agents with
+        at least min_calls calls whose outcome share reaches the threshold (the fast path
+        the evaluator takes when a view offers it)."""
+        out: list[list[str]] = []
+        for window, outcome, threshold, min_calls in queries:
+            found = []
+            for (agent, w), c in sorted(self.data.items()):
+                if w != window or c.calls < max(1, min_calls):
+                    continue
+                if c.outcomes.get(outcome, 0) >= threshold * c.calls:
+                    found.append(agent)
+            out.append(found)
+        return out

@@ -106,7 +106,7 @@ def test_one_incident_one_post_then_update_and_thread_reply(
     h.view.rate("a1", 0.10)
     h.poll()
     assert slack.requests == []
-    assert h.metric("dialnexa_alert_firing") == 0
+    assert h.metric("dialnexa_alert_firing") is None  # far below the threshold: no series
     h.view.rate("a1", 0.30)
     for _ in range(10):  # firing for a while: still one message
         h.poll()
@@ -420,15 +420,20 @@ def test_workspace_scope_alert_uses_star_agent(tmp_path: Path, slack: FakeSlack)
     assert "all agents (workspace)" in slack.posts()[0].params["text"]
 
 
-def test_metrics_precreated_and_healthy_agents_export_zero(tmp_path: Path) -> None:
+def test_metrics_precreated_and_only_agents_near_a_limit_have_series(tmp_path: Path) -> None:
     h = Harness(settings(tmp_path, None, mode="none"), stream=io.StringIO())
-    for reason in ("ok", "rate_limited", "server_error", "timeout", "network_error",
-                   "auth_error", "channel_error", "client_error"):  # fmt: skip
+    reasons = ("ok", "rate_limited", "server_error", "timeout", "network_error")
+    reasons += ("auth_error", "channel_error", "client_error")
+    for reason in reasons:
         assert h.sent(reason) == 0
     h.view.rate("a1", 0.0)
+    h.view.rate("a2", 0.25, calls=10)  # at the threshold but under min_calls
+    h.view.rate("a3", 0.25, calls=40)  # could fire: evaluated and exported
     h.poll()
-    assert h.metric("dialnexa_alert_firing") == 0
-    assert h.metric("dialnexa_alert_pending") == 0
+    assert h.metric("dialnexa_alert_firing", "a1") is None
+    assert h.metric("dialnexa_alert_firing", "a2") is None
+    assert h.metric("dialnexa_alert_firing", "a3") == 1
+    assert h.metric("dialnexa_alert_pending", "a3") == 0
 
 
 def test_rule_window_must_be_configured(tmp_path: Path) -> None:

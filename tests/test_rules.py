@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from dialnexa_watchdog.alerts.compile import compile_rules
 from dialnexa_watchdog.alerts.rules import (
+    NO_DATA,
     STALE_RULE,
     AlertState,
     Evaluation,
@@ -130,9 +131,22 @@ def test_min_calls_no_verdict_leaves_state_unchanged() -> None:
     r.view.set("a1", 5, failed=0)  # 0% but too few calls: still firing
     r.at(T0 + 60)
     assert r.state() is State.FIRING
-    r.view.clear("a1")  # no calls at all: still firing
+    r.view.clear("a1")  # no calls at all: the window emptied, resolved as "no data"
     r.at(T0 + 90)
-    assert r.state() is State.FIRING
+    assert r.state() is State.RESOLVED
+    assert r.states[("failed-rate", "a1")].note == NO_DATA
+    r.at(T0 + 120)
+    assert r.state() is State.INACTIVE
+
+
+def test_pending_agent_that_goes_silent_drops_back_to_inactive() -> None:
+    r = Run(rules(min_calls=20, **{"for": "2m"}))
+    r.view.set("a1", 20, failed=10)
+    r.at(T0)
+    assert r.state() is State.PENDING
+    r.view.clear("a1")
+    r.at(T0 + 30)
+    assert r.state() is State.INACTIVE
 
 
 @pytest.mark.parametrize(

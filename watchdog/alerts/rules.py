@@ -27,6 +27,8 @@ from typing import Any, Literal
 from ..model import WORKSPACE_AGENT, CountsView, PollStatus, WindowCounts
 
 STALE_RULE = "stale"
+# The note of an alert resolved because its window emptied (the agent stopped placing calls).
+NO_DATA = "no data: no calls in the window"
 
 
 class State(StrEnum):
@@ -277,7 +279,7 @@ def step(
         return cur
     if cur.state is State.PENDING:
         cur = _track_peak(cur, obs)
-        if v is Verdict.CLEAR:
+        if v is Verdict.CLEAR or (obs.calls == 0 and v is Verdict.NONE):
             return _evolve(cur, state=State.INACTIVE, since=now, pending_at=None, peak_rate=None)
         pending_at = cur.pending_at if cur.pending_at is not None else cur.since
         if v is Verdict.FIRE and now - pending_at >= limits.for_s:
@@ -285,6 +287,12 @@ def step(
         return cur
     # FIRING
     cur = _track_peak(cur, obs)
+    if obs.calls == 0 and obs.verdict is Verdict.NONE:
+        # the agent went silent: its window emptied while firing. Resolve as "no data"
+        # rather than fire forever on a ratio that no longer exists.
+        return _evolve(
+            cur, state=State.RESOLVED, since=now, resolved_at=now, resolved_rate=None, note=NO_DATA
+        )
     if v is Verdict.CLEAR:
         return _evolve(
             cur, state=State.RESOLVED, since=now, resolved_at=now, resolved_rate=obs.rate
@@ -367,6 +375,8 @@ def evaluate(
 
     ``prev_states`` holds the states of the previous evaluation (inactive ones may be left
     out). Returns the states that are not inactive, the transitions and the covered pairs.
+    With ``stale=None`` the stale rule's state is carried over unchanged (it is evaluated on
+    its own schedule by ``evaluate_stale``).
     """
     states: dict[tuple[str, str], AlertState] = {}
     transitions: list[Transition] = []
@@ -413,23 +423,44 @@ def evaluate(
                 if gone is not None:
                     record(prev, gone)
 
-    stale_on = stale is not None and stale.after > 0
-    if stale is not None and stale_on:
-        prev = prev_states.get((STALE_RULE, WORKSPACE_AGENT))
-        nxt = step_stale(prev, stale, poll, now)
-        if nxt is not None:
-            covered[STALE_RULE] = (WORKSPACE_AGENT,)
-            record(prev, nxt)
     # states of rules that are no longer configured
     for (rule_name, _agent), prev in sorted(prev_states.items()):
-        if rule_name in rule_names or (rule_name == STALE_RULE and stale_on):
+        if rule_name in rule_names or rule_name == STALE_RULE:
             continue
-        if rule_name == STALE_RULE:
-            gone = _retire(prev, now, "the stale check is turned off")
-        else:
-            gone = _retire(prev, now, "the rule was removed from the config")
+        gone = _retire(prev, now, "the rule was removed from the config")
         if gone is not None:
             record(prev, gone)
+    stale_key = (STALE_RULE, WORKSPACE_AGENT)
+    if stale is not None:
+        sev = evaluate_stale(prev_states.get(stale_key), stale, poll, now)
+        states.update(sev.states)
+        transitions.extend(sev.transitions)
+        covered.update(sev.covered)
+    elif stale_key in prev_states:  # evaluated on its own schedule (evaluate_stale)
+        states[stale_key] = prev_states[stale_key]
+        covered[STALE_RULE] = (WORKSPACE_AGENT,)
+    return Evaluation(states, transitions, covered)
+
+
+def evaluate_stale(
+    prev: AlertState | None, stale: StaleRule, poll: PollStatus, now: float
+) -> Evaluation:
+    """The built-in stale rule alone. The daemon runs it on a timer of its own, so that it
+    fires even while the poll thread is stuck or no poll ever succeeded."""
+    states: dict[tuple[str, str], AlertState] = {}
+    transitions: list[Transition] = []
+    covered: dict[str, tuple[str, ...]] = {}
+    if stale.after > 0:
+        nxt: AlertState | None = step_stale(prev, stale, poll, now)
+        covered[STALE_RULE] = (WORKSPACE_AGENT,)
+    else:
+        nxt = _retire(prev, now, "the stale check is turned off") if prev is not None else None
+    if nxt is not None:
+        old = prev.state if prev is not None else State.INACTIVE
+        if nxt.state is not State.INACTIVE:
+            states[nxt.key] = nxt
+        if old is not nxt.state:
+            transitions.append(Transition(nxt.key, old, nxt.state, nxt))
     return Evaluation(states, transitions, covered)
 
 
