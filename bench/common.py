@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from dialnexa_watchdog.app import build
 from dialnexa_watchdog.clock import FakeClock
 from dialnexa_watchdog.config import Settings, load_settings
 from dialnexa_watchdog.daemon import Watchdog
@@ -29,5 +30,7 @@ def bench_settings(tmp: Path, **overrides: Any) -> Settings:
     return load_settings(None, overrides=base, environ={})
 
 
-def make_daemon(sim: Simulator, clock: FakeClock, settings: Settings) -> Watchdog:
-    return Watchdog(settings, clock, transport=httpx.WSGITransport(app=sim))
+def make_daemon(sim: Simulator, clock: FakeClock, settings: Settings, **kw: Any) -> Watchdog:
+    """The daemon from the composition root, its network replaced by the simulator."""
+    kw.setdefault("alerting", False)
+    return build(settings, clock, transport=httpx.WSGITransport(app=sim), **kw).daemon

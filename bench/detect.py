@@ -8,7 +8,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from dialnexa_watchdog.app import build_alerting
 from dialnexa_watchdog.clock import FakeClock
 from dialnexa_watchdog.simulator import AgentProfile, Scenario, Simulator
 
@@ -49,9 +48,8 @@ def run_detect() -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         settings = bench_settings(Path(tmp), rules=[RULE])
         interval = settings.poll.interval
-        wd = make_daemon(sim, clock, settings)
         stream = _Recorder(clock)
-        wd.alerting = build_alerting(settings, wd.registry, clock, stream=stream)
+        wd = make_daemon(sim, clock, settings, alerting=True, stream=stream)
         wd.backfill()
         last = clock.now()
         while stream.fired_at is None and clock.now() < T0 + DEGRADE_AT + 3600:

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from dialnexa_watchdog.app import build
 from dialnexa_watchdog.clock import FakeClock
-from dialnexa_watchdog.daemon import Watchdog
 from dialnexa_watchdog.ingest.client import ApiClient, RateLimiter
 from dialnexa_watchdog.model import Range
 from dialnexa_watchdog.simulator import Scenario, Simulator
@@ -105,7 +105,7 @@ def run_economy(
     with tempfile.TemporaryDirectory() as tmp:
         settings = bench_settings(Path(tmp), **overrides)
         transport = _TimedTransport(sim, clock)
-        wd = Watchdog(settings, clock, transport=transport)
+        wd = build(settings, clock, transport=transport, alerting=False).daemon
         naive_client = ApiClient(
             "http://sim/v1", SecretStr("naive-key"), clock,
             limiter=RateLimiter(10**9, 60.0), transport=httpx.WSGITransport(app=naive_sim),

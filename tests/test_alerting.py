@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dialnexa_watchdog.alerts.pipeline import Alerting, backoff
+from dialnexa_watchdog.alerts.delivery import RetryPolicy
+from dialnexa_watchdog.app import build_alerts
 from dialnexa_watchdog.clock import FakeClock
 from dialnexa_watchdog.config import ConfigError, Settings
 from dialnexa_watchdog.model import PollStatus
@@ -22,6 +23,12 @@ from fakeview import FakeView
 from prometheus_client import CollectorRegistry, generate_latest
 
 T0 = 1_750_000_000.0
+
+
+def backoff(attempts: int) -> float:
+    return RetryPolicy().backoff(attempts, 1.0)
+
+
 RULE = "failed-rate"
 
 
@@ -37,6 +44,7 @@ def settings(
     fake: FakeSlack | None = None,
     mode: str = "bot",
     rules: list[dict[str, Any]] | None = None,
+    alerts: dict[str, Any] | None = None,
     **slack_kw: Any,
 ) -> Settings:
     slack: dict[str, Any] = {}
@@ -62,6 +70,7 @@ def settings(
         rules=rules,
         slack=slack,
         state={"path": str(tmp_path / "state.sqlite3")},
+        alerts=alerts or {},
     )
 
 
@@ -69,7 +78,8 @@ class Harness:
     def __init__(self, s: Settings, clock: FakeClock | None = None, stream: Any = None) -> None:
         self.clock = clock or FakeClock(T0)
         self.registry = CollectorRegistry()
-        self.alerting = Alerting(s, self.registry, self.clock, stream)
+        # rand=1: backoff without its random half, so the test knows each delay
+        self.alerting = build_alerts(s, self.registry, self.clock, stream=stream, rand=lambda: 1.0)
         self.view = FakeView()
         self.last_success: float | None = self.clock.now()
 
@@ -79,6 +89,7 @@ class Harness:
             self.last_success = now
         status = PollStatus(started_at=T0, last_success=self.last_success, last_error="403: no")
         self.alerting.on_poll(self.view, status, now)
+        self.alerting.on_tick(status, now)  # the daemon's timer runs between polls
         if deliver:
             self.alerting.deliver_due(now)
 
@@ -293,31 +304,60 @@ def test_channel_ping_in_agent_id_arrives_escaped(tmp_path: Path, slack: FakeSla
     assert "&lt;!channel&gt;" in slack.posts()[0].body
 
 
-def test_permanent_error_logged_once_counted_and_not_blocking(
+def test_permanent_error_holds_notices_and_delivers_them_in_order_once_fixed(
     tmp_path: Path, slack: FakeSlack, caplog: pytest.LogCaptureFixture
 ) -> None:
     h = Harness(settings(tmp_path, slack))
-    slack.member_of.clear()
+    slack.member_of.clear()  # the bot is not in the channel
     caplog.set_level(logging.DEBUG)
     h.view.rate("a1", 0.6)
     h.poll()
     h.view.rate("a2", 0.6)
     h.poll()
     assert h.sent("channel_error") == 2  # the second incident was still tried
-    errors = [r for r in caplog.records if "failed permanently" in r.getMessage()]
-    assert len(errors) == 1
-    assert "/invite" in errors[0].getMessage()
-    assert h.alerting.store.pending_count() == 0
-    # follow-ups of an incident whose first message failed are dropped, not sent alone
-    h.view.rate("a1", 0.0)
+    held = [r for r in caplog.records if "held" in r.getMessage()]
+    assert len(held) == 1  # logged once, with the fix
+    assert "/invite" in held[0].getMessage()
+    assert h.alerting.store.parked_count() == 2
+    assert h.registry.get_sample_value("dialnexa_slack_outbox_parked_messages") == 2
+    h.view.rate("a1", 0.0)  # a1 resolves while its first message is held
     h.poll()
-    assert len(slack.requests) == 2
-    # fixed: the next incident goes through
-    slack.member_of.add(CHANNEL_ID)
+    assert len(slack.requests) == 2  # the resolution waits behind the held post
+    slack.member_of.add(CHANNEL_ID)  # fixed
     h.view.rate("a3", 0.6)
-    h.poll()
-    assert len(slack.posts()) == 1
+    h.poll()  # a3 goes through, and the held notices follow in order
+    h.deliver(1)
+    posts = {p.params["text"].split()[1]: p for p in slack.posts()}
+    assert len(slack.posts()) == 3, [p.params["text"] for p in slack.posts()]
+    a1 = next(p for p in slack.posts() if "a1" in p.params["text"])
+    [update] = slack.updates(a1.answer["ts"])  # type: ignore[index]
+    assert "RESOLVED" in blocks_text(update)  # no FIRING message left behind in Slack
+    assert posts
+    assert h.alerting.store.parked_count() == 0
+    assert h.alerting.store.pending_count() == 0
     assert TOKEN not in caplog.text
+
+
+def test_held_notices_are_delivered_after_a_restart_with_the_fix(
+    tmp_path: Path, slack: FakeSlack
+) -> None:
+    s = settings(tmp_path, slack)
+    clock = FakeClock(T0)
+    slack.member_of.clear()
+    h1 = Harness(s, clock)
+    h1.view.rate("a1", 0.6)
+    h1.poll()
+    assert slack.posts() == [] and h1.alerting.store.parked_count() == 1
+    h1.alerting.close()
+    slack.member_of.add(CHANNEL_ID)  # the operator fixes the channel and restarts
+    h2 = Harness(s, clock)
+    h2.view.rate("a1", 0.6)
+    h2.poll()
+    [post] = slack.posts()
+    assert "a1" in post.params["text"]
+    h2.view.rate("a1", 0.0)
+    h2.poll()
+    assert len(slack.updates(post.answer["ts"])) == 1  # type: ignore[index]
 
 
 def test_no_secret_in_any_log_line(
@@ -409,6 +449,21 @@ def test_stale_alert_with_last_error(tmp_path: Path, slack: FakeSlack) -> None:
     assert "fresh again" in blocks_text(slack.updates(ts)[0])
 
 
+def test_stale_fires_from_the_timer_alone_when_no_poll_ever_succeeds(
+    tmp_path: Path, slack: FakeSlack
+) -> None:
+    # a 403 key from the start: no backfill, so no poll evaluation ever runs
+    h = Harness(settings(tmp_path, slack, rules=[], alerts={"stale_after": "2m"}))
+    status = PollStatus(started_at=T0, last_error="403: no", last_error_kind="auth")
+    for _ in range(30):
+        now = h.clock.advance(5)
+        h.alerting.on_tick(status, now)
+        h.alerting.deliver_due(now)
+    [post] = slack.posts()
+    assert "DialNexa data is stale" in blocks_text(post)
+    assert h.metric("dialnexa_alert_firing", "*", "stale") == 1
+
+
 def test_workspace_scope_alert_uses_star_agent(tmp_path: Path, slack: FakeSlack) -> None:
     rules = [{"name": "workspace-failed", "outcome": "failed", "window": "15m", "threshold": 0.25,
               "scope": "workspace"}]  # fmt: skip
@@ -439,7 +494,7 @@ def test_metrics_precreated_and_only_agents_near_a_limit_have_series(tmp_path: P
 def test_rule_window_must_be_configured(tmp_path: Path) -> None:
     rules = [{"name": "x", "outcome": "failed", "window": "10m", "threshold": 0.5}]
     with pytest.raises(ConfigError, match=r"rules\[0\]\.window: 10m is not a configured window"):
-        Alerting(settings(tmp_path, None, rules=rules), CollectorRegistry(), FakeClock(T0))
+        build_alerts(settings(tmp_path, None, rules=rules), CollectorRegistry(), FakeClock(T0))
 
 
 def test_close_unregisters_and_is_idempotent(tmp_path: Path) -> None:
@@ -451,20 +506,28 @@ def test_close_unregisters_and_is_idempotent(tmp_path: Path) -> None:
     h.alerting.deliver_due(T0)
 
 
-def test_a_failed_commit_loses_nothing(
-    tmp_path: Path, slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
+def test_a_store_that_refuses_writes_keeps_alerting_in_memory_and_pages_once_it_works(
+    tmp_path: Path, slack: FakeSlack, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # (test_daemon.py runs the daemon on a file system that refuses writes; here the real
+    # SQLite connection is switched to refuse them, to check the pipeline in detail)
     h = Harness(settings(tmp_path, slack))
-    store = h.alerting.store
-    real = store.commit
-
-    def disk_full(*args: Any, **kwargs: Any) -> None:
-        raise OSError("disk full")
-
-    monkeypatch.setattr(store, "commit", disk_full)
+    conn = h.alerting.store._conn
+    conn.execute("PRAGMA query_only = 1")
     h.view.rate("a1", 0.6)
-    h.poll()  # logged, not raised
+    for _ in range(3):
+        h.poll()  # logged and counted, never raised
     assert slack.requests == []
-    monkeypatch.setattr(store, "commit", real)
+    assert h.metric("dialnexa_alert_firing") == 1  # evaluated in memory all along
+    assert h.registry.get_sample_value("dialnexa_state_commit_failures_total") >= 3
+    assert h.registry.get_sample_value("dialnexa_state_uncommitted_changes") >= 2
+    assert h.alerting.readiness() == ["state store commit failing"]
+    assert len([r for r in caplog.records if "COMMIT FAILED" in r.getMessage()]) == 1
+    assert "readonly database" in caplog.text
+    conn.execute("PRAGMA query_only = 0")  # writable again
+    h.poll()
+    assert len(slack.posts()) == 1  # the page arrives once, when the commit works
+    assert h.alerting.readiness() == []
+    assert h.registry.get_sample_value("dialnexa_state_uncommitted_changes") == 0
     h.poll()
     assert len(slack.posts()) == 1

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from dialnexa_watchdog.alerts.rules import AlertState, State
-from dialnexa_watchdog.alerts.store import Store
+from dialnexa_watchdog.alerts.store import Changes, Store
 from dialnexa_watchdog.cli import main
 from fakeslack import CHANNEL_ID, TOKEN, FakeSlack
 
@@ -82,7 +82,7 @@ def test_alerts_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     now = 1_750_000_000.0
     st = AlertState("failed-rate", "agt_k7m2", "critical", State.FIRING, now, now,
                     fired_at=now, rate=0.31, calls=42, threshold=0.25)  # fmt: skip
-    store.commit(now, states=[(st, None)])
+    store.commit(now, Changes(states=[(st, None)]))
     store.close()
     assert run("alerts", "-c", cfg) == 0
     out = capsys.readouterr().out.splitlines()

@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import KEY, T0, require_tool
+from dialnexa_watchdog.app import build
 from dialnexa_watchdog.clock import FakeClock, SystemClock
 from dialnexa_watchdog.config import load_settings
-from dialnexa_watchdog.daemon import Watchdog
 from dialnexa_watchdog.httpd import make_http_server
 from dialnexa_watchdog.simulator import Scenario, Simulator, observed_outcome, serve
 
@@ -57,7 +57,7 @@ def test_counts_and_ratios_match_the_simulators_ground_truth(tmp_path: Path) -> 
     sim = Simulator(clock, Scenario.steady(agents=6, calls_per_day=40_000, seed=3), keys=(KEY,))
     with serve(sim) as server:
         s = settings_for(server.url, tmp_path)
-        wd = Watchdog(s, clock)
+        wd = build(s, clock, alerting=False).daemon
         backfill_start = clock.now() - s.longest_window - s.poll.max_call_duration
         assert wd.backfill().ok
         for _ in range(40):  # 20 minutes of 30 s cycles
@@ -86,7 +86,7 @@ def test_readyz_is_503_until_backfill_and_metrics_pass_promtool(tmp_path: Path) 
     clock = FakeClock(T0)
     sim = Simulator(clock, Scenario.steady(agents=3, calls_per_day=20_000, seed=1), keys=(KEY,))
     with serve(sim) as server:
-        wd = Watchdog(settings_for(server.url, tmp_path), clock)
+        wd = build(settings_for(server.url, tmp_path), clock, alerting=False).daemon
         http = make_http_server(wd, "127.0.0.1", 0)
         threading.Thread(target=http.serve_forever, daemon=True).start()
         base = f"http://127.0.0.1:{http.server_address[1]}"
@@ -114,11 +114,11 @@ def test_a_403_key_keeps_the_daemon_up_and_not_ready(tmp_path: Path) -> None:
     sim = Simulator(clock, keys=(KEY,), forbidden_keys=("ro",))
     with serve(sim) as server:
         s = settings_for(server.url, tmp_path, **{"dialnexa.api_key": "ro"})
-        wd = Watchdog(s, clock)
+        wd = build(s, clock, alerting=False).daemon
         report = wd.poll_once()
         assert not report.ok and "cannot read calls on this workspace" in (report.error or "")
-        assert not wd.ready and wd.registry.get_sample_value("dialnexa_up") == 0
-        assert wd.registry.get_sample_value("dialnexa_api_requests_total", {"code": "403"}) == 1
+        assert not wd.ready and wd.metrics.registry.get_sample_value("dialnexa_up") == 0
+        assert wd.metrics.registry.get_sample_value("dialnexa_api_requests_total", {"code": "403"}) == 1
         wd.close()
 
 
@@ -162,7 +162,9 @@ def test_auto_listing_picks_the_cheaper_way_for_an_agent_list(
     sim = Simulator(clock, Scenario.steady(40, calls_per_day, seed=2), keys=(KEY,), rate_limit=None)
     agents = sim.agent_ids[:watched]
     with serve(sim) as server:
-        wd = Watchdog(settings_for(server.url, tmp_path, **{"poll.agents": agents}), clock)
+        wd = build(
+            settings_for(server.url, tmp_path, **{"poll.agents": agents}), clock, alerting=False
+        ).daemon
         assert wd.backfill().ok
         est = wd.listing_estimates
         assert wd.tracker.per_agent is want_per_agent

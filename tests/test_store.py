@@ -8,8 +8,9 @@ import stat
 from pathlib import Path
 
 import pytest
+from dialnexa_watchdog.alerts.incidents import Incident
 from dialnexa_watchdog.alerts.rules import AlertState, State
-from dialnexa_watchdog.alerts.store import Incident, StateError, Store
+from dialnexa_watchdog.alerts.store import Changes, StateError, Store
 from dialnexa_watchdog.notify import AlertSnapshot, MessageRef, Notice
 
 T0 = 1_750_000_000.0
@@ -25,7 +26,7 @@ def test_states_incidents_and_outbox_round_trip(tmp_path: Path) -> None:
     store = Store(path, now=T0)
     st = AlertState("r", "a1", "critical", State.FIRING, T0, T0, fired_at=T0, rate=0.5)
     inc = Incident("i1", "r", False, T0, last_notified_at=T0)
-    store.commit(T0, states=[(st, "i1")], incidents=[inc], notices=[notice("i1")])
+    store.commit(T0, Changes(states=[(st, "i1")], incidents=[inc], notices=[notice("i1")]))
     store.close()
 
     store = Store(path, now=T0)
@@ -35,14 +36,17 @@ def test_states_incidents_and_outbox_round_trip(tmp_path: Path) -> None:
     [due] = store.due(T0)
     assert due.notice == notice("i1")
     store.mark_sent(due.id, T0, MessageRef("C1", "1.000100"))
-    assert store.load_incidents()["i1"].ref == MessageRef("C1", "1.000100")
+    assert store.message_ref("i1") == MessageRef("C1", "1.000100")
+    assert store.load_incidents() == {"i1": inc}
     assert store.due(T0) == []
     store.close()
 
 
 def test_outbox_keeps_per_incident_order(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.sqlite3", now=T0)
-    store.commit(T0, notices=[notice("i1"), notice("i1", "resolved", "reply"), notice("i2")])
+    store.commit(
+        T0, Changes(notices=[notice("i1"), notice("i1", "resolved", "reply"), notice("i2")])
+    )
     due = store.due(T0)
     assert [(e.incident_id, e.notice.kind) for e in due] == [("i1", "main"), ("i2", "main")]
     store.retry_later(due[0].id, T0 + 10, "HTTP 500")
@@ -94,3 +98,104 @@ def test_read_only_directory_is_a_clear_error(tmp_path: Path) -> None:
 def test_directory_as_path_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(StateError, match="is a directory"):
         Store(tmp_path)
+
+
+def test_parked_notice_holds_back_its_incident_until_unparked(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.sqlite3", now=T0)
+    store.commit(
+        T0, Changes(notices=[notice("i1"), notice("i1", "resolved", "reply"), notice("i2")])
+    )
+    first = store.due(T0)[0]
+    store.park(first.id, T0, "channel_not_found")
+    assert [e.incident_id for e in store.due(T0)] == ["i2"]  # i1's reply stays behind
+    assert store.parked_count() == 1
+    assert store.unpark(T0 + 5) == 1
+    assert [(e.incident_id, e.notice.kind) for e in store.due(T0 + 5)] == [
+        ("i1", "main"),
+        ("i2", "main"),
+    ]
+
+
+def test_a_timed_out_attempt_is_remembered_as_uncertain(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.sqlite3", now=T0)
+    store.commit(T0, Changes(notices=[notice("i1")]))
+    [e] = store.due(T0)
+    assert not e.uncertain
+    store.retry_later(e.id, T0 + 1, "timeout", uncertain=True)
+    store.retry_later(e.id, T0 + 2, "HTTP 500")  # a later plain failure keeps the flag
+    [e] = store.due(T0 + 2)
+    assert e.uncertain and e.attempts == 2
+
+
+def test_meta_values_survive_a_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    store = Store(path, now=T0)
+    assert store.get_meta("api_hold_until") is None
+    store.set_meta("api_hold_until", "1750003600")
+    store.set_meta("api_hold_until", "1750007200")
+    store.close()
+    assert Store(path, now=T0).get_meta("api_hold_until") == "1750007200"
+
+
+def test_a_second_daemon_on_the_same_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    first = Store(path, now=T0, exclusive=True)
+    with pytest.raises(
+        StateError, match=rf"in use by another dialnexa-watchdog \(pid {os.getpid()}\)"
+    ):
+        Store(path, now=T0, exclusive=True)
+    shared = Store(path, now=T0)  # the CLI (alerts, silence) still opens it
+    shared.close()
+    first.close()
+    Store(path, now=T0, exclusive=True).close()  # released on close
+
+
+def test_the_lock_dies_with_its_process(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "s.sqlite3"
+    code = (
+        "import sys; from dialnexa_watchdog.alerts.store import Store; "
+        f"s = Store({str(path)!r}, exclusive=True); print('locked', flush=True); "
+        "sys.stdin.read()"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "locked"
+        with pytest.raises(StateError, match="in use"):
+            Store(path, now=T0, exclusive=True)
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+        Store(path, now=T0, exclusive=True).close()
+    finally:
+        child.kill()
+        child.wait(10)
+
+
+def test_a_version_1_file_is_migrated_and_a_newer_one_refused(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "v1.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO meta VALUES ('schema_version', '1');"
+        "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, incident_id TEXT NOT NULL,"
+        " op TEXT NOT NULL, kind TEXT NOT NULL, notice TEXT NOT NULL, created_at REAL NOT NULL,"
+        " next_attempt_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
+        " status TEXT NOT NULL DEFAULT 'pending', last_error TEXT, done_at REAL);"
+    )
+    conn.commit()
+    conn.close()
+    store = Store(path, now=T0)
+    assert store.get_meta("schema_version") == "2"
+    store.commit(T0, Changes(notices=[notice("i1")]))
+    assert not store.due(T0)[0].uncertain
+    store.set_meta("schema_version", "99")
+    store.close()
+    with pytest.raises(StateError, match="newer dialnexa-watchdog"):
+        Store(path, now=T0)

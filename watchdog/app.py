@@ -1,23 +1,253 @@
-"""Optional parts built from Settings (kept apart so the core never imports a notifier)."""
+"""The composition root: the one place that builds the object graph from ``Settings``.
+
+``build`` returns an ``App`` holding every part (client, tracker, windows, metrics, state
+store, alert pipeline, delivery worker, notifier, daemon). ``run``, ``once``, ``demo``, the
+tests and the benchmarks all go through it; nothing else assembles parts by hand.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TextIO
 
+import httpx
 from prometheus_client import CollectorRegistry
 
+from .alerts.collector import AlertCollector
+from .alerts.compile import compile_rules
+from .alerts.delivery import DeliveryWorker, RetryPolicy
+from .alerts.incidents import Policy
+from .alerts.pipeline import AlertPipeline
+from .alerts.rules import StaleRule
+from .alerts.snapshots import Snapshots
+from .alerts.store import Store
 from .clock import Clock
-from .config import Settings
-from .daemon import AlertHook
+from .config import ConfigError, Settings, SlackSettings, validate_rules
+from .daemon import ApiMetrics, CycleReport, Heartbeat, Watchdog
+from .ingest.client import ApiClient, RateLimiter
+from .ingest.tracker import Tracker, TrackerConfig
+from .metrics import Metrics
+from .model import CountsView, PollStatus
+from .notify import Notifier
+from .notify.console import ConsoleNotifier
+from .notify.slack import SlackBotNotifier, SlackWebhookNotifier
+from .windows import Windows
+
+log = logging.getLogger("watchdog.app")
 
 
-def build_alerting(
+def build_notifier(slack: SlackSettings, stream: TextIO | None) -> Notifier:
+    """Bot token (with channel) > webhook > console."""
+    if slack.token is not None and slack.channel:
+        return SlackBotNotifier(
+            slack.token.get_secret_value(),
+            slack.channel,
+            api_url=slack.api_url,
+            timeout=slack.timeout,
+            dashboard_url=slack.dashboard_url,
+        )
+    if slack.webhook_url is not None:
+        return SlackWebhookNotifier(
+            slack.webhook_url.get_secret_value(),
+            timeout=slack.timeout,
+            dashboard_url=slack.dashboard_url,
+        )
+    return ConsoleNotifier(stream)
+
+
+@dataclass
+class Alerts:
+    """The alert path's parts, as one ``daemon.AlertHook``."""
+
+    store: Store
+    pipeline: AlertPipeline
+    delivery: DeliveryWorker
+    notifier: Notifier
+    collector: AlertCollector
+    registry: CollectorRegistry
+
+    def on_poll(self, view: CountsView, poll: PollStatus, now: float) -> None:
+        self.pipeline.on_poll(view, poll, now)
+
+    def on_tick(self, poll: PollStatus, now: float) -> None:
+        self.pipeline.on_tick(poll, now)
+
+    def deliver_due(self, now: float) -> None:
+        self.delivery.deliver_due(now)
+
+    def readiness(self) -> list[str]:
+        h = self.pipeline.health
+        return ["state store commit failing"] if h.failing else []
+
+    def close(self) -> None:
+        self.pipeline.close()
+        with contextlib.suppress(KeyError):  # closed twice
+            self.registry.unregister(self.collector)
+        self.delivery.close()
+        self.store.close()
+
+
+def build_alerts(
     settings: Settings,
     registry: CollectorRegistry,
     clock: Clock,
+    *,
     stream: TextIO | None = None,
-) -> AlertHook | None:
-    from .alerts.pipeline import Alerting
+    notifier: Notifier | None = None,
+    exclusive: bool = False,
+    retry: RetryPolicy | None = None,
+    rand: Callable[[], float] = random.random,
+) -> Alerts:
+    """The alert path: store, rules, planner policy, pipeline, delivery, metrics.
+    Raises ``ConfigError`` for bad rules and ``store.StateError`` for an unusable state."""
+    problems = validate_rules(settings)
+    if problems:
+        raise ConfigError(problems)
+    rules = compile_rules(settings.rules, settings.window_seconds)
+    stale = StaleRule(settings.alerts.stale_after, settings.alerts.stale_severity)
+    store = Store(settings.state.path, now=clock.now(), exclusive=exclusive)
+    try:
+        sender = notifier if notifier is not None else build_notifier(settings.slack, stream)
+        delivery = DeliveryWorker(
+            store, sender, policy=retry, rand=rand, count_results=settings.slack.mode != "none"
+        )
+        names = dict(settings.slack.agent_names)
+        snapshots = Snapshots(rules, names.get, settings.alerts.sparkline_points)
+        policy = Policy(
+            can_edit=sender.can_edit,
+            group_threshold=settings.slack.group_threshold,
+            repeat_interval=settings.slack.repeat_interval,
+            groupable=frozenset(r.name for r in rules if r.scope == "agent"),
+        )
+        pipeline = AlertPipeline(rules, stale, store, policy, snapshots.bind, delivery=delivery)
+        delivery.resume(clock.now())
+    except BaseException:
+        store.close()
+        raise
+    severities = {r.name: r.severity for r in rules}
+    severities["stale"] = stale.severity
+    collector = AlertCollector(
+        lambda: pipeline.view,
+        severities,
+        lambda: pipeline.health,
+        delivery.results,
+        delivery.backlog,
+    )
+    registry.register(collector)
+    log.info(
+        "alerting: %d rule(s), stale check %s, notifications via %s, state in %s",
+        len(rules),
+        "off" if stale.after <= 0 else f"after {stale.after:g}s",
+        sender.name,
+        store.path,
+    )
+    return Alerts(store, pipeline, delivery, sender, collector, registry)
 
-    hook: AlertHook = Alerting(settings, registry, clock, stream)
-    return hook
+
+@dataclass
+class App:
+    settings: Settings
+    clock: Clock
+    registry: CollectorRegistry
+    windows: Windows
+    tracker: Tracker
+    client: ApiClient
+    metrics: Metrics
+    daemon: Watchdog
+    alerts: Alerts | None
+
+    def close(self) -> None:
+        self.daemon.close()
+
+
+def build_tracker(settings: Settings, windows: Windows) -> Tracker:
+    p = settings.poll
+    explicit = None if p.agents == "all" else tuple(p.agents)
+    return Tracker(
+        TrackerConfig(
+            longest_window=settings.longest_window,
+            max_pending_age=p.max_pending_age,
+            max_call_duration=p.max_call_duration,
+            settle_horizon=p.settle_horizon,
+            pending_recheck=p.pending_recheck,
+            overlap=p.overlap,
+            max_agents=p.max_agents,
+            agents=explicit,
+            # auto starts workspace-wide and decides after the backfill (choose_listing)
+            per_agent=explicit is not None and p.listing == "per_agent",
+        ),
+        windows,
+        settings.status_classes,
+    )
+
+
+def build(
+    settings: Settings,
+    clock: Clock,
+    *,
+    alerting: bool = True,
+    registry: CollectorRegistry | None = None,
+    transport: httpx.BaseTransport | None = None,
+    stream: TextIO | None = None,
+    notifier: Notifier | None = None,
+    exclusive_state: bool = False,
+    on_cycle: Callable[[CycleReport], None] | None = None,
+    timer: Callable[[], float] = time.perf_counter,
+) -> App:
+    """Everything, from ``settings``. ``alerting=False`` leaves the alert path (and the state
+    store) out, as ``once`` does; ``transport`` replaces the network (tests, benchmarks);
+    ``exclusive_state``: the daemon holds the state file's lock (``run``)."""
+    registry = registry if registry is not None else CollectorRegistry()
+    lock = threading.Lock()
+    windows = Windows(settings.window_seconds, settings.status_classes)
+    tracker = build_tracker(settings, windows)
+    metrics = Metrics(registry, windows, lock)
+    heartbeat = Heartbeat(clock)
+    d = settings.dialnexa
+    client = ApiClient(
+        d.base_url,
+        d.api_key,
+        clock,
+        timeout=d.timeout,
+        page_size=d.page_size,
+        limiter=RateLimiter(d.rate_limit, d.rate_limit_period),
+        max_retries=d.max_retries,
+        backoff_base=d.backoff_base,
+        backoff_max=d.backoff_max,
+        observer=ApiMetrics(metrics, heartbeat),
+        transport=transport,
+    )
+    alerts = None
+    if alerting:
+        try:
+            alerts = build_alerts(
+                settings,
+                registry,
+                clock,
+                stream=stream,
+                notifier=notifier,
+                exclusive=exclusive_state,
+            )
+        except BaseException:
+            client.close()
+            raise
+    daemon = Watchdog(
+        settings,
+        clock,
+        client=client,
+        tracker=tracker,
+        windows=windows,
+        metrics=metrics,
+        lock=lock,
+        heartbeat=heartbeat,
+        alerts=alerts,
+        on_cycle=on_cycle,
+        timer=timer,
+    )
+    return App(settings, clock, registry, windows, tracker, client, metrics, daemon, alerts)

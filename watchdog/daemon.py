@@ -11,25 +11,29 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-import httpx
-from prometheus_client import CollectorRegistry
-
 from . import sdnotify
 from .clock import Clock
 from .config import Settings
 from .httpd import make_http_server
-from .ingest.client import ApiClient, ApiError, Listing, RateLimiter, Stopped
-from .ingest.tracker import Applied, Tracker, TrackerConfig
+from .ingest.client import ApiClient, ApiError, Listing, Stopped
+from .ingest.tracker import Applied, Tracker
 from .metrics import Metrics
 from .model import Call, CountsView, PollStatus, Range
 from .windows import Windows
 
 log = logging.getLogger("watchdog.daemon")
 
+TICK_SECONDS = 5.0  # how often the stale rule is evaluated
+STOP_GRACE = 3.0  # seconds a running poll gets to finish at SIGTERM (the whole stop: < 5 s)
+
 
 class AlertHook(Protocol):
+    """The alert path as the daemon sees it (``app.Alerts``)."""
+
     def on_poll(self, view: CountsView, poll: PollStatus, now: float) -> None: ...
+    def on_tick(self, poll: PollStatus, now: float) -> None: ...
     def deliver_due(self, now: float) -> None: ...
+    def readiness(self) -> list[str]: ...
     def close(self) -> None: ...
 
 
@@ -48,16 +52,27 @@ class CycleReport:
     settled_ids: tuple[str, ...] = ()  # calls counted this cycle (benchmarks measure freshness)
 
 
-class _Observer:
-    """Feeds API request outcomes to the metrics and keeps the liveness heartbeat fresh."""
+class Heartbeat:
+    """When the poll loop last showed life (a request finished, a cycle started)."""
 
-    def __init__(self, metrics: Metrics, beat: Callable[[], None]) -> None:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.at = clock.now()
+
+    def beat(self) -> None:
+        self.at = self.clock.now()
+
+
+class ApiMetrics:
+    """Feeds API request outcomes to the metrics and keeps the heartbeat fresh."""
+
+    def __init__(self, metrics: Metrics, heartbeat: Heartbeat) -> None:
         self.metrics = metrics
-        self.beat = beat
+        self.heartbeat = heartbeat
 
     def request(self, code: str, seconds: float) -> None:
         self.metrics.request(code, seconds)
-        self.beat()
+        self.heartbeat.beat()
 
     def invalid_items(self, n: int) -> None:
         self.metrics.invalid_items(n)
@@ -67,82 +82,79 @@ class _Observer:
 
 
 class Watchdog:
-    """One daemon instance: tracker, windows, client, metrics, alerting."""
+    """One daemon: poll cycles (client -> tracker -> windows), then the alert path.
+
+    Built by ``app.build`` from parts; it builds nothing itself."""
 
     def __init__(
         self,
         settings: Settings,
         clock: Clock,
         *,
-        registry: CollectorRegistry | None = None,
-        transport: httpx.BaseTransport | None = None,
-        alerting: AlertHook | None = None,
+        client: ApiClient,
+        tracker: Tracker,
+        windows: Windows,
+        metrics: Metrics,
+        lock: threading.Lock,
+        heartbeat: Heartbeat,
+        alerts: AlertHook | None = None,
         on_cycle: Callable[[CycleReport], None] | None = None,
         timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.settings = settings
         self.clock = clock
         self.timer = timer
-        self.registry = registry or CollectorRegistry()
-        self.lock = threading.Lock()
-        classes = settings.status_classes
-        self.windows = Windows(settings.window_seconds, classes)
-        p = settings.poll
-        explicit = None if p.agents == "all" else tuple(p.agents)
-        self.tracker = Tracker(
-            TrackerConfig(
-                longest_window=settings.longest_window,
-                max_pending_age=p.max_pending_age,
-                max_call_duration=p.max_call_duration,
-                settle_horizon=p.settle_horizon,
-                pending_recheck=p.pending_recheck,
-                overlap=p.overlap,
-                max_agents=p.max_agents,
-                agents=explicit,
-                # auto starts workspace-wide and decides after the backfill (choose_listing)
-                per_agent=explicit is not None and p.listing == "per_agent",
-            ),
-            self.windows,
-            classes,
-        )
-        self.metrics = Metrics(self.registry, self.windows, self.lock)
-        d = settings.dialnexa
-        self.client = ApiClient(
-            d.base_url,
-            d.api_key,
-            clock,
-            timeout=d.timeout,
-            page_size=d.page_size,
-            limiter=RateLimiter(d.rate_limit, d.rate_limit_period),
-            max_retries=d.max_retries,
-            backoff_base=d.backoff_base,
-            backoff_max=d.backoff_max,
-            observer=_Observer(self.metrics, self._beat),
-            transport=transport,
-        )
-        self.alerting = alerting
+        self.lock = lock  # guards windows and tracker against the /metrics thread
+        self.windows = windows
+        self.tracker = tracker
+        self.metrics = metrics
+        self.client = client
+        self.alerting = alerts
         self.on_cycle = on_cycle
+        self.heartbeat = heartbeat
         self.status = PollStatus(started_at=clock.now())
-        self.heartbeat = clock.now()
         self.listing_estimates: dict[str, int] = {}
-        self.metrics.up.set(0)
+        # computed at scrape time: a poll thread stuck in a request cannot keep it at 1
+        metrics.up.set_function(lambda: 1.0 if self.polling_ok else 0.0)
 
     # ---- state --------------------------------------------------------------------------
     def _beat(self) -> None:
-        self.heartbeat = self.clock.now()
+        self.heartbeat.beat()
+
+    @property
+    def polling_ok(self) -> bool:
+        """The last poll succeeded, recently enough (within 3 intervals)."""
+        s = self.status
+        return (
+            s.last_error is None
+            and s.last_success is not None
+            and self.clock.now() - s.last_success < 3 * self.settings.poll.interval
+        )
 
     @property
     def ready(self) -> bool:
+        return not self.readiness()
+
+    def readiness(self) -> list[str]:
+        """Why the daemon is not ready (empty when it is): fixed phrases and numbers only,
+        never text from the API."""
         s = self.status
-        fresh = s.last_success is not None and (
-            self.clock.now() - s.last_success < 3 * self.settings.poll.interval
-        )
-        return s.backfilled and fresh
+        reasons: list[str] = []
+        if not s.backfilled:
+            reasons.append("backfill not done")
+        elif not self.polling_ok:
+            age = self.clock.now() - (s.last_success or s.started_at)
+            reasons.append(f"no successful poll for {age:.0f}s")
+        if s.last_error_kind is not None and (reasons or not s.backfilled):
+            reasons.append(f"last error: {s.last_error_kind}")
+        if self.alerting is not None:
+            reasons.extend(self.alerting.readiness())
+        return reasons
 
     @property
     def alive(self) -> bool:
         limit = max(3 * self.settings.poll.interval, 120.0)
-        return self.clock.now() - self.heartbeat < limit
+        return self.clock.now() - self.heartbeat.at < limit
 
     # ---- cycles -------------------------------------------------------------------------
     def backfill(self) -> CycleReport:
@@ -211,8 +223,9 @@ class Watchdog:
                 self.tracker.backfilled = False
             self._record(applied)
             pending = self.tracker.pending_count
-        error = errors[0].reason if errors else (None if ok else "stopped")
-        self._update_status(ok, applied_at, error)
+        first = errors[0] if errors else None
+        error = first.reason if first is not None else (None if ok else "stopped")
+        self._update_status(ok, applied_at, first)
         seconds = self.timer() - started
         self.metrics.poll_seconds.observe(seconds)
         report = CycleReport(
@@ -281,27 +294,41 @@ class Watchdog:
         for status in sorted(applied.unknown_statuses):
             log.warning('unknown call status counted as status="unknown"', extra={"status": status})
 
-    def _update_status(self, ok: bool, now: float, error: str | None) -> None:
+    def _update_status(self, ok: bool, now: float, error: ApiError | None) -> None:
         s = self.status
         if ok:
             self.status = replace(
-                s, last_success=now, last_error=None, backfilled=self.tracker.backfilled
+                s,
+                last_success=now,
+                last_error=None,
+                last_error_kind=None,
+                backfilled=self.tracker.backfilled,
             )
-            self.metrics.up.set(1)
             self.metrics.last_success.set(now)
             self.metrics.windows.ready = self.tracker.backfilled
         else:
-            self.status = replace(s, last_error=error)
-            self.metrics.up.set(0)
+            reason = error.reason if error is not None else "stopped"
+            kind = error_kind(error) if error is not None else "stopped"
+            self.status = replace(s, last_error=reason, last_error_kind=kind)
 
     def _alert(self, now: float) -> None:
+        # The windows are only changed by this (the poll) thread, so evaluation reads them
+        # without the lock /metrics needs: a scrape never waits for an evaluation.
         if self.alerting is None or not self.tracker.backfilled:
             return
         try:
-            with self.lock:
-                self.alerting.on_poll(self.windows, self.status, now)
+            self.alerting.on_poll(self.windows, self.status, now)
         except Exception:  # a fault in alerting must never stop polling
             log.exception("alert evaluation failed")
+
+    def tick(self) -> None:
+        """The timer beside polling: the stale rule, independent of the poll thread."""
+        if self.alerting is None:
+            return
+        try:
+            self.alerting.on_tick(self.status, self.clock.now())
+        except Exception:
+            log.exception("stale check failed")
 
     def deliver(self) -> None:
         if self.alerting is None:
@@ -315,6 +342,16 @@ class Watchdog:
         self.client.close()
         if self.alerting is not None:
             self.alerting.close()
+
+
+def error_kind(error: ApiError) -> str:
+    """A short fixed label for an API error (never text from the API)."""
+    kind = getattr(error, "kind", None)
+    if isinstance(kind, str) and kind:
+        return kind
+    if error.code is not None:
+        return "auth" if error.code in (401, 403) else f"http_{error.code}"
+    return "error"
 
 
 def run(
@@ -363,6 +400,11 @@ def run(
         scheduler.add_job(
             wd.deliver, "interval", seconds=1, id="deliver", max_instances=1, coalesce=True
         )
+        # the stale rule on its own timer: it fires even while a poll is stuck
+        scheduler.add_job(
+            wd.tick, "interval", seconds=TICK_SECONDS, id="tick", max_instances=1,
+            coalesce=True,
+        )  # fmt: skip
     scheduler.start()
     try:
         while not stop.is_set():
@@ -373,12 +415,13 @@ def run(
         stop.set()
         sdnotify.stopping()
         scheduler.shutdown(wait=False)
-        if not idle.wait(4.0):
+        if not idle.wait(STOP_GRACE):
             log.warning("a poll was still running at shutdown; abandoning it")
         if server is not None:
             server.shutdown()
             server.server_close()
         wd.close()
+        log.info("stopped")
     return 0
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from .app import build_alerting
+from .app import build
 from .clock import SystemClock
 from .config import load_settings
 from .daemon import CycleReport, Watchdog, run
@@ -108,10 +108,13 @@ def run_demo(duration: float, listen: str = "127.0.0.1:9811", out: TextIO | None
     sim = Simulator(clock, demo_scenario(), keys=(DEMO_KEY,), rate_limit=600)
     with serve(sim) as server, tempfile.TemporaryDirectory(prefix="dnx-demo-") as tmp:
         settings = load_settings(None, overrides=demo_overrides(server.url, listen, Path(tmp)))
-        wd = Watchdog(
-            settings, clock, on_cycle=lambda rep: print(summary_line(wd, rep), file=out, flush=True)
+        app = build(
+            settings,
+            clock,
+            stream=out,
+            on_cycle=lambda rep: print(summary_line(app.daemon, rep), file=out, flush=True),
         )
-        wd.alerting = build_alerting(settings, wd.registry, clock, stream=out)
+        wd = app.daemon
         print(f"DialNexa simulator: {server.url}", file=out)
         print(f"6 agents; {DEGRADED} fails every call from 3s to 18s", file=out)
         print(f"metrics: http://{listen}/metrics   health: /healthz /readyz", file=out)

@@ -208,4 +208,5 @@ class PollStatus:
     started_at: float
     last_success: float | None = None
     last_error: str | None = None  # e.g. "403: this API key cannot read calls on this workspace"
+    last_error_kind: str | None = None  # fixed label, e.g. "auth", "http_500", "timeout"
     backfilled: bool = False

@@ -15,23 +15,29 @@ Opening:
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import logging
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from ..notify import AlertSnapshot, MessageRef, Notice
+from .incidents import Incident
 from .rules import AlertState, Silence, State
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Applied in order to bring an older file up to SCHEMA_VERSION (the base schema is version 1).
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: ("ALTER TABLE outbox ADD COLUMN uncertain INTEGER NOT NULL DEFAULT 0",),
+}
 KEEP_DONE = 7 * 86400.0  # delivered/failed outbox rows and closed incidents are kept this long
 
 _SCHEMA = """
@@ -86,20 +92,6 @@ class StateError(Exception):
     """The state store cannot be used; ``str()`` is one line for the operator."""
 
 
-@dataclass
-class Incident:
-    """One Slack conversation: a single alert, or a group of agents for one rule."""
-
-    id: str
-    rule: str
-    group: bool
-    opened_at: float
-    members: dict[str, AlertSnapshot] = field(default_factory=dict)  # agent_id -> latest
-    last_notified_at: float | None = None
-    closed_at: float | None = None
-    ref: MessageRef | None = None  # set when the main message was posted (bot-token mode)
-
-
 @dataclass(frozen=True, slots=True)
 class OutboxEntry:
     id: int
@@ -109,6 +101,20 @@ class OutboxEntry:
     created_at: float
     ref: MessageRef | None
     post_failed: bool  # the incident's main message could not be posted
+    uncertain: bool = False  # an earlier attempt timed out: it may have been delivered
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """One evaluation's writes, committed in one transaction."""
+
+    states: Sequence[tuple[AlertState, str | None]] = ()  # changed states, with their incident
+    deleted: Sequence[tuple[str, str]] = ()  # (rule, agent) states that became inactive
+    incidents: Sequence[Incident] = ()  # created or changed
+    notices: Sequence[Notice] = ()  # new outbox entries, in order
+
+    def __bool__(self) -> bool:
+        return bool(self.states or self.deleted or self.incidents or self.notices)
 
 
 # ---- (de)serialisation -----------------------------------------------------------------
@@ -121,8 +127,17 @@ def _known(cls: type[_T], data: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k in names}
 
 
+_STATE_FIELDS = tuple(f.name for f in dataclasses.fields(AlertState))
+_SNAPSHOT_FIELDS = tuple(f.name for f in dataclasses.fields(AlertSnapshot))
+
+
 def state_to_json(s: AlertState) -> str:
-    return json.dumps(dataclasses.asdict(s), separators=(",", ":"))
+    # a flat dict, not dataclasses.asdict: asdict deep-copies every value
+    return json.dumps({f: getattr(s, f) for f in _STATE_FIELDS}, separators=(",", ":"))
+
+
+def _snapshot_dict(a: AlertSnapshot) -> dict[str, Any]:
+    return {f: getattr(a, f) for f in _SNAPSHOT_FIELDS}
 
 
 def state_from_json(text: str) -> AlertState:
@@ -138,7 +153,9 @@ def snapshot_from_dict(d: Mapping[str, Any]) -> AlertSnapshot:
 
 
 def notice_to_json(n: Notice) -> str:
-    return json.dumps(dataclasses.asdict(n), separators=(",", ":"), ensure_ascii=False)
+    d: dict[str, Any] = {f.name: getattr(n, f.name) for f in dataclasses.fields(n)}
+    d["alerts"] = [_snapshot_dict(a) for a in n.alerts]
+    return json.dumps(d, separators=(",", ":"), ensure_ascii=False)
 
 
 def notice_from_json(text: str) -> Notice:
@@ -149,7 +166,7 @@ def notice_from_json(text: str) -> Notice:
 
 def _members_to_json(members: Mapping[str, AlertSnapshot]) -> str:
     return json.dumps(
-        {k: dataclasses.asdict(v) for k, v in members.items()},
+        {k: _snapshot_dict(v) for k, v in members.items()},
         separators=(",", ":"),
         ensure_ascii=False,
     )
@@ -205,15 +222,46 @@ def _move_aside(path: Path, why: str, now: float) -> Path:
     return target
 
 
+def _take_lock(path: Path) -> int:
+    """An exclusive, non-blocking flock on ``<path>.lock`` holding our pid; StateError when
+    another process holds it. The kernel releases it when the process dies, even on SIGKILL."""
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StateError(f"state.path: cannot create {lock_path}: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        try:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+        finally:
+            os.close(fd)
+        raise StateError(
+            f"state.path: {path} is in use by another dialnexa-watchdog (pid {holder}); "
+            "stop it first, or give this one its own state.path"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
 class Store:
     """SQLite-backed alert state. Thread-safe; every write is one transaction."""
 
-    def __init__(self, path: Path | str, now: float | None = None) -> None:
+    def __init__(
+        self, path: Path | str, now: float | None = None, *, exclusive: bool = False
+    ) -> None:
+        """``exclusive``: hold ``<path>.lock`` for the life of the store, so that a second
+        daemon on the same file refuses to start (the CLI's short-lived commands share)."""
         self.path = Path(path)
         self.moved_aside: Path | None = None
         self._lock = threading.Lock()
+        self._lockfile: int | None = None
         when = time.time() if now is None else now
         _check_directory(self.path)
+        if exclusive:
+            self._lockfile = _take_lock(self.path)
         if self.path.exists() and not os.access(self.path, os.R_OK | os.W_OK):
             self.moved_aside = _move_aside(self.path, "not readable and writable", when)
         try:
@@ -251,16 +299,27 @@ class Store:
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.executescript(_SCHEMA)
             found = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            if found is None:
-                conn.execute(
-                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
-                    (str(SCHEMA_VERSION),),
-                )
-            elif int(found[0]) > SCHEMA_VERSION:
+            version = 1 if found is None else int(found[0])
+            if version > SCHEMA_VERSION:
                 raise StateError(
                     f"state.path: {self.path} was written by a newer dialnexa-watchdog "
-                    f"(schema {found[0]}); upgrade, or use another state file"
+                    f"(schema {version}, this one knows {SCHEMA_VERSION}); upgrade, or use "
+                    "another state file"
                 )
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for v in range(version + 1, SCHEMA_VERSION + 1):
+                    for sql in _MIGRATIONS[v]:
+                        conn.execute(sql)
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (str(SCHEMA_VERSION),),
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
         except BaseException:
             conn.close()
             raise
@@ -269,6 +328,9 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+            if self._lockfile is not None:
+                os.close(self._lockfile)  # releases the flock
+                self._lockfile = None
 
     def _tx(self) -> _Tx:
         return _Tx(self._conn, self._lock)
@@ -295,15 +357,15 @@ class Store:
 
     def load_incidents(self, open_only: bool = True) -> dict[str, Incident]:
         sql = (
-            "SELECT id, rule, grouped, opened_at, closed_at, last_notified_at, channel, ts, "
-            "members FROM incidents"
+            "SELECT id, rule, grouped, opened_at, closed_at, last_notified_at, members "
+            "FROM incidents"
         )
         if open_only:
             sql += " WHERE closed_at IS NULL"
         out: dict[str, Incident] = {}
         with self._lock:
             for row in self._conn.execute(sql).fetchall():
-                iid, rule, grouped, opened, closed, notified, channel, ts, members = row
+                iid, rule, grouped, opened, closed, notified, members = row
                 out[iid] = Incident(
                     id=iid,
                     rule=rule,
@@ -312,29 +374,37 @@ class Store:
                     members=_members_from_json(members),
                     last_notified_at=notified,
                     closed_at=closed,
-                    ref=MessageRef(channel, ts) if channel and ts else None,
                 )
         return out
 
-    def commit(
-        self,
-        now: float,
-        states: Iterable[tuple[AlertState, str | None]] = (),
-        deleted: Iterable[tuple[str, str]] = (),
-        incidents: Iterable[Incident] = (),
-        notices: Iterable[Notice] = (),
-    ) -> None:
-        """Write changed states (with their incident), removed states, changed incidents and
-        new outbox notices in one transaction."""
+    def message_ref(self, incident_id: str) -> MessageRef | None:
+        """Where the incident's main message was posted (bot-token mode), if it was."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT channel, ts FROM incidents WHERE id = ?", (incident_id,)
+            ).fetchone()
+        if row is None or not row[0] or not row[1]:
+            return None
+        return MessageRef(row[0], row[1])
+
+    def commit(self, now: float, changes: Changes) -> None:
+        """Write one evaluation's changed states (with their incident), removed states,
+        changed incidents and new outbox notices in one transaction. Its cost follows the
+        changes, not the number of alerts."""
         with self._tx() as c:
             c.executemany(
                 "INSERT INTO alerts (rule, agent_id, state, data, incident_id, updated_at) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (rule, agent_id) DO UPDATE SET "
                 "state = excluded.state, data = excluded.data, "
                 "incident_id = excluded.incident_id, updated_at = excluded.updated_at",
-                [(s.rule, s.agent_id, s.state.value, state_to_json(s), i, now) for s, i in states],
+                [
+                    (s.rule, s.agent_id, s.state.value, state_to_json(s), i, now)
+                    for s, i in changes.states
+                ],
             )
-            c.executemany("DELETE FROM alerts WHERE rule = ? AND agent_id = ?", list(deleted))
+            c.executemany(
+                "DELETE FROM alerts WHERE rule = ? AND agent_id = ?", list(changes.deleted)
+            )
             c.executemany(
                 "INSERT INTO incidents (id, rule, grouped, opened_at, closed_at, "
                 "last_notified_at, members) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO "
@@ -350,40 +420,59 @@ class Store:
                         i.last_notified_at,
                         _members_to_json(i.members),
                     )
-                    for i in incidents
+                    for i in changes.incidents
                 ],
             )
             c.executemany(
                 "INSERT INTO outbox (incident_id, op, kind, notice, created_at, next_attempt_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                [(n.incident, n.op, n.kind, notice_to_json(n), now, now) for n in notices],
+                [(n.incident, n.op, n.kind, notice_to_json(n), now, now) for n in changes.notices],
+            )
+
+    # ---- meta: small values that must survive a restart ---------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
             )
 
     # ---- outbox ------------------------------------------------------------------------
 
     def due(self, now: float, limit: int = 20) -> list[OutboxEntry]:
-        """Pending notices whose time has come, at most one per incident (its oldest)."""
+        """Pending notices whose time has come, at most one per incident (its oldest). A
+        parked notice (see ``park``) holds back the notices after it."""
         sql = """
             SELECT o.id, o.incident_id, o.notice, o.attempts, o.created_at, i.channel, i.ts,
                    EXISTS (SELECT 1 FROM outbox f WHERE f.incident_id = o.incident_id
-                           AND f.status = 'failed' AND f.op = 'post' AND f.kind = 'main')
+                           AND f.status = 'failed' AND f.op = 'post' AND f.kind = 'main'),
+                   o.uncertain
             FROM outbox o LEFT JOIN incidents i ON i.id = o.incident_id
             WHERE o.status = 'pending' AND o.next_attempt_at <= ?
               AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.incident_id = o.incident_id
-                              AND p.status = 'pending' AND p.id < o.id)
+                              AND p.status IN ('pending', 'parked') AND p.id < o.id)
             ORDER BY o.id LIMIT ?
         """
         out: list[OutboxEntry] = []
         with self._lock:
             rows = self._conn.execute(sql, (now, limit)).fetchall()
-        for oid, iid, notice, attempts, created, channel, ts, post_failed in rows:
+        for oid, iid, notice, attempts, created, channel, ts, post_failed, uncertain in rows:
             try:
                 n = notice_from_json(notice)
             except (ValueError, TypeError, KeyError) as exc:
                 self.mark_failed(oid, now, f"unreadable notice: {exc}")
                 continue
             ref = MessageRef(channel, ts) if channel and ts else None
-            out.append(OutboxEntry(oid, iid, n, attempts, created, ref, bool(post_failed)))
+            out.append(
+                OutboxEntry(oid, iid, n, attempts, created, ref, bool(post_failed), bool(uncertain))
+            )
         return out
 
     def mark_sent(self, entry_id: int, now: float, ref: MessageRef | None = None) -> None:
@@ -408,13 +497,41 @@ class Store:
                 (now, error, entry_id),
             )
 
-    def retry_later(self, entry_id: int, at: float, error: str) -> None:
+    def retry_later(self, entry_id: int, at: float, error: str, *, uncertain: bool = False) -> None:
+        """Try again at ``at``. ``uncertain``: this attempt may have been delivered (a
+        timeout after the request was sent), so look before sending again."""
         with self._tx() as c:
             c.execute(
-                "UPDATE outbox SET next_attempt_at = ?, last_error = ?, attempts = attempts + 1 "
-                "WHERE id = ?",
-                (at, error, entry_id),
+                "UPDATE outbox SET next_attempt_at = ?, last_error = ?, attempts = attempts + 1, "
+                "uncertain = MAX(uncertain, ?) WHERE id = ?",
+                (at, error, int(uncertain), entry_id),
             )
+
+    def park(self, entry_id: int, now: float, error: str) -> None:
+        """A permanent failure (bad token, unknown channel) that a fix of the config can
+        cure: keep the notice, and the incident's later notices behind it, until
+        ``unpark``."""
+        with self._tx() as c:
+            c.execute(
+                "UPDATE outbox SET status = 'parked', last_error = ?, attempts = attempts + 1, "
+                "done_at = ? WHERE id = ?",
+                (error, now, entry_id),
+            )
+
+    def unpark(self, now: float) -> int:
+        """Make every parked notice pending again; returns how many."""
+        with self._tx() as c:
+            cur = c.execute(
+                "UPDATE outbox SET status = 'pending', next_attempt_at = ?, done_at = NULL "
+                "WHERE status = 'parked'",
+                (now,),
+            )
+            return int(cur.rowcount)
+
+    def parked_count(self) -> int:
+        with self._lock:
+            row = self._conn.execute("SELECT COUNT(*) FROM outbox WHERE status = 'parked'")
+            return int(row.fetchone()[0])
 
     def pending_count(self) -> int:
         with self._lock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import threading
@@ -27,57 +28,73 @@ def _install_signals(stop: threading.Event) -> None:
     def handler(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
+    def hangup(signum: int, frame: FrameType | None) -> None:
+        # systemd's ExecReload and terminals send SIGHUP; dying silently on it is worse
+        # than ignoring it
+        logging.getLogger("watchdog.daemon").warning(
+            "SIGHUP received: reloading the config is not supported; restart to apply it"
+        )
+
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, hangup)
+
+
+NO_KEY = "no API key: set DIALNEXA_API_KEY or dialnexa.api_key_file"
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from ..alerts.store import StateError
-    from ..app import build_alerting
+    from ..app import build
     from ..clock import SystemClock
     from ..config import ConfigError
-    from ..daemon import Watchdog, run
+    from ..daemon import run
     from ..logs import setup_logging
 
     settings = load_config(args)
     setup_logging(settings.log.level, settings.log.format)
+    if settings.dialnexa.api_key is None:
+        print(f"dialnexa-watchdog: {NO_KEY}", file=sys.stderr)
+        return 2
+    if not settings.rules:
+        logging.getLogger("watchdog.daemon").warning(
+            "NO ALERT RULES CONFIGURED: the daemon will export metrics and the stale check "
+            "but page on nothing; add rules: (see config/watchdog.example.yaml)"
+        )
     stop = threading.Event()
     _install_signals(stop)
     clock = SystemClock(stop)
-    wd = Watchdog(settings, clock)
     try:
-        wd.alerting = build_alerting(settings, wd.registry, clock)
+        app = build(settings, clock, exclusive_state=True)
     except (StateError, ConfigError) as exc:  # e.g. an unwritable state directory
         print(f"dialnexa-watchdog: {exc}", file=sys.stderr)
         return 2
-    if settings.dialnexa.api_key is None:
-        print(
-            "dialnexa-watchdog: no API key: set DIALNEXA_API_KEY or dialnexa.api_key_file",
-            file=sys.stderr,
-        )
-        return 2
-    return run(wd, stop)
+    return run(app.daemon, stop)
 
 
 def _cmd_once(args: argparse.Namespace) -> int:
+    from ..app import build
     from ..clock import SystemClock
-    from ..daemon import Watchdog
     from ..logs import setup_logging
     from ..report import rate_table
 
     settings = load_config(args)
     setup_logging(settings.log.level, "text" if sys.stderr.isatty() else settings.log.format)
+    if settings.dialnexa.api_key is None:
+        print(f"dialnexa-watchdog: {NO_KEY}", file=sys.stderr)
+        return 2
     stop = threading.Event()
     _install_signals(stop)
-    wd = Watchdog(settings, SystemClock(stop))
+    app = build(settings, SystemClock(stop), alerting=False)
     try:
-        report = wd.backfill()
+        report = app.daemon.backfill()
     finally:
-        wd.close()
+        app.close()
     if not report.ok:
         print(f"dialnexa-watchdog: backfill failed: {report.error}", file=sys.stderr)
         return 1
-    print(rate_table(wd.windows, limit=args.top))
+    print(rate_table(app.windows, limit=args.top))
     print(
         f"\n{report.requests} API requests, {report.calls_seen} calls listed, "
         f"{report.pending} still in progress",

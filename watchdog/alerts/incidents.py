@@ -1,0 +1,276 @@
+"""Incident planning: one evaluation in, an immutable plan out. Pure: no store, no notifier.
+
+An *incident* is one Slack conversation: a single alert, or a group of agents for one rule
+when ``group_threshold`` of them start firing together. ``plan`` takes the open incidents
+(a ``Book``), the evaluation, the active silences and ``now``, and returns the book after
+this evaluation, every incident it created or changed (to be stored), and the notices to
+send. What to send follows Alertmanager's model: one living message per incident, edited
+when it resolves, with repeats and joins as thread replies.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from ..notify import AlertSnapshot, Notice, NoticeKind, Op
+from .rules import AlertState, Evaluation, Silence, State, is_silenced, needs_notify
+
+Key = tuple[str, str]
+# (state, the incident's earlier snapshot of that agent or None) -> what a message shows
+Snapshotter = Callable[[AlertState, AlertSnapshot | None], AlertSnapshot]
+
+
+def new_incident_id(rule: str, label: str, now: float) -> str:
+    return f"{rule}/{label}/{int(now)}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """One Slack conversation. Immutable: the planner returns changed copies."""
+
+    id: str
+    rule: str
+    group: bool
+    opened_at: float
+    members: Mapping[str, AlertSnapshot] = field(default_factory=dict)  # agent -> latest
+    last_notified_at: float | None = None
+    closed_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Book:
+    """The open incidents and which incident each (rule, agent) alert belongs to."""
+
+    incidents: Mapping[str, Incident] = field(default_factory=dict)
+    incident_of: Mapping[Key, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What the notifier can do and how the channel wants to be told."""
+
+    can_edit: bool  # threads and edits (bot token); else every notice is a new message
+    group_threshold: int  # this many agents of one rule firing together: one message
+    repeat_interval: float  # seconds between thread reminders; 0: never
+    groupable: frozenset[str]  # rules whose alerts may be grouped (agent scope)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    book: Book  # after this evaluation; closed incidents left out
+    incidents: tuple[Incident, ...]  # created or changed (closed ones included), to store
+    notices: tuple[Notice, ...]  # in the order they must be sent
+    orphaned: tuple[str, ...] = ()  # incidents closed because none of their alerts is active
+
+    @property
+    def changed_ids(self) -> frozenset[str]:
+        return frozenset(i.id for i in self.incidents)
+
+
+def plan(
+    book: Book,
+    ev: Evaluation,
+    silences: Sequence[Silence],
+    now: float,
+    policy: Policy,
+    snapshot: Snapshotter,
+    new_id: Callable[[str, str, float], str] = new_incident_id,
+) -> Plan:
+    """Incident changes and notices for one evaluation. ``ev`` may cover only some rules
+    (e.g. the stale rule alone): alerts it does not mention are left as they are."""
+    p = _Planner(book, ev, silences, now, policy, snapshot, new_id)
+    p.resolutions()
+    opened = p.openings()
+    p.repeats(opened)
+    p.orphans()
+    open_now = {i: inc for i, inc in p.incidents.items() if inc.closed_at is None}
+    return Plan(
+        book=Book(open_now, p.incident_of),
+        incidents=tuple(p.incidents[i] for i in p.order),
+        notices=tuple(p.notices),
+        orphaned=tuple(p.orphaned),
+    )
+
+
+class _Planner:
+    """The working state of one ``plan`` call (copies; the inputs are never changed)."""
+
+    def __init__(
+        self,
+        book: Book,
+        ev: Evaluation,
+        silences: Sequence[Silence],
+        now: float,
+        policy: Policy,
+        snapshot: Snapshotter,
+        new_id: Callable[[str, str, float], str],
+    ) -> None:
+        self.incidents: dict[str, Incident] = dict(book.incidents)
+        self.incident_of: dict[Key, str] = dict(book.incident_of)
+        self.orphaned: list[str] = []
+        self.ev = ev
+        self.silences = silences
+        self.now = now
+        self.policy = policy
+        self.snapshot = snapshot
+        self.new_id = new_id
+        self.notices: list[Notice] = []
+        self.order: list[str] = []  # changed incident ids, first change first
+
+    # ---- helpers -------------------------------------------------------------------------
+    def _touch(self, inc: Incident) -> Incident:
+        if inc.id not in self.order:
+            self.order.append(inc.id)
+        self.incidents[inc.id] = inc
+        return inc
+
+    def _notice(
+        self, inc: Incident, kind: NoticeKind, op: Op, alerts: Sequence[AlertSnapshot]
+    ) -> None:
+        self.notices.append(
+            Notice(
+                kind=kind,
+                op=op,
+                incident=inc.id,
+                rule=inc.rule,
+                group=inc.group,
+                at=self.now,
+                opened_at=inc.opened_at,
+                alerts=tuple(alerts),
+            )
+        )
+        self._touch(inc)
+
+    def _snap(self, st: AlertState, inc: Incident | None = None) -> AlertSnapshot:
+        return self.snapshot(st, inc.members.get(st.agent_id) if inc is not None else None)
+
+    def _with_members(self, inc: Incident, snaps: Sequence[AlertSnapshot]) -> Incident:
+        members = dict(inc.members)
+        for s in snaps:
+            members[s.agent_id] = s
+        return replace(inc, members=members)
+
+    def _refreshed(self, inc: Incident) -> tuple[Incident, list[AlertSnapshot]]:
+        """The incident with its firing members re-read from this evaluation, and every
+        member sorted by agent (what the main message shows)."""
+        fresh = [
+            self._snap(st, inc)
+            for agent in inc.members
+            if (st := self.ev.states.get((inc.rule, agent))) is not None
+            and st.state is State.FIRING
+        ]
+        if fresh:
+            inc = self._with_members(inc, fresh)
+        return inc, sorted(inc.members.values(), key=lambda a: a.agent_id)
+
+    def _silenced(self, key: Key) -> bool:
+        return is_silenced(self.silences, key[0], key[1], self.now)
+
+    # ---- stages --------------------------------------------------------------------------
+    def resolutions(self) -> None:
+        by_incident: dict[str, list[AlertState]] = {}
+        for t in self.ev.transitions:
+            if t.new is not State.RESOLVED:
+                continue
+            iid = self.incident_of.pop(t.key, None)
+            if iid is not None and iid in self.incidents:
+                by_incident.setdefault(iid, []).append(t.alert)
+        for iid, alerts in by_incident.items():
+            inc = self.incidents[iid]
+            snaps = [self._snap(a, inc) for a in alerts]
+            inc = self._with_members(inc, snaps)
+            if all(m.state == "resolved" for m in inc.members.values()):
+                inc = replace(inc, closed_at=self.now)
+            if self.policy.can_edit:
+                inc, members = self._refreshed(inc)
+                self._notice(inc, "main", "update", members)
+                self._notice(inc, "resolved", "reply", snaps)
+            else:
+                self._notice(inc, "resolved", "post", snaps)
+
+    def openings(self) -> set[str]:
+        """Incidents for firing alerts that have none yet (and are not silenced)."""
+        new_by_rule: dict[str, list[AlertState]] = {}
+        for key, st in sorted(self.ev.states.items()):
+            if st.state is State.FIRING and key not in self.incident_of and not self._silenced(key):
+                new_by_rule.setdefault(st.rule, []).append(st)
+        opened: set[str] = set()
+        for rule_name, alerts in new_by_rule.items():
+            groupable = rule_name in self.policy.groupable
+            open_group = next(
+                (
+                    i
+                    for i in self.incidents.values()
+                    if i.rule == rule_name and i.group and i.closed_at is None
+                ),
+                None,
+            )
+            if groupable and open_group is not None:
+                snaps = [self._snap(a) for a in alerts]
+                inc = self._with_members(open_group, snaps)
+                for a in alerts:
+                    self.incident_of[a.key] = inc.id
+                if self.policy.can_edit:
+                    inc, members = self._refreshed(inc)
+                    self._notice(inc, "main", "update", members)
+                    self._notice(inc, "joined", "reply", snaps)
+                else:
+                    self._notice(inc, "joined", "post", snaps)
+                opened.add(inc.id)
+            elif groupable and len(alerts) >= self.policy.group_threshold:
+                inc = self._open(rule_name, "group", True, alerts)
+                self._notice(inc, "main", "post", sorted(inc.members.values(), key=_agent))
+                opened.add(inc.id)
+            else:
+                for a in alerts:
+                    inc = self._open(rule_name, a.agent_id, False, [a])
+                    self._notice(inc, "main", "post", list(inc.members.values()))
+                    opened.add(inc.id)
+        return opened
+
+    def _open(self, rule: str, label: str, group: bool, alerts: Sequence[AlertState]) -> Incident:
+        inc = Incident(
+            id=self.new_id(rule, label, self.now),
+            rule=rule,
+            group=group,
+            opened_at=self.now,
+            members={a.agent_id: self._snap(a) for a in alerts},
+            last_notified_at=self.now,
+        )
+        for a in alerts:
+            self.incident_of[a.key] = inc.id
+        return self._touch(inc)
+
+    def repeats(self, skip: set[str]) -> None:
+        for inc in list(self.incidents.values()):
+            if inc.closed_at is not None or inc.id in skip:
+                continue
+            loud = [
+                st
+                for agent in inc.members
+                if (st := self.ev.states.get((inc.rule, agent))) is not None
+                and st.state is State.FIRING
+                and self.incident_of.get(st.key) == inc.id
+                and not self._silenced(st.key)
+            ]
+            if not loud or not needs_notify(
+                loud[0], inc.last_notified_at, self.policy.repeat_interval, self.now
+            ):
+                continue
+            snaps = [self._snap(st, inc) for st in loud]
+            inc = replace(self._with_members(inc, snaps), last_notified_at=self.now)
+            self._notice(inc, "repeat", "reply" if self.policy.can_edit else "post", snaps)
+
+    def orphans(self) -> None:
+        """Close incidents no alert belongs to any more (e.g. an unreadable stored state)."""
+        attached = set(self.incident_of.values())
+        for inc in list(self.incidents.values()):
+            if inc.closed_at is None and inc.id not in attached:
+                self.orphaned.append(inc.id)
+                self._touch(replace(inc, closed_at=self.now))
+
+
+def _agent(a: AlertSnapshot) -> str:
+    return a.agent_id
