@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dialnexa_watchdog.alerts.rules import AlertState, State
+from dialnexa_watchdog.alerts.state import AlertState, State
 from dialnexa_watchdog.alerts.store import Changes, Store
 from dialnexa_watchdog.cli import main
 from fakeslack import CHANNEL_ID, TOKEN, FakeSlack

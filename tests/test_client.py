@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from conftest import KEY, T0
 from dialnexa_watchdog.clock import FakeClock
 from dialnexa_watchdog.ingest.client import ApiClient, ApiError, RateLimiter, iso, parse_reset
 from dialnexa_watchdog.model import Range
 from dialnexa_watchdog.simulator import Simulator
 from pydantic import SecretStr
+from support import KEY, T0
 
 
 def client(url: str, clock: FakeClock, key: str = KEY, **kw: object) -> ApiClient:

@@ -11,15 +11,16 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
-from conftest import KEY, T0, require_tool
 from dialnexa_watchdog.app import build
 from dialnexa_watchdog.clock import FakeClock, SystemClock
 from dialnexa_watchdog.config import load_settings
 from dialnexa_watchdog.httpd import make_http_server
 from dialnexa_watchdog.simulator import Scenario, Simulator, observed_outcome, serve
+from support import KEY, T0, require_tool
 
 CANON = {"completed", "failed", "busy", "no_answer", "did_not_pick", "voicemail", "retry_expired"}
 
@@ -118,7 +119,10 @@ def test_a_403_key_keeps_the_daemon_up_and_not_ready(tmp_path: Path) -> None:
         report = wd.poll_once()
         assert not report.ok and "cannot read calls on this workspace" in (report.error or "")
         assert not wd.ready and wd.metrics.registry.get_sample_value("dialnexa_up") == 0
-        assert wd.metrics.registry.get_sample_value("dialnexa_api_requests_total", {"code": "403"}) == 1
+        assert (
+            wd.metrics.registry.get_sample_value("dialnexa_api_requests_total", {"code": "403"})
+            == 1
+        )
         wd.close()
 
 
@@ -137,18 +141,31 @@ def test_sigterm_stops_the_daemon_within_5s(tmp_path: Path) -> None:
             stderr=subprocess.PIPE, text=True, env=env,
         )  # fmt: skip
         assert proc.stderr is not None
-        deadline = time.monotonic() + 30
-        for line in proc.stderr:  # wait for the backfill to be logged, not a fixed time
-            if "backfill done" in line or time.monotonic() > deadline:
-                break
-        proc.send_signal(signal.SIGTERM)
+        lines: list[str] = []
+        backfilled = threading.Event()
+
+        def read(stream: IO[str]) -> None:  # a thread: a silent child cannot block the test
+            for line in stream:
+                lines.append(line)
+                if "backfill done" in line:
+                    backfilled.set()
+
+        reader = threading.Thread(target=read, args=(proc.stderr,), daemon=True)
+        reader.start()
         try:
-            rc = proc.wait(timeout=5)
+            assert backfilled.wait(30), "no 'backfill done' within 30s:\n" + "".join(lines)
+            proc.send_signal(signal.SIGTERM)
+            sent = time.monotonic()
+            rc = proc.wait(timeout=10)
+            took = time.monotonic() - sent
         finally:
             proc.kill()
-        rest = proc.stderr.read()
-    assert rc == 0
+            proc.wait(10)
+        reader.join(5)
+    rest = "".join(lines)
+    assert rc == 0 and took < 5, (rc, took)
     assert "Traceback" not in rest and KEY not in rest
+    assert '"stopped"' in rest
 
 
 @pytest.mark.parametrize(

@@ -30,9 +30,9 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import missing
-from conftest import require_tool as tool
 from dialnexa_watchdog.config import load_settings
+from support import missing
+from support import require_tool as tool
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"

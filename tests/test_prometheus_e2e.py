@@ -36,10 +36,10 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import require_tool as tool
 from dialnexa_watchdog.clock import SystemClock
 from dialnexa_watchdog.simulator import STEADY_MIX, AgentProfile, Scenario, Simulator, serve
 from prometheus_client.parser import text_string_to_metric_families
+from support import require_tool as tool
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "deploy" / "prometheus" / "rules.yml"

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 from dialnexa_watchdog.alerts.compile import compile_rules
-from dialnexa_watchdog.alerts.rules import (
+from dialnexa_watchdog.alerts.rules import evaluate, needs_notify, wilson_interval
+from dialnexa_watchdog.alerts.state import (
     NO_DATA,
     STALE_RULE,
     AlertState,
@@ -15,10 +16,7 @@ from dialnexa_watchdog.alerts.rules import (
     Silence,
     StaleRule,
     State,
-    evaluate,
     is_silenced,
-    needs_notify,
-    wilson_interval,
 )
 from dialnexa_watchdog.config import RuleSettings
 from dialnexa_watchdog.model import PollStatus

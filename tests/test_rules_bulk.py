@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dialnexa_watchdog.alerts.rules import Limits, Rule, evaluate
+from dialnexa_watchdog.alerts.rules import evaluate
+from dialnexa_watchdog.alerts.state import Limits, Rule
 from dialnexa_watchdog.model import PollStatus, StatusClasses
 from dialnexa_watchdog.windows import Windows
 from hypothesis import given, settings

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from dialnexa_watchdog.alerts.incidents import Incident
-from dialnexa_watchdog.alerts.rules import AlertState, State
+from dialnexa_watchdog.alerts.state import AlertState, State
 from dialnexa_watchdog.alerts.store import Changes, StateError, Store
 from dialnexa_watchdog.notify import AlertSnapshot, MessageRef, Notice
 

@@ -24,8 +24,8 @@ from .alerts.compile import compile_rules
 from .alerts.delivery import DeliveryWorker, RetryPolicy
 from .alerts.incidents import Policy
 from .alerts.pipeline import AlertPipeline
-from .alerts.rules import StaleRule
 from .alerts.snapshots import Snapshots
+from .alerts.state import StaleRule
 from .alerts.store import Store
 from .clock import Clock
 from .config import ConfigError, Settings, SlackSettings, validate_rules

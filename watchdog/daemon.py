@@ -3,28 +3,23 @@
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Protocol
 
 from . import sdnotify
 from .clock import Clock
 from .config import Settings
-from .httpd import make_http_server
 from .ingest.client import ApiClient, ApiError, Listing, Stopped
-from .ingest.tracker import Applied, Tracker
+from .ingest.tracker import Applied, Tracker, listing_costs
 from .metrics import Metrics
 from .model import Call, CountsView, PollStatus, Range
 from .windows import Windows
 
 log = logging.getLogger("watchdog.daemon")
-
-TICK_SECONDS = 5.0  # how often the stale rule is evaluated
-STOP_GRACE = 3.0  # seconds a running poll gets to finish at SIGTERM (the whole stop: < 5 s)
 
 
 class AlertHook(Protocol):
@@ -258,11 +253,7 @@ class Watchdog:
         span = max(1.0, max(r.end - r.start for r in ranges))
         # the calls one cycle re-reads: the head plus about one conversation's worth
         reread = self.settings.poll.settle_horizon + self.settings.poll.max_call_duration / 3
-        per_agent: dict[str, int] = {}
-        for c in calls:
-            per_agent[c.agent_id] = per_agent.get(c.agent_id, 0) + 1
-        workspace = math.ceil(len(calls) / span * reread / 100)
-        separate = sum(max(1, math.ceil(per_agent.get(a, 0) / span * reread / 100)) for a in agents)
+        workspace, separate = listing_costs(calls, span, reread, agents)
         self.listing_estimates = {"workspace": workspace, "per_agent": separate}
         if separate < workspace:
             self.tracker.use_per_agent()
@@ -352,80 +343,3 @@ def error_kind(error: ApiError) -> str:
     if error.code is not None:
         return "auth" if error.code in (401, 403) else f"http_{error.code}"
     return "error"
-
-
-def run(
-    wd: Watchdog,
-    stop: threading.Event,
-    *,
-    serve: bool = True,
-    until: float | None = None,
-) -> int:
-    """Serve HTTP, backfill, then poll on an APScheduler job until ``stop`` is set."""
-    from apscheduler.schedulers.background import BackgroundScheduler
-
-    server = None
-    if serve:
-        host, port = wd.settings.metrics.host_port
-        try:
-            server = make_http_server(wd, host, port)
-        except OSError as exc:
-            log.error("cannot listen on %s: %s", wd.settings.metrics.listen, exc.strerror or exc)
-            return 1
-        threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
-        listen = wd.settings.metrics.listen
-        log.info("serving /metrics, /healthz, /readyz", extra={"listen": listen})
-
-    interval = wd.settings.poll.interval
-    idle = threading.Event()
-    idle.set()
-
-    def job() -> None:
-        if stop.is_set():
-            return
-        idle.clear()
-        try:
-            wd.poll_once()
-        except Exception:  # the daemon outlives any single fault
-            log.exception("poll cycle failed")
-        finally:
-            idle.set()
-
-    scheduler = BackgroundScheduler(timezone="UTC")
-    scheduler.add_job(
-        job, "interval", seconds=interval, id="poll", max_instances=1, coalesce=True,
-        misfire_grace_time=max(1, int(interval)), next_run_time=_utcnow(),
-    )  # fmt: skip
-    if wd.alerting is not None:
-        scheduler.add_job(
-            wd.deliver, "interval", seconds=1, id="deliver", max_instances=1, coalesce=True
-        )
-        # the stale rule on its own timer: it fires even while a poll is stuck
-        scheduler.add_job(
-            wd.tick, "interval", seconds=TICK_SECONDS, id="tick", max_instances=1,
-            coalesce=True,
-        )  # fmt: skip
-    scheduler.start()
-    try:
-        while not stop.is_set():
-            if until is not None and time.monotonic() >= until:
-                break
-            stop.wait(0.2)
-    finally:
-        stop.set()
-        sdnotify.stopping()
-        scheduler.shutdown(wait=False)
-        if not idle.wait(STOP_GRACE):
-            log.warning("a poll was still running at shutdown; abandoning it")
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        wd.close()
-        log.info("stopped")
-    return 0
-
-
-def _utcnow() -> Any:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC)

@@ -16,8 +16,9 @@ from typing import Any, TextIO
 from .app import build
 from .clock import SystemClock
 from .config import load_settings
-from .daemon import CycleReport, Watchdog, run
+from .daemon import CycleReport, Watchdog
 from .logs import setup_logging
+from .service import run
 from .simulator import Scenario, Simulator, serve
 
 DEMO_KEY = "demo-key"

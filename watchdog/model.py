@@ -156,9 +156,6 @@ class StatusClasses:
             return status
         return UNKNOWN
 
-    def is_pending(self, status: str) -> bool:
-        return status in self.pending
-
 
 @dataclass(frozen=True, slots=True)
 class WindowCounts:

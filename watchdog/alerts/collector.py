@@ -15,7 +15,7 @@ from prometheus_client.registry import Collector
 
 from ..notify import Reason
 from .pipeline import AlertView, CommitHealth
-from .rules import State
+from .state import State
 
 
 class AlertCollector(Collector):

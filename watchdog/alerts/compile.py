@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 
 from ..config import RuleSettings
 from ..durations import window_label
-from .rules import Limits, Rule
+from .state import Limits, Rule
 
 # ---- building rules from config --------------------------------------------------------
 

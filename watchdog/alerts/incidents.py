@@ -15,7 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from ..notify import AlertSnapshot, Notice, NoticeKind, Op
-from .rules import AlertState, Evaluation, Silence, State, is_silenced, needs_notify
+from .rules import needs_notify
+from .state import AlertState, Evaluation, Silence, State, is_silenced
 
 Key = tuple[str, str]
 # (state, the incident's earlier snapshot of that agent or None) -> what a message shows

@@ -27,17 +27,8 @@ from typing import Protocol
 from ..model import WORKSPACE_AGENT, CountsView, PollStatus
 from ..notify import Notice
 from .incidents import Book, Incident, Policy, Snapshotter, new_incident_id, plan
-from .rules import (
-    STALE_RULE,
-    AlertState,
-    Evaluation,
-    Rule,
-    Silence,
-    StaleRule,
-    State,
-    evaluate,
-    evaluate_stale,
-)
+from .rules import evaluate, evaluate_stale
+from .state import STALE_RULE, AlertState, Evaluation, Rule, Silence, StaleRule, State
 from .store import Changes
 
 log = logging.getLogger("watchdog.alerts")

@@ -19,141 +19,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
-from enum import StrEnum
+from dataclasses import dataclass, fields
 from statistics import NormalDist
-from typing import Any, Literal
+from typing import Any
 
 from ..model import WORKSPACE_AGENT, CountsView, PollStatus, WindowCounts
-
-STALE_RULE = "stale"
-# The note of an alert resolved because its window emptied (the agent stopped placing calls).
-NO_DATA = "no data: no calls in the window"
-
-
-class State(StrEnum):
-    INACTIVE = "inactive"
-    PENDING = "pending"
-    FIRING = "firing"
-    RESOLVED = "resolved"
-
-
-class Verdict(StrEnum):
-    FIRE = "fire"
-    CLEAR = "clear"
-    HOLD = "hold"  # between clear_below and threshold
-    NONE = "none"  # too few calls: no verdict
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    threshold: float
-    clear_below: float
-    min_calls: int
-    for_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """A rule ready for evaluation: windows resolved to their configured labels."""
-
-    name: str
-    outcome: str
-    window: str
-    limits: Limits
-    severity: str = "warning"
-    confidence: float | None = None
-    confirm_window: str | None = None
-    agents: frozenset[str] | None = None  # None: all
-    exclude: frozenset[str] = frozenset()
-    overrides: Mapping[str, Limits] = field(default_factory=dict)
-    scope: Literal["agent", "workspace"] = "agent"
-
-    def limits_for(self, agent_id: str) -> Limits:
-        return self.overrides.get(agent_id, self.limits)
-
-    def covers(self, agent_id: str) -> bool:
-        if self.scope == "workspace":
-            return agent_id == WORKSPACE_AGENT
-        if agent_id in self.exclude or agent_id == WORKSPACE_AGENT:
-            return False
-        return self.agents is None or agent_id in self.agents
-
-
-@dataclass(frozen=True, slots=True)
-class StaleRule:
-    after: float  # seconds without a successful poll; 0: off
-    severity: str = "critical"
-
-
-@dataclass(frozen=True, slots=True)
-class AlertState:
-    """One (rule, agent)'s state after an evaluation. Plain data; persisted as is."""
-
-    rule: str
-    agent_id: str
-    severity: str
-    state: State
-    since: float  # when the current state was entered
-    evaluated_at: float
-    pending_at: float | None = None  # when this incident became pending (or fired, for 0s)
-    fired_at: float | None = None
-    resolved_at: float | None = None
-    rate: float | None = None  # at the last evaluation with calls
-    calls: int = 0
-    hits: int = 0  # calls with the rule's outcome
-    bound: float | None = None  # the Wilson bound behind the last verdict, with confidence
-    threshold: float = 0.0
-    clear_below: float = 0.0
-    peak_rate: float | None = None  # highest rate with a verdict while pending/firing
-    resolved_rate: float | None = None  # the rate that resolved it
-    last_error: str | None = None  # stale rule: the last poll error
-    note: str | None = None  # e.g. why it resolved without a rate
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.rule, self.agent_id)
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    key: tuple[str, str]
-    old: State
-    new: State
-    alert: AlertState
-
-
-@dataclass(frozen=True, slots=True)
-class Evaluation:
-    """States that are not inactive, the transitions of this evaluation, and every (rule,
-    agent) pair the rules looked at (for exporting 0 for healthy agents)."""
-
-    states: dict[tuple[str, str], AlertState]
-    transitions: list[Transition]
-    covered: dict[str, tuple[str, ...]]
-
-
-@dataclass(frozen=True, slots=True)
-class Silence:
-    id: int
-    agent_id: str  # exact; "*" for workspace-scope and stale alerts
-    rule: str | None  # None: every rule
-    starts_at: float
-    ends_at: float
-    reason: str = ""
-    created_at: float = 0.0
-
-    def matches(self, rule: str, agent_id: str, now: float) -> bool:
-        return (
-            self.starts_at <= now < self.ends_at
-            and self.agent_id == agent_id
-            and (self.rule is None or self.rule == rule)
-        )
-
-
-def is_silenced(silences: Iterable[Silence], rule: str, agent_id: str, now: float) -> bool:
-    return any(s.matches(rule, agent_id, now) for s in silences)
-
+from .state import (
+    NO_DATA,
+    STALE_RULE,
+    AlertState,
+    Evaluation,
+    Limits,
+    Rule,
+    StaleRule,
+    State,
+    Transition,
+    Verdict,
+)
 
 # ---- statistics ------------------------------------------------------------------------
 

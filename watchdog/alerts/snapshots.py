@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from ..model import WORKSPACE_AGENT, CountsView
 from ..notify import AlertSnapshot
 from .incidents import Snapshotter
-from .rules import STALE_RULE, AlertState, Rule
+from .state import STALE_RULE, AlertState, Rule
 
 # agent id -> a human name (config's slack.agent_names, later the agent directory), or None
 NameOf = Callable[[str], str | None]

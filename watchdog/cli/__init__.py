@@ -49,8 +49,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from ..app import build
     from ..clock import SystemClock
     from ..config import ConfigError
-    from ..daemon import run
     from ..logs import setup_logging
+    from ..service import run
 
     settings = load_config(args)
     setup_logging(settings.log.level, settings.log.format)

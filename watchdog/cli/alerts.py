@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TextIO
 
-from ..alerts.rules import STALE_RULE, AlertState, State, is_silenced
+from ..alerts.state import STALE_RULE, AlertState, State, is_silenced
 from ..alerts.store import StateError, Store
 from ..clock import SystemClock
 from ..config import Settings

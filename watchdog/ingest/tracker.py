@@ -49,11 +49,9 @@ class Applied:
     new_terminal: list[tuple[str, str]] = field(default_factory=list)  # (agent, counted status)
     settled_ids: list[str] = field(default_factory=list)  # ids of new_terminal, same order
     moved: int = 0
-    new_pending: int = 0
     stuck: list[str] = field(default_factory=list)  # agent ids of calls dropped as stuck
     dropped_agents: list[str] = field(default_factory=list)  # first time over max_agents
     unknown_statuses: set[str] = field(default_factory=set)
-    ignored_old: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,8 +236,7 @@ class Tracker:
             if known is not None:
                 self._take(call, known, now, out)
                 continue
-            if created < forget:
-                out.ignored_old += 1
+            if created < forget:  # counted before and forgotten, or settled too long ago
                 continue
             if agent not in agents and not self._admit_agent(agent, out):
                 continue
@@ -247,7 +244,6 @@ class Tracker:
                 t = tracked[cid] = _Tracked(agent, status, created)
                 self._pending.add(cid)
                 t.next_check = self._next_check(t, now)
-                out.new_pending += 1
                 continue
             counted = counted_as(status)
             if counted == UNKNOWN:
@@ -343,3 +339,19 @@ class Tracker:
         ]
         for cid in old:
             del self._calls[cid]
+
+
+def listing_costs(
+    calls: Iterable[Call], span: float, reread: float, agents: Iterable[str]
+) -> tuple[int, int]:
+    """Requests per cycle to re-read ``reread`` seconds of calls, estimated from ``calls``
+    listed over ``span`` seconds: (one workspace-wide listing, one listing per agent in
+    ``agents``, each at least one request)."""
+    per_agent: dict[str, int] = {}
+    total = 0
+    for c in calls:
+        per_agent[c.agent_id] = per_agent.get(c.agent_id, 0) + 1
+        total += 1
+    workspace = math.ceil(total / span * reread / PAGE)
+    separate = sum(max(1, math.ceil(per_agent.get(a, 0) / span * reread / PAGE)) for a in agents)
+    return workspace, separate

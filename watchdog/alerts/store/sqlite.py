@@ -10,28 +10,36 @@ Opening:
   ``StateError`` with a one-line message for the CLI to print;
 - a corrupt or unreadable file is moved aside (``<name>.corrupt-<UTC time>``) with a loud
   log line, and a fresh store is started.
+
+Longer than ~400 lines on purpose: the schema, its migrations and one SQL statement per
+operation of the store are kept in one place, so that the tables and every query that
+touches them are read side by side.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import fcntl
-import json
 import logging
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
 
-from ..notify import AlertSnapshot, MessageRef, Notice
-from .incidents import Incident
-from .rules import AlertState, Silence, State
+from ...notify import MessageRef
+from ..incidents import Incident
+from ..state import AlertState, Silence
+from .base import Changes, OutboxEntry, StateError
+from .codec import (
+    members_from_json,
+    members_to_json,
+    notice_from_json,
+    notice_to_json,
+    state_from_json,
+    state_to_json,
+)
+from .files import check_directory, move_aside, take_lock
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("watchdog.store")
 
 SCHEMA_VERSION = 2
 # Applied in order to bring an older file up to SCHEMA_VERSION (the base schema is version 1).
@@ -88,164 +96,6 @@ CREATE TABLE IF NOT EXISTS silences (
 """
 
 
-class StateError(Exception):
-    """The state store cannot be used; ``str()`` is one line for the operator."""
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxEntry:
-    id: int
-    incident_id: str
-    notice: Notice
-    attempts: int
-    created_at: float
-    ref: MessageRef | None
-    post_failed: bool  # the incident's main message could not be posted
-    uncertain: bool = False  # an earlier attempt timed out: it may have been delivered
-
-
-@dataclass(frozen=True, slots=True)
-class Changes:
-    """One evaluation's writes, committed in one transaction."""
-
-    states: Sequence[tuple[AlertState, str | None]] = ()  # changed states, with their incident
-    deleted: Sequence[tuple[str, str]] = ()  # (rule, agent) states that became inactive
-    incidents: Sequence[Incident] = ()  # created or changed
-    notices: Sequence[Notice] = ()  # new outbox entries, in order
-
-    def __bool__(self) -> bool:
-        return bool(self.states or self.deleted or self.incidents or self.notices)
-
-
-# ---- (de)serialisation -----------------------------------------------------------------
-
-_T = TypeVar("_T")
-
-
-def _known(cls: type[_T], data: Mapping[str, Any]) -> dict[str, Any]:
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    return {k: v for k, v in data.items() if k in names}
-
-
-_STATE_FIELDS = tuple(f.name for f in dataclasses.fields(AlertState))
-_SNAPSHOT_FIELDS = tuple(f.name for f in dataclasses.fields(AlertSnapshot))
-
-
-def state_to_json(s: AlertState) -> str:
-    # a flat dict, not dataclasses.asdict: asdict deep-copies every value
-    return json.dumps({f: getattr(s, f) for f in _STATE_FIELDS}, separators=(",", ":"))
-
-
-def _snapshot_dict(a: AlertSnapshot) -> dict[str, Any]:
-    return {f: getattr(a, f) for f in _SNAPSHOT_FIELDS}
-
-
-def state_from_json(text: str) -> AlertState:
-    d = _known(AlertState, json.loads(text))
-    d["state"] = State(d["state"])
-    return AlertState(**d)
-
-
-def snapshot_from_dict(d: Mapping[str, Any]) -> AlertSnapshot:
-    kw = _known(AlertSnapshot, d)
-    kw["sparkline"] = tuple(kw.get("sparkline") or ())
-    return AlertSnapshot(**kw)
-
-
-def notice_to_json(n: Notice) -> str:
-    d: dict[str, Any] = {f.name: getattr(n, f.name) for f in dataclasses.fields(n)}
-    d["alerts"] = [_snapshot_dict(a) for a in n.alerts]
-    return json.dumps(d, separators=(",", ":"), ensure_ascii=False)
-
-
-def notice_from_json(text: str) -> Notice:
-    d = _known(Notice, json.loads(text))
-    d["alerts"] = tuple(snapshot_from_dict(a) for a in d.get("alerts") or ())
-    return Notice(**d)
-
-
-def _members_to_json(members: Mapping[str, AlertSnapshot]) -> str:
-    return json.dumps(
-        {k: _snapshot_dict(v) for k, v in members.items()},
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-
-
-def _members_from_json(text: str) -> dict[str, AlertSnapshot]:
-    return {k: snapshot_from_dict(v) for k, v in json.loads(text).items()}
-
-
-# ---- opening ---------------------------------------------------------------------------
-
-
-def _check_directory(path: Path) -> None:
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.exists():
-        raise StateError(
-            f"state.path: directory {parent} does not exist (create it or point state.path "
-            "at a writable directory)"
-        )
-    if not parent.is_dir():
-        raise StateError(f"state.path: {parent} is not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise StateError(
-            f"state.path: directory {parent} is not writable by this user (SQLite needs to "
-            "create its journal next to the file)"
-        )
-    if path.exists() and path.is_dir():
-        raise StateError(f"state.path: {path} is a directory; name a file inside it")
-
-
-def _sidecars(path: Path) -> list[Path]:
-    return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
-
-
-def _move_aside(path: Path, why: str, now: float) -> Path:
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
-    target = path.with_name(f"{path.name}.corrupt-{stamp}")
-    n = 1
-    while target.exists():
-        n += 1
-        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
-    for p in _sidecars(path):
-        if p.exists():
-            os.replace(p, target.with_name(target.name + p.name[len(path.name) :]))
-    log.error(
-        "STATE FILE UNUSABLE: %s (%s). Moved it to %s and started a fresh state store. "
-        "Alerts that were firing will be posted again as new incidents, and their earlier "
-        "Slack messages will not be marked resolved.",
-        path,
-        why,
-        target,
-    )
-    return target
-
-
-def _take_lock(path: Path) -> int:
-    """An exclusive, non-blocking flock on ``<path>.lock`` holding our pid; StateError when
-    another process holds it. The kernel releases it when the process dies, even on SIGKILL."""
-    lock_path = path.with_name(path.name + ".lock")
-    try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as exc:
-        raise StateError(f"state.path: cannot create {lock_path}: {exc.strerror}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        try:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
-        finally:
-            os.close(fd)
-        raise StateError(
-            f"state.path: {path} is in use by another dialnexa-watchdog (pid {holder}); "
-            "stop it first, or give this one its own state.path"
-        ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
-
-
 class Store:
     """SQLite-backed alert state. Thread-safe; every write is one transaction."""
 
@@ -259,17 +109,17 @@ class Store:
         self._lock = threading.Lock()
         self._lockfile: int | None = None
         when = time.time() if now is None else now
-        _check_directory(self.path)
+        check_directory(self.path)
         if exclusive:
-            self._lockfile = _take_lock(self.path)
+            self._lockfile = take_lock(self.path)
         if self.path.exists() and not os.access(self.path, os.R_OK | os.W_OK):
-            self.moved_aside = _move_aside(self.path, "not readable and writable", when)
+            self.moved_aside = move_aside(self.path, "not readable and writable", when)
         try:
             self._conn = self._open()
         except sqlite3.OperationalError as exc:
             raise self._operational(exc) from None
         except sqlite3.DatabaseError as exc:  # not a database, malformed image
-            self.moved_aside = _move_aside(self.path, str(exc), when)
+            self.moved_aside = move_aside(self.path, str(exc), when)
             try:
                 self._conn = self._open()
             except sqlite3.Error as exc2:
@@ -371,7 +221,7 @@ class Store:
                     rule=rule,
                     group=bool(grouped),
                     opened_at=opened,
-                    members=_members_from_json(members),
+                    members=members_from_json(members),
                     last_notified_at=notified,
                     closed_at=closed,
                 )
@@ -418,7 +268,7 @@ class Store:
                         i.opened_at,
                         i.closed_at,
                         i.last_notified_at,
-                        _members_to_json(i.members),
+                        members_to_json(i.members),
                     )
                     for i in changes.incidents
                 ],
