@@ -254,7 +254,10 @@ def test_grouped_resolved_main_message_with_5000_agents() -> None:
         assert check_blocks(p) == []
         assert units(p["text"]) < MAX_TEXT
         body = all_text(p)
-        assert "RESOLVED" in body and "5000 agents" in body and "more" in body
+        assert "RESOLVED" in body and "5000 agents" in body
+        members = "\n".join(b["text"]["text"] for b in p["blocks"][2:] if b["type"] == "section")
+        m = re.search(r"…and (\d+) more", members)
+        assert m is not None and members.count("✅ ~`agt_") + int(m.group(1)) == 5000
 
 
 def test_member_line_over_2900_characters_never_makes_an_empty_section() -> None:
