@@ -1,20 +1,27 @@
 """A fake Slack Web API (and incoming webhook) on 127.0.0.1: a real HTTP server.
 
-It records every request, answers ``chat.postMessage`` / ``chat.update`` / ``auth.test`` like
-Slack (``ts`` values, channel IDs, ``ok: false`` errors) and can be told to fail the next
-requests with 429 + Retry-After, 500, an ``ok: false`` error code, or a dropped connection.
-Point slack-sdk at it with ``slack.api_url = fake.api_url`` or ``slack.webhook_url =
-fake.webhook_url``.
+It records every request, answers ``chat.postMessage`` / ``chat.update`` / ``auth.test`` /
+``conversations.history`` like Slack (``ts`` values, channel IDs, message metadata, cursor
+paging, ``ok: false`` errors, ``missing_scope`` with ``needed``) and can be told to fail the
+next requests with 429 + Retry-After, 500, an ``ok: false`` error code, or a dropped connection,
+or to be slow: accept and store a message but answer only when ``release`` is set (so the
+client's timeout expires for real while the test never sleeps). Every message payload is
+checked against Slack's Block Kit limits (``check_blocks``) and refused with
+``invalid_blocks`` when it breaks one, as Slack would. Point slack-sdk at it with
+``slack.api_url = fake.api_url`` or ``slack.webhook_url = fake.webhook_url``.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
+
+from dialnexa_watchdog.notify.limits import check_blocks
 
 TOKEN = "xoxb-fake-test-token-do-not-log"
 CHANNEL_ID = "C0ALERTS01"
@@ -24,7 +31,7 @@ WEBHOOK_PATH = "/services/T0000/B0000/s3cr3tw3bh00kp4th"
 
 @dataclass
 class Request:
-    method: str  # "chat.postMessage", "chat.update", "auth.test", "webhook"
+    method: str  # "chat.postMessage", "chat.update", "auth.test", "conversations.history", ...
     params: dict[str, Any]
     headers: dict[str, str]
     body: str
@@ -40,6 +47,7 @@ class Failure:
     retry_after: int | None = None
     drop: bool = False  # close the connection without an answer
     body: str | None = None  # a raw (non-JSON) body
+    slow: bool = False  # handle the request as usual, answer once ``release`` is set
 
 
 @dataclass
@@ -50,14 +58,28 @@ class Message:
     blocks: list[dict[str, Any]]
     thread_ts: str | None = None
     edits: list[dict[str, Any]] = field(default_factory=list)
+    metadata: dict[str, Any] | None = None
+
+
+SCOPES = frozenset({"chat:write", "channels:history"})
 
 
 class FakeSlack:
-    def __init__(self, token: str = TOKEN, member_of: tuple[str, ...] = (CHANNEL_ID,)) -> None:
+    def __init__(
+        self,
+        token: str = TOKEN,
+        member_of: tuple[str, ...] = (CHANNEL_ID,),
+        scopes: frozenset[str] = SCOPES,
+    ) -> None:
         self.token = token
         self.member_of = set(member_of)
+        self.scopes = set(scopes)
         self.requests: list[Request] = []
         self.messages: dict[str, Message] = {}
+        self.rejected: list[tuple[str, list[str]]] = []  # (method, check_blocks problems)
+        self.strict = True  # refuse payloads that break a Block Kit limit
+        self.release = threading.Event()  # lets the answers of slow requests go
+        self.hold_max = 30.0  # a slow answer waits at most this long for ``release``
         self._failures: list[Failure] = []
         self._lock = threading.Lock()
         self._next_ts = 1_750_000_000_000_100
@@ -65,6 +87,9 @@ class FakeSlack:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
+                fake._handle(self)
+
+            def do_GET(self) -> None:
                 fake._handle(self)
 
             def log_message(self, format: str, *args: Any) -> None:
@@ -92,6 +117,7 @@ class FakeSlack:
         return self.base + WEBHOOK_PATH
 
     def close(self) -> None:
+        self.release.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -109,6 +135,21 @@ class FakeSlack:
 
     def api_error(self, error: str, method: str | None = None, times: int = 1) -> None:
         self.fail(method, times, error=error)
+
+    def slow(self, method: str | None = "chat.postMessage", times: int = 1) -> None:
+        """The next ``times`` requests of ``method`` are carried out (a post is stored and
+        shows in the channel's history) but answered only once ``release`` is set."""
+        self.release.clear()
+        self.fail(method, times, slow=True)
+
+    def add_message(
+        self, ts: str, text: str = "earlier", metadata: dict[str, Any] | None = None
+    ) -> Message:
+        """A message already in the channel (as if posted by someone else, or earlier)."""
+        msg = Message(CHANNEL_ID, ts, text, [], None, metadata=metadata)
+        with self._lock:
+            self.messages[ts] = msg
+        return msg
 
     # ---- what happened -----------------------------------------------------------------
     def ok_requests(self, method: str | None = None) -> list[Request]:
@@ -138,6 +179,12 @@ class FakeSlack:
     def webhooks(self) -> list[Request]:
         return self.ok_requests("webhook")
 
+    def top_level(self) -> list[Message]:
+        """Top-level messages in the channel, oldest first (what a person scrolling sees)."""
+        with self._lock:
+            msgs = [m for m in self.messages.values() if m.thread_ts is None]
+        return sorted(msgs, key=lambda m: float(m.ts))
+
     # ---- the server --------------------------------------------------------------------
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
         length = int(h.headers.get("Content-Length") or 0)
@@ -146,7 +193,9 @@ class FakeSlack:
         params: dict[str, Any] = dict(parse_qsl(raw))
         if "json" in ctype:
             params = json.loads(raw) if raw else {}
-        path = h.path.split("?", 1)[0]
+        url = urlsplit(h.path)
+        params.update(parse_qsl(url.query))
+        path = url.path
         if path == WEBHOOK_PATH:
             method = "webhook"
         elif path.startswith("/api/"):
@@ -163,15 +212,44 @@ class FakeSlack:
             )
             if failure is not None:
                 self._failures.remove(failure)
-                self._answer_failure(h, req, failure)
-                return
+                if not failure.slow:
+                    self._answer_failure(h, req, failure)
+                    return
+            problems = self._check(method, params)
             if method == "webhook":
-                req.answer = "ok"
-                self._send(h, 200, "ok", "text/plain")
-                return
-            answer = self._api(method, params, h.headers.get("Authorization", ""))
-            req.answer = answer
-            self._send(h, 200, json.dumps(answer), "application/json")
+                req.answer = "invalid_blocks" if problems else "ok"
+                req.status = 400 if problems else 200
+                reply = (req.status, req.answer, "text/plain")
+            else:
+                auth = h.headers.get("Authorization", "")
+                if problems and auth == f"Bearer {self.token}":  # refused, nothing stored
+                    answer = {"ok": False, "error": "invalid_blocks", "errors": problems[:5]}
+                else:
+                    answer = self._api(method, params, auth)
+                req.answer = answer
+                reply = (200, json.dumps(answer), "application/json")
+        if failure is not None:  # slow: the work is done, the answer waits
+            self.release.wait(self.hold_max)
+        try:
+            self._send(h, *reply)
+        except OSError:  # the client gave up waiting and closed the connection
+            h.close_connection = True
+
+    def _check(self, method: str, p: dict[str, Any]) -> list[str]:
+        """Block Kit problems of a message payload (``[]`` for other methods)."""
+        if not self.strict or method not in ("chat.postMessage", "chat.update", "webhook"):
+            return []
+        payload: dict[str, Any] = {}
+        for key in ("text", "blocks", "metadata"):
+            value = p.get(key)
+            if isinstance(value, str) and key != "text":
+                value = json.loads(value)
+            if value is not None:
+                payload[key] = value
+        problems = check_blocks(payload)
+        if problems:
+            self.rejected.append((method, problems))
+        return problems
 
     def _answer_failure(self, h: BaseHTTPRequestHandler, req: Request, f: Failure) -> None:
         req.status = f.status
@@ -219,6 +297,8 @@ class FakeSlack:
             return {"ok": False, "error": "invalid_auth" if auth else "not_authed"}
         if method == "auth.test":
             return {"ok": True, "user": "watchdog", "team": "Acme", "user_id": "U0BOT"}
+        if method == "conversations.history":
+            return self._history(p)
         channel = self._channel_id(str(p.get("channel", "")))
         if channel is None:
             return {"ok": False, "error": "channel_not_found"}
@@ -228,12 +308,18 @@ class FakeSlack:
         if isinstance(blocks, str):
             blocks = json.loads(blocks)
         if method == "chat.postMessage":
-            self._next_ts += 100
+            # like Slack: the time it stored the message, in microseconds, always increasing
+            self._next_ts = max(self._next_ts + 100, int(time.time() * 1_000_000))
             ts = f"{self._next_ts // 1_000_000}.{self._next_ts % 1_000_000:06d}"
             thread = p.get("thread_ts")
             if thread and thread not in self.messages:
                 return {"ok": False, "error": "thread_not_found"}
-            self.messages[ts] = Message(channel, ts, str(p.get("text", "")), blocks, thread)
+            metadata = p.get("metadata")
+            if isinstance(metadata, str):
+                metadata = json.loads(metadata)
+            self.messages[ts] = Message(
+                channel, ts, str(p.get("text", "")), blocks, thread, metadata=metadata
+            )
             return {"ok": True, "channel": channel, "ts": ts, "message": {"text": p.get("text")}}
         if method == "chat.update":
             msg = self.messages.get(str(p.get("ts")))
@@ -244,3 +330,50 @@ class FakeSlack:
             msg.blocks = blocks
             return {"ok": True, "channel": channel, "ts": msg.ts}
         return {"ok": False, "error": "unknown_method"}
+
+    def _history(self, p: dict[str, Any]) -> dict[str, Any]:
+        """conversations.history: newest first, top-level messages only, cursor paging."""
+        if "channels:history" not in self.scopes:
+            return {
+                "ok": False,
+                "error": "missing_scope",
+                "needed": "channels:history",
+                "provided": ",".join(sorted(self.scopes)),
+            }
+        channel = str(p.get("channel", ""))
+        if channel != CHANNEL_ID:  # the method takes a channel ID, never a name
+            return {"ok": False, "error": "channel_not_found"}
+        if channel not in self.member_of:
+            return {"ok": False, "error": "not_in_channel"}
+
+        def flag(name: str) -> bool:
+            return str(p.get(name, "")).lower() in ("1", "true")
+
+        oldest = float(p.get("oldest") or 0)
+        latest = float(p.get("latest") or "inf")
+        inclusive = flag("inclusive")
+        limit = max(1, min(999, int(p.get("limit") or 100)))
+        cursor = str(p.get("cursor") or "")
+        offset = int(cursor.removeprefix("next_") or 0) if cursor.startswith("next_") else 0
+        msgs = [
+            m
+            for m in sorted(self.messages.values(), key=lambda m: float(m.ts), reverse=True)
+            if m.channel == channel
+            and m.thread_ts is None
+            and (oldest <= float(m.ts) if inclusive else oldest < float(m.ts))
+            and (float(m.ts) <= latest if inclusive else float(m.ts) < latest)
+        ]
+        page = msgs[offset : offset + limit]
+        more = offset + limit < len(msgs)
+        out = []
+        for m in page:
+            item: dict[str, Any] = {"type": "message", "ts": m.ts, "text": m.text}
+            if m.metadata is not None and flag("include_all_metadata"):
+                item["metadata"] = m.metadata
+            out.append(item)
+        return {
+            "ok": True,
+            "messages": out,
+            "has_more": more,
+            "response_metadata": {"next_cursor": f"next_{offset + limit}" if more else ""},
+        }

@@ -21,7 +21,12 @@ from ..durations import parse_duration
 from ..model import WORKSPACE_AGENT
 from ..notify import SendResult
 from ..notify.message import SlackMessage, escape, human_duration, pct, utc
-from ..notify.slack import SlackBotNotifier, SlackWebhookNotifier
+from ..notify.slack import (
+    SlackBotNotifier,
+    SlackWebhookNotifier,
+    describe,
+    incident_metadata,
+)
 from .util import ConfigExit, add_config_arg, load_config
 
 PROG = "dialnexa-watchdog"
@@ -114,31 +119,58 @@ def cmd_slack_test(args: argparse.Namespace) -> int:
         f"dialnexa-watchdog test message ({escape(utc(now))}): alerts will arrive here. "
         "No action needed."
     )
-    msg = SlackMessage(text, [{"type": "section", "text": {"type": "mrkdwn", "text": text}}])
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
+    unreachable = ("timeout", "network_error")  # no answer from Slack: nothing was checked
     if slack.token is not None and slack.channel:
         bot = SlackBotNotifier(
             slack.token.get_secret_value(), slack.channel, slack.api_url, slack.timeout
         )
         result, who = bot.auth_test()
+        if result.reason in unreachable:
+            _err(f"{describe(result)}\n  the token was not checked: fix the network (DNS, "
+                 "proxy, firewall, TLS) or slack.api_url first")  # fmt: skip
+            return 1
         if not result.ok:
-            _err(f"the bot token does not work: {_problem(result)}")
+            _err(f"the bot token does not work: {describe(result)}")
             return 1
         print(f"token ok: bot user {who.get('user', '?')} in workspace {who.get('team', '?')}")
-        result = bot.post(msg)
+        marker = f"slack-test/{now:.6f}"
+        result = bot.post(SlackMessage(text, blocks, incident_metadata(marker, "main", now)))
         if not result.ok:
-            _err(f"cannot post to {slack.channel}: {_problem(result)}")
+            _err(f"cannot post to {slack.channel}: {describe(result)}")
             return 1
         where = result.ref.channel if result.ref else slack.channel
         ts = f" (ts {result.ref.ts})" if result.ref else ""
         print(f"ok: posted a test message to {where}{ts}")
+        found = bot.find_posted(marker, now)
+        if found.ok and found.ref is not None:
+            print(
+                "ok: the bot reads the channel's history, so a post Slack answers too late "
+                "is found again instead of being posted twice"
+            )
+        else:
+            why = describe(found) if not found.ok else "the test message was not found"
+            _err(
+                f"warning: cannot look posts up in {slack.channel}'s history: {why}\n"
+                "  alerts still arrive, but when Slack answers a post too late it may be "
+                "posted twice (add the channels:history scope, groups:history for a private "
+                "channel)"
+            )
         return 0
     if slack.webhook_url is not None:
         hook = SlackWebhookNotifier(slack.webhook_url.get_secret_value(), slack.timeout)
-        result = hook.post(msg)
+        result = hook.post(SlackMessage(text, blocks))
+        if result.reason in unreachable:
+            _err(f"{describe(result)}\n  the webhook was not checked: fix the network first")
+            return 1
         if not result.ok:
-            _err(f"the webhook does not work: {_problem(result)}")
+            _err(f"the webhook does not work: {describe(result)}")
             return 1
         print("ok: posted a test message through the incoming webhook")
+        print(
+            "note: a webhook cannot read the channel, so when Slack answers a post too late "
+            "it may be posted twice; a bot token with channels:history avoids that"
+        )
         return 0
     _err(
         "Slack is not configured: set slack.token (or SLACK_BOT_TOKEN) and slack.channel, "

@@ -87,11 +87,19 @@ class MessageRef:
 
 @dataclass(frozen=True, slots=True)
 class SendResult:
+    """How a send (or a look-up) went.
+
+    ``maybe_delivered``: no success answer came, yet Slack may have posted the message (a
+    timeout, a connection lost after the request went out, a 5xx). Posting again could show
+    it twice: when the notifier ``can_find_posted``, call ``find_posted`` first.
+    """
+
     reason: Reason
-    ref: MessageRef | None = None  # the posted message (op "post" in bot-token mode)
+    ref: MessageRef | None = None  # the posted (or found) message, bot-token mode
     retry_after: float | None = None  # seconds, from Slack's Retry-After
     error: str = ""  # short, e.g. "not_in_channel" or "HTTP 500"; never a secret
     fix: str = ""  # what the operator should do, for permanent errors
+    maybe_delivered: bool = False
 
     @property
     def ok(self) -> bool:
@@ -103,14 +111,25 @@ class SendResult:
 
 
 class Notifier(Protocol):
-    """Sends notices. ``can_edit``: supports threads and edits (``reply``/``update``)."""
+    """Sends notices. ``can_edit``: supports threads and edits (``reply``/``update``).
+    ``can_find_posted``: can tell whether a top-level post whose answer was lost arrived."""
 
     name: str
     can_edit: bool
+    can_find_posted: bool
     counts_as_slack: bool  # feeds dialnexa_slack_notifications_total
 
     def send(self, notice: Notice, ref: MessageRef | None) -> SendResult:
         """Deliver one notice; ``ref`` is the main message for reply/update. Never raises."""
+        ...
+
+    def find_posted(
+        self, incident_id: str, since: float, kind: NoticeKind = "main", at: float | None = None
+    ) -> SendResult:
+        """Look up the top-level message of ``incident_id`` (and ``kind``; of the notice made
+        at ``at`` if given) posted since ``since``. ``ok`` with ``ref``: it is there; ``ok``
+        without: it is not; ``transient``: ask again later; otherwise: cannot tell. Never
+        raises."""
         ...
 
     def close(self) -> None: ...

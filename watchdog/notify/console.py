@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import TextIO
 
-from . import MessageRef, Notice, SendResult
+from . import MessageRef, Notice, NoticeKind, SendResult
 from .message import render_text, utc_seconds
 
 log = logging.getLogger("watchdog.alerts")
@@ -21,6 +21,7 @@ log = logging.getLogger("watchdog.alerts")
 class ConsoleNotifier:
     name = "console"
     can_edit = False
+    can_find_posted = False
     counts_as_slack = False
 
     def __init__(self, stream: TextIO | None = None) -> None:
@@ -41,6 +42,13 @@ class ConsoleNotifier:
         except (OSError, ValueError) as exc:  # closed or broken stream
             return SendResult("client_error", error=f"cannot write: {type(exc).__name__}")
         return SendResult("ok")
+
+    def find_posted(
+        self, incident_id: str, since: float, kind: NoticeKind = "main", at: float | None = None
+    ) -> SendResult:
+        """A terminal line cannot be looked up (nor lost: a write has no late answer)."""
+        del incident_id, since, kind, at
+        return SendResult("client_error", error="the console cannot look messages up")
 
     def close(self) -> None:
         return None
