@@ -18,6 +18,8 @@ from dialnexa_watchdog.app import build_alerts
 from dialnexa_watchdog.clock import FakeClock
 from dialnexa_watchdog.config import ConfigError, Settings
 from dialnexa_watchdog.model import PollStatus
+from dialnexa_watchdog.notify import Notifier
+from dialnexa_watchdog.notify.slack import SlackBotNotifier
 from fakeslack import CHANNEL_ID, TOKEN, FakeSlack
 from fakeview import FakeView
 from prometheus_client import CollectorRegistry, generate_latest
@@ -75,11 +77,19 @@ def settings(
 
 
 class Harness:
-    def __init__(self, s: Settings, clock: FakeClock | None = None, stream: Any = None) -> None:
+    def __init__(
+        self,
+        s: Settings,
+        clock: FakeClock | None = None,
+        stream: Any = None,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.clock = clock or FakeClock(T0)
         self.registry = CollectorRegistry()
         # rand=1: backoff without its random half, so the test knows each delay
-        self.alerting = build_alerts(s, self.registry, self.clock, stream=stream, rand=lambda: 1.0)
+        self.alerting = build_alerts(
+            s, self.registry, self.clock, stream=stream, notifier=notifier, rand=lambda: 1.0
+        )
         self.view = FakeView()
         self.last_success: float | None = self.clock.now()
 
@@ -531,3 +541,25 @@ def test_a_store_that_refuses_writes_keeps_alerting_in_memory_and_pages_once_it_
     assert h.registry.get_sample_value("dialnexa_state_uncommitted_changes") == 0
     h.poll()
     assert len(slack.posts()) == 1
+
+
+def test_a_slow_slack_gets_one_top_level_message_per_incident(
+    tmp_path: Path, slack: FakeSlack
+) -> None:
+    # Slack stores each post but answers after the client's timeout (issue 9, item 10)
+    notifier = SlackBotNotifier(TOKEN, CHANNEL_ID, api_url=slack.api_url, timeout=0.3)
+    h = Harness(settings(tmp_path, slack), notifier=notifier)
+    slack.slow("chat.postMessage", times=6)
+    h.view.rate("a1", 0.6)
+    h.poll()
+    assert h.sent("timeout") == 1 and len(slack.top_level()) == 1
+    for _ in range(6):
+        h.deliver(600)
+    assert len(slack.top_level()) == 1  # looked up, found, not posted again
+    assert len(slack.posts()) == 1
+    assert h.alerting.store.pending_count() == 0
+    slack.release.set()
+    h.view.rate("a1", 0.0)
+    h.poll()
+    [msg] = slack.top_level()
+    assert len(slack.updates(msg.ts)) == 1  # the resolution edits the one message

@@ -51,10 +51,6 @@ class Outbox(Protocol):
     def purge(self, now: float) -> None: ...
 
 
-class FindsPosted(Protocol):
-    def find_posted(self, incident_id: str, since: float) -> MessageRef | None: ...
-
-
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     base: float = 2.0  # seconds before the first retry; doubles per failed attempt
@@ -201,12 +197,21 @@ class DeliveryWorker:
                 self.outbox.mark_failed(entry.id, now, "skipped: no main message")
                 return True
             notice = replace(notice, op="post")
-        if entry.uncertain and notice.op == "post" and notice.kind == "main":
-            found = self._find_posted(entry)
-            if found is not None:
-                self.outbox.mark_sent(entry.id, now, found)
-                log.info("%s: the earlier attempt was delivered after all; not posting again", what)
+        if entry.uncertain and notice.op == "post" and self.notifier.can_find_posted:
+            # an earlier attempt got no answer but may have arrived: look before posting
+            found = self.notifier.find_posted(
+                notice.incident, since=notice.at, kind=notice.kind, at=notice.at
+            )
+            if found.ok and found.ref is not None:
+                self.outbox.mark_sent(entry.id, now, found.ref if notice.kind == "main" else None)
+                log.info("%s: the earlier attempt arrived after all; not posting again", what)
                 return True
+            if found.transient:
+                wait = found.retry_after if found.retry_after is not None else None
+                delay = wait if wait is not None else p.backoff(entry.attempts + 1, self._rand())
+                self.outbox.retry_later(entry.id, now + delay, found.error, uncertain=True)
+                return True
+            # not there, or cannot tell: post (delivery stays at-least-once)
         result = self.notifier.send(notice, entry.ref)
         self._count(result.reason)
         if result.ok:
@@ -228,11 +233,10 @@ class DeliveryWorker:
             self.outbox.retry_later(entry.id, now + wait, result.error or "rate_limited")
             log.warning("%s: rate limited; retrying after %gs (Retry-After)", what, wait)
             return False
-        if result.transient:
+        if result.transient or result.maybe_delivered:
             delay = p.backoff(entry.attempts + 1, self._rand())
-            self.outbox.retry_later(
-                entry.id, now + delay, result.error, uncertain=result.reason == "timeout"
-            )
+            uncertain = result.maybe_delivered and notice.op == "post"
+            self.outbox.retry_later(entry.id, now + delay, result.error, uncertain=uncertain)
             if not self._failing:
                 log.warning(
                     "%s failed (%s: %s); retrying with backoff, nothing is lost",
@@ -268,18 +272,6 @@ class DeliveryWorker:
             fix,
         )
         return True
-
-    def _find_posted(self, entry: OutboxEntry) -> MessageRef | None:
-        finder: FindsPosted | None = getattr(self.notifier, "find_posted", None) and (
-            self.notifier  # type: ignore[assignment]
-        )
-        if finder is None:
-            return None
-        try:
-            return finder.find_posted(entry.incident_id, entry.created_at - 60.0)
-        except Exception:  # a failed lookup falls back to at-least-once
-            log.warning("could not check whether %s was already posted", entry.incident_id)
-            return None
 
     def _log_once(self, key: str, msg: str, *args: object) -> None:
         if key in self._logged:

@@ -117,7 +117,6 @@ class Notifier(Protocol):
     name: str
     can_edit: bool
     can_find_posted: bool
-    counts_as_slack: bool  # feeds dialnexa_slack_notifications_total
 
     def send(self, notice: Notice, ref: MessageRef | None) -> SendResult:
         """Deliver one notice; ``ref`` is the main message for reply/update. Never raises."""

@@ -22,7 +22,6 @@ class ConsoleNotifier:
     name = "console"
     can_edit = False
     can_find_posted = False
-    counts_as_slack = False
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream

@@ -316,7 +316,6 @@ class SlackBotNotifier:
 
     name = "slack"
     can_edit = True
-    counts_as_slack = True
 
     def __init__(
         self,
@@ -513,7 +512,6 @@ class SlackWebhookNotifier:
     name = "webhook"
     can_edit = False
     can_find_posted = False
-    counts_as_slack = True
 
     def __init__(self, url: str, timeout: float = 10.0, dashboard_url: str | None = None) -> None:
         self.dashboard_url = dashboard_url
