@@ -10,8 +10,9 @@ import re
 from urllib.parse import quote, quote_plus
 
 from dialnexa_watchdog.clock import FakeClock
+from dialnexa_watchdog.config import load_settings
 from dialnexa_watchdog.logs import JsonFormatter, TextFormatter, Throttle, scrub, setup_logging
-from dialnexa_watchdog.redact import Redactor
+from dialnexa_watchdog.redact import Redactor, secrets_in
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
@@ -176,3 +177,26 @@ def test_throttle_writes_one_line_per_kind_per_interval_with_a_count() -> None:
         ("skipped invalid call items", 1),  # 'reason 0', then the rest as 'other'
     ]
     assert events[0]["agent_id"] == "agt_0"
+
+
+def test_every_secret_in_the_settings_is_found_for_registration() -> None:
+    cfg = load_settings(
+        None,
+        overrides={
+            "dialnexa.api_key": "dn-key-123456",
+            "slack.token": "xoxb-1-2-tokentoken",
+            "slack.channel": "C0123456789",
+            "slack.webhook_url": "https://hooks.slack.com/services/T0/B0/abcdefgh",
+        },
+        environ={},
+    )
+    found = {s.get_secret_value() for s in secrets_in(cfg)}
+    assert found == {
+        "dn-key-123456",
+        "xoxb-1-2-tokentoken",
+        "https://hooks.slack.com/services/T0/B0/abcdefgh",
+    }
+    r = Redactor(secrets_in(cfg))
+    assert r.redact("posted to https://hooks.slack.com/services/T0/B0/abcdefgh") == (
+        "posted to [redacted]"
+    )

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterable
 from urllib.parse import quote, quote_plus
 
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 MASK = "[redacted]"
 # shorter values are ignored: masking every "abc" in every text would destroy it, and no real
@@ -138,6 +138,25 @@ REDACTOR = Redactor()
 def register_secrets(*secrets: str | SecretStr | None) -> None:
     """Register secrets with the process-wide redactor (call once at start)."""
     REDACTOR.register(*secrets)
+
+
+def secrets_in(value: object, _depth: int = 0) -> list[SecretStr]:
+    """Every ``SecretStr`` in a settings tree (models, lists, dicts), so a secret added to the
+    settings later is masked without anyone remembering to register it:
+    ``register_secrets(*secrets_in(settings))``."""
+    if _depth > 20:
+        return []
+    if isinstance(value, SecretStr):
+        return [value]
+    if isinstance(value, BaseModel):
+        children: Iterable[object] = (getattr(value, k) for k in type(value).model_fields)
+    elif isinstance(value, dict):
+        children = value.values()
+    elif isinstance(value, list | tuple | set | frozenset):
+        children = value
+    else:
+        return []
+    return [s for child in children for s in secrets_in(child, _depth + 1)]
 
 
 def redact(text: str) -> str:
