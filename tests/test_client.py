@@ -5,7 +5,14 @@ from __future__ import annotations
 import httpx
 import pytest
 from dialnexa_watchdog.clock import FakeClock
-from dialnexa_watchdog.ingest.client import ApiClient, ApiError, RateLimiter, iso, parse_reset
+from dialnexa_watchdog.ingest.client import (
+    ERROR_KINDS,
+    ApiClient,
+    ApiError,
+    RateLimiter,
+    iso,
+    parse_reset,
+)
 from dialnexa_watchdog.model import Range
 from dialnexa_watchdog.simulator import Simulator
 from pydantic import SecretStr
@@ -163,3 +170,64 @@ def test_iso_bounds_are_inclusive_at_millisecond_grain() -> None:
 def test_api_error_is_an_exception_with_reason() -> None:
     e = ApiError("x", 500)
     assert str(e) == "x" and not e.permanent
+
+
+def test_api_error_kinds_are_a_closed_set_and_repr_shows_no_more_than_reason() -> None:
+    assert ApiError("x", 401).kind == "auth" and ApiError("x", 403).kind == "auth"
+    assert ApiError("x", 404).kind == "client_error" and ApiError("x", 503).kind == "server_error"
+    assert ApiError("x").kind == "network"
+    e = ApiError("timed out", kind="timeout")
+    assert repr(e) == "ApiError(kind='timeout', code=None, reason='timed out')"
+    for kind in ("auth", "client_error", "server_error", "network"):
+        assert kind in ERROR_KINDS
+
+
+def test_api_error_masks_credential_shapes_whoever_builds_it() -> None:
+    e = ApiError(
+        "echo: Authorization: Bearer abc.def-123 and ?api_key=zzz9&x=1, call +1 555 010 9999"
+    )
+    assert "abc.def-123" not in e.reason and "zzz9" not in e.reason and "555 010" not in e.reason
+    assert "abc.def-123" not in repr(e) and str(e) == e.reason
+
+
+def test_5xx_after_the_sleep_cap_gives_up_instead_of_sleeping(
+    sim: Simulator, sim_url: str, clock: FakeClock
+) -> None:
+    add_calls(sim, 3, T0 - 100)
+    sim.inject("500", count=10)
+    c = client(sim_url, clock, max_retries=5, backoff_base=1.0, backoff_max=30.0, max_sleep=2.9)
+    listing = c.list_range(Range(T0 - 100, T0))
+    assert listing.error is not None and listing.error.kind == "server_error"
+    assert clock.slept == [0.75, 1.5] and listing.requests == 3  # the next pause (3.0) not slept
+
+
+def test_hold_is_capped_and_clearable(sim: Simulator, sim_url: str, clock: FakeClock) -> None:
+    add_calls(sim, 2, T0 - 100)
+    c = client(sim_url, clock, max_sleep=10.0, max_hold=600.0)
+    c.hold(T0 + 10**9)  # a corrupt persisted value cannot blind the daemon for ever
+    assert c.hold_until == T0 + 600.0
+    listing = c.list_range(Range(T0 - 100, T0))
+    assert listing.error is not None and listing.error.kind == "deferred" and sim.requests == []
+    assert listing.error.retry_at == T0 + 600.0
+    c.hold(T0 + 5)  # an earlier time does not shorten a hold
+    assert c.hold_until == T0 + 600.0
+    clock.advance(600)
+    assert c.list_range(Range(T0 - 100, T0)).complete and c.hold_until is None
+
+
+def test_a_short_hold_is_slept_inside_the_cycle(
+    sim: Simulator, sim_url: str, clock: FakeClock
+) -> None:
+    add_calls(sim, 2, T0 - 100)
+    c = client(sim_url, clock, max_sleep=30.0)
+    c.hold(T0 + 20)
+    assert c.list_range(Range(T0 - 100, T0)).complete
+    assert clock.slept == [20.0]
+
+
+def test_reasons_name_the_host_never_user_info_or_query(clock: FakeClock) -> None:
+    c = ApiClient("http://user:pw-secret-1@127.0.0.1:1/v1?token=tok-secret-2", SecretStr(KEY),
+                  clock, max_retries=0)  # fmt: skip
+    err = c.list_range(Range(T0 - 60, T0)).error
+    assert err is not None and err.kind == "refused"
+    assert err.reason == "connection to 127.0.0.1:1 refused (is anything listening?)"

@@ -135,3 +135,52 @@ def test_ill_typed_and_missing_items_are_skipped_and_counted() -> None:
 def test_unusable_bodies_raise_page_error(body: bytes, words: str) -> None:
     with pytest.raises(PageError, match=words):
         parse_page(body)
+
+
+def _item(call_id: str, agent: str = "a", **extra: str) -> dict[str, str]:
+    return {"id": call_id, "agent_id": agent, "status": "failed",
+            "created_at": "2024-05-01T14:18:00Z", **extra}  # fmt: skip
+
+
+def test_bad_text_only_costs_the_items_whose_read_fields_carry_it() -> None:
+    items = [
+        _item("meta", metadata="@S@"),  # never read: counts
+        _item("phone", to_number="@B@"),  # raw bytes that are not UTF-8, never read: counts
+        _item("agent", agent="agt_@S@"),
+        _item("@S@"),
+        _item("reason", end_reason="user_@B@"),
+        _item("ok"),
+    ]
+    body = json.dumps({"data": items, "meta": {"totalPages": 4}}).encode()
+    body = body.replace(b"@S@", b"\\ud83d").replace(b"@B@", b"\xff\xfe")
+    page = parse_page(body)
+    assert [c.id for c in page.calls] == ["meta", "phone", "ok"]
+    assert page.invalid == 3 and page.items == 6 and page.total_pages == 4
+    assert sorted(page.invalid_reasons) == [
+        "invalid unicode in field: $.agent_id",
+        "invalid unicode in field: $.end_reason",
+        "invalid unicode in field: $.id",
+    ]
+
+
+def test_a_surrogate_pair_is_fine_and_a_lone_one_in_a_bare_array_is_recovered() -> None:
+    pair = json.dumps([_item("x", metadata="\U0001f600")]).encode()  # ensure_ascii: a pair
+    assert b"\\ud83d\\ude00" in pair and [c.id for c in parse_page(pair).calls] == ["x"]
+    lone = json.dumps([_item("y", metadata="@")]).encode().replace(b'"@"', b'"\\udc00"')
+    page = parse_page(lone)
+    assert page.bare and [c.id for c in page.calls] == ["y"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 100_000,
+        b'{"data": ' + b"[" * 100_000,
+        b'{"data": [\xff\xfe]}',
+        b'{"data": "\\ud83d"}',
+    ],
+    ids=["deep", "deep-data", "raw-bytes", "surrogate-data"],
+)
+def test_what_no_decoder_accepts_is_still_a_page_error(body: bytes) -> None:
+    with pytest.raises(PageError):
+        parse_page(body)

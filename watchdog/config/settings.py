@@ -30,7 +30,10 @@ class DialNexaSettings(Section):
     base_url: str = "https://api.dialnexa.com/v1"
     api_key: SecretStr | None = None
     api_key_file: Path | None = None
+    # The overall deadline of one request: connect, headers and the whole body.
     timeout: Duration = 10.0
+    # A larger response is abandoned (dialnexa_api_requests_total{code="too_large"}).
+    max_response_bytes: int = Field(16 * 1024 * 1024, ge=64 * 1024, le=1024 * 1024 * 1024)
     page_size: int = Field(100, ge=1, le=100)
     # Used until the API's X-RateLimit-* headers say otherwise.
     rate_limit: int = Field(150, ge=1)

@@ -8,10 +8,16 @@ Shapes accepted:
 
 Phone numbers, metadata and recording URLs are never decoded: the struct below has no field
 for them, so msgspec skips them without allocating a string.
+
+A page msgspec rejects as a whole because of one bad string (a lone UTF-16 surrogate escape
+such as ``"\\ud83d"``, or bytes that are not UTF-8) is decoded again leniently, and only the
+items whose *read* fields carry the bad text are skipped and counted; bad text in metadata or
+phone numbers costs nothing.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -137,8 +143,8 @@ def parse_page(body: bytes) -> ParsedPage:
         decoded = _decode_typed(body)
     except msgspec.ValidationError:
         return _parse_item_by_item(body)
-    except msgspec.DecodeError as exc:
-        raise PageError(_describe_bad_body(body, exc)) from None
+    except (msgspec.DecodeError, RecursionError) as exc:  # msgspec: RecursionError past its depth
+        return _parse_doc(_decode_lenient(body, exc))
     if isinstance(decoded, list):
         page = ParsedPage(calls=[], items=len(decoded), bare=True)
         _from_raw(decoded, page)
@@ -155,8 +161,38 @@ def _parse_item_by_item(body: bytes) -> ParsedPage:
     """Slow path when some item is ill-typed: validate items one at a time."""
     try:
         doc = _decode_any(body)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
+        doc = _decode_lenient(body, exc)
+    return _parse_doc(doc)
+
+
+def _decode_lenient(body: bytes, exc: Exception) -> object:
+    """What msgspec refused, decoded by the standard library: lone surrogate escapes are kept
+    as such, and bytes that are not UTF-8 become lone surrogates (``surrogateescape``), so the
+    bad text stays confined to the strings that carry it. PageError if not even that works."""
+    try:
+        return json.loads(body.decode("utf-8", "surrogateescape"))
+    except (ValueError, RecursionError):
         raise PageError(_describe_bad_body(body, exc)) from None
+
+
+_READ_FIELDS = _RawCall.__struct_fields__
+
+
+def _bad_text(item: dict[str, object]) -> str | None:
+    """The first field we read whose text cannot be valid Unicode (a lone surrogate)."""
+    for name in _READ_FIELDS:
+        v = item.get(name)
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                return name
+    return None
+
+
+def _parse_doc(doc: object) -> ParsedPage:
+    """A decoded page, validated item by item."""
     meta: object = None
     if isinstance(doc, list):
         items, bare = doc, True
@@ -170,6 +206,11 @@ def _parse_item_by_item(body: bytes) -> ParsedPage:
         page.total = total if isinstance(total, int) else None
         page.total_pages = pages if isinstance(pages, int) else None
     for item in items:
+        bad = _bad_text(item) if isinstance(item, dict) else None
+        if bad is not None:
+            page.invalid += 1
+            page.invalid_reasons.append(f"invalid unicode in field: $.{bad}")
+            continue
         try:
             raw = msgspec.convert(item, _RawCall, strict=True)
         except msgspec.ValidationError as exc:
