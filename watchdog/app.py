@@ -37,6 +37,7 @@ from .model import CountsView, PollStatus
 from .notify import Notifier
 from .notify.console import ConsoleNotifier
 from .notify.slack import SlackBotNotifier, SlackWebhookNotifier
+from .redact import register_secrets, secrets_in
 from .windows import Windows
 
 log = logging.getLogger("watchdog.app")
@@ -203,6 +204,8 @@ def build(
     """Everything, from ``settings``. ``alerting=False`` leaves the alert path (and the state
     store) out, as ``once`` does; ``transport`` replaces the network (tests, benchmarks);
     ``exclusive_state``: the daemon holds the state file's lock (``run``)."""
+    # before anything can log or raise: every secret in the settings is masked everywhere
+    register_secrets(*secrets_in(settings))
     registry = registry if registry is not None else CollectorRegistry()
     lock = threading.Lock()
     windows = Windows(settings.window_seconds, settings.status_classes)
@@ -222,6 +225,10 @@ def build(
         backoff_max=d.backoff_max,
         observer=ApiMetrics(metrics, heartbeat),
         transport=transport,
+        max_response_bytes=d.max_response_bytes,
+        # a longer wait (a long Retry-After) defers the listing instead of blocking the poll
+        # thread; pacing to the rate-limit window's reset (the backfill) may still wait
+        max_sleep=max(settings.poll.interval, d.rate_limit_period),
     )
     alerts = None
     if alerting:
@@ -249,5 +256,6 @@ def build(
         alerts=alerts,
         on_cycle=on_cycle,
         timer=timer,
+        memory=alerts.store if alerts is not None else None,
     )
     return App(settings, clock, registry, windows, tracker, client, metrics, daemon, alerts)

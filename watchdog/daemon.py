@@ -15,6 +15,7 @@ from .clock import Clock
 from .config import Settings
 from .ingest.client import ApiClient, ApiError, Listing, Stopped
 from .ingest.tracker import Applied, Tracker, listing_costs
+from .logs import Throttle
 from .metrics import Metrics
 from .model import Call, CountsView, PollStatus, Range
 from .windows import Windows
@@ -45,6 +46,16 @@ class CycleReport:
     seconds: float
     error: str | None = None
     settled_ids: tuple[str, ...] = ()  # calls counted this cycle (benchmarks measure freshness)
+
+
+class Memory(Protocol):
+    """Small values kept across restarts (the state store's meta table)."""
+
+    def get_meta(self, key: str) -> str | None: ...
+    def set_meta(self, key: str, value: str) -> None: ...
+
+
+HOLD_KEY = "api_hold_until"  # a Retry-After (or rate-limit reset) outlives a restart
 
 
 class Heartbeat:
@@ -95,6 +106,7 @@ class Watchdog:
         alerts: AlertHook | None = None,
         on_cycle: Callable[[CycleReport], None] | None = None,
         timer: Callable[[], float] = time.perf_counter,
+        memory: Memory | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -109,10 +121,41 @@ class Watchdog:
         self.heartbeat = heartbeat
         self.status = PollStatus(started_at=clock.now())
         self.listing_estimates: dict[str, int] = {}
+        self.memory = memory
+        self._held: float | None = None
+        self._throttle = Throttle(log, max(60.0, settings.poll.interval), now=clock.now)
+        self._restore_hold()
         # computed at scrape time: a poll thread stuck in a request cannot keep it at 1
         metrics.up.set_function(lambda: 1.0 if self.polling_ok else 0.0)
 
     # ---- state --------------------------------------------------------------------------
+    def _restore_hold(self) -> None:
+        if self.memory is None:
+            return
+        try:
+            saved = self.memory.get_meta(HOLD_KEY)
+            until = float(saved) if saved else None
+        except Exception:  # an unreadable value must not stop the daemon
+            log.warning("ignoring an unreadable saved API hold")
+            return
+        if until is not None and until > self.clock.now():
+            self.client.hold(until)
+            log.warning(
+                "the API asked to wait before this restart; no request until then",
+                extra={"hold_until": until, "seconds": round(until - self.clock.now())},
+            )
+        self._held = until
+
+    def _save_hold(self) -> None:
+        until = self.client.hold_until
+        if self.memory is None or until == self._held:
+            return
+        try:
+            self.memory.set_meta(HOLD_KEY, "" if until is None else repr(until))
+            self._held = until
+        except Exception:
+            log.warning("cannot save the API hold in the state store; retrying next cycle")
+
     def _beat(self) -> None:
         self.heartbeat.beat()
 
@@ -221,6 +264,7 @@ class Watchdog:
         first = errors[0] if errors else None
         error = first.reason if first is not None else (None if ok else "stopped")
         self._update_status(ok, applied_at, first)
+        self._save_hold()
         seconds = self.timer() - started
         self.metrics.poll_seconds.observe(seconds)
         report = CycleReport(
@@ -235,7 +279,10 @@ class Watchdog:
             )
             sdnotify.ready()
         elif not ok:
-            log.warning("poll failed: %s", error, extra={"requests": requests})
+            kind = error_kind(first) if first is not None else "stopped"
+            self._throttle.warning(
+                f"poll:{kind}", "poll failed: %s", error, extra={"requests": requests}
+            )
         sdnotify.watchdog_ping()
         self._alert(applied_at)
         if self.on_cycle is not None:
@@ -276,14 +323,24 @@ class Watchdog:
                 "dropped calls unsettled past poll.max_pending_age",
                 extra={"calls": len(applied.stuck)},
             )
-        for agent in applied.dropped_agents:
-            self.metrics.agents_dropped.inc()
-            log.warning(
-                "agent ignored: poll.max_agents reached",
-                extra={"agent_id": agent, "max_agents": self.settings.poll.max_agents},
+        if applied.dropped_agents:
+            self.metrics.agents_dropped.inc(len(applied.dropped_agents))
+            # an API inventing agent ids must not flood the log: one line per interval
+            self._throttle.warning(
+                "max_agents",
+                "agents ignored: poll.max_agents reached",
+                n=len(applied.dropped_agents),
+                extra={
+                    "example_agent_id": applied.dropped_agents[0],
+                    "max_agents": self.settings.poll.max_agents,
+                },
             )
         for status in sorted(applied.unknown_statuses):
-            log.warning('unknown call status counted as status="unknown"', extra={"status": status})
+            self._throttle.warning(
+                f"status:{status}",
+                'unknown call status counted as status="unknown"',
+                extra={"status": status},
+            )
 
     def _update_status(self, ok: bool, now: float, error: ApiError | None) -> None:
         s = self.status
@@ -336,10 +393,6 @@ class Watchdog:
 
 
 def error_kind(error: ApiError) -> str:
-    """A short fixed label for an API error (never text from the API)."""
-    kind = getattr(error, "kind", None)
-    if isinstance(kind, str) and kind:
-        return kind
-    if error.code is not None:
-        return "auth" if error.code in (401, 403) else f"http_{error.code}"
-    return "error"
+    """A short fixed label for an API error, e.g. ``auth (HTTP 403)`` or ``timeout``: never
+    text from the API."""
+    return error.kind if error.code is None else f"{error.kind} (HTTP {error.code})"

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ..config import ConfigError, Settings, load_settings
+from ..redact import register_secrets, secrets_in
 
 
 def add_config_arg(parser: argparse.ArgumentParser) -> None:
@@ -24,9 +25,12 @@ class ConfigExit(Exception):
 def load_config(args: argparse.Namespace) -> Settings:
     """Load the config named by ``--config``; print one line per bad field and raise ConfigExit."""
     try:
-        return load_settings(getattr(args, "config", None))
+        settings = load_settings(getattr(args, "config", None))
     except ConfigError as exc:
         print("dialnexa-watchdog: invalid configuration:", file=sys.stderr)
         for line in exc.problems:
             print(f"  {line}", file=sys.stderr)
         raise ConfigExit from None
+    # every secret in the config is masked in whatever this command logs or prints
+    register_secrets(*secrets_in(settings))
+    return settings
