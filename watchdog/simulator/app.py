@@ -444,17 +444,9 @@ class Simulator:
         """Campaign bursts that started at or before ``until`` (default now)."""
         with self._lock:
             t = now_ms(self.clock.now() if until is None else until)
-            store = self._store
-            store.ensure(t)
-            g = store._gen
-            if g is None or g.bursts is None:
-                return []
-            m = g.bursts.bursts.multiplier
-            agents = g.realistic
             return [
-                BurstRecord(store.agents[agents[p].row], s / 1000.0, e / 1000.0, m)
-                for p, s, e in g.bursts.log
-                if s <= t
+                BurstRecord(agent_id, start / 1000.0, end / 1000.0, multiplier)
+                for agent_id, start, end, multiplier in self._store.bursts_until(t)
             ]
 
     @property

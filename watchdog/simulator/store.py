@@ -535,6 +535,15 @@ class CallStore:
         if new_c:
             self._bulk_append(k0, new_agent, new_c, new_r, new_t, new_s, new_ov, new_order)
 
+    def bursts_until(self, t: int) -> list[tuple[str, int, int, float]]:
+        """(agent id, start ms, end ms, multiplier) of the bursts started by ``t``."""
+        self.ensure(t)
+        g = self._gen
+        if g is None or g.bursts is None:
+            return []
+        m = g.bursts.bursts.multiplier
+        return [(self.agents[g.realistic[p].row], s, e, m) for p, s, e in g.bursts.log if s <= t]
+
     def _generate_realistic(self, g: _Generator, target: int) -> None:
         """Realistic arrivals up to ``target`` ms (main stream and bursts), appended in bulk."""
         g.next_t, rows = realistic_chunk(
