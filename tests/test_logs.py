@@ -90,6 +90,7 @@ def test_redactor_masks_exact_values_and_obvious_encodings() -> None:
 def test_redactor_property_no_spelling_survives(secret: str, before: str, after: str) -> None:
     secret = secret.strip()
     assume(len(secret) >= 8)
+    assume(secret not in "[redacted]")  # the mask itself would read as the secret
     r = Redactor([secret])
     for spelling in (secret, quote(secret, safe=""), quote_plus(secret)):
         out = r.redact(before + spelling + after)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from dialnexa_watchdog.ingest.parse import PageError, parse_page
-from dialnexa_watchdog.model import normalise_status, refine_status
+from dialnexa_watchdog.model import StatusClasses, normalise_status, refine_status
 
 DATA = Path(__file__).parent / "data"
 
@@ -184,3 +185,60 @@ def test_a_surrogate_pair_is_fine_and_a_lone_one_in_a_bare_array_is_recovered() 
 def test_what_no_decoder_accepts_is_still_a_page_error(body: bytes) -> None:
     with pytest.raises(PageError):
         parse_page(body)
+
+
+# DialNexa's webhook reference: "hangup" = the call never connected; hangup_reason says why.
+HANGUP_REASONS = {
+    "user_did_not_pick_up": "no_answer",
+    "user_busy": "busy",
+    "voicemail_detected": "voicemail",
+    "user_unreachable": "no_answer",
+    "unallocated_phone_number": "failed",
+    "network_failure": "failed",
+    "sip_auth_failed": "failed",
+    "sip_trunk_unreachable": "failed",
+    "unknown": "hangup",
+}
+
+
+def _hangup_item(i: int, status: str, field: str | None, reason: str | None) -> dict[str, object]:
+    item: dict[str, object] = {
+        "id": f"h{i}",
+        "agent_id": "agt_webhook",
+        "status": status,
+        "created_at": "2024-05-01T14:18:00Z",
+        "ended_at": "2024-05-01T14:18:31Z",
+    }
+    if field is not None:
+        item[field] = reason
+    return item
+
+
+@pytest.mark.parametrize(
+    ("status", "field", "spell"),
+    [
+        ("hangup", "hangup_reason", str),  # the webhook reference, snake_case
+        ("HANGUP", "hangupReason", lambda r: r.replace("_", "-").upper()),  # camel, hyphens
+        ("hang-up", "disconnection_reason", str),  # the deprecated alias
+        ("hangup", "end_reason", lambda r: r.replace("_", "-")),
+    ],
+)
+def test_hangup_status_with_its_reasons_in_both_vocabularies(
+    status: str, field: str, spell: Callable[[str], str]
+) -> None:
+    items = [
+        _hangup_item(i, status, field, spell(reason)) for i, reason in enumerate(HANGUP_REASONS)
+    ]
+    items.append(_hangup_item(99, status, None, None))  # a bare hangup: no reason at all
+    items.append(_hangup_item(98, "completed", field, "user_hangup"))  # who hung up first
+    page = parse_page(json.dumps({"data": items, "meta": {"total": len(items)}}).encode())
+    assert page.invalid == 0
+    got = [c.status for c in page.calls]
+    assert got == [*HANGUP_REASONS.values(), "hangup", "completed"]
+    classes = StatusClasses()
+    # a hangup counts: settled, in the denominator, towards no outcome (was "unknown")
+    assert [classes.classify(s) for s in got] == got
+    assert "hangup" in classes.denominator and not any(
+        "hangup" in statuses for statuses in classes.outcomes.values()
+    )
+    assert all(c.settled_at == c.created_at + 31 for c in page.calls)

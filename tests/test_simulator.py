@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
-from dialnexa_watchdog.clock import FakeClock
+from dialnexa_watchdog.clock import FakeClock, SystemClock
+from dialnexa_watchdog.ingest.parse import parse_page
+from dialnexa_watchdog.model import UNKNOWN, StatusClasses
 from dialnexa_watchdog.simulator import (
+    HOSTILE_TITLES,
+    AgentInfo,
     AgentProfile,
+    BurstRecord,
+    Bursts,
     CallSpec,
+    Degradation,
+    Latency,
+    RealisticParams,
     RunningServer,
     Scenario,
     Simulator,
+    lognormal_share_over,
     observed_outcome,
     serve,
 )
@@ -499,6 +513,9 @@ def test_demo_scenario_degrades_one_agent_and_backfills_cheaply(clock: FakeClock
     sim = Simulator(clock, Scenario.demo(), keys=(KEY,))
     assert len(sim.agent_ids) == 6
     assert {sim.vocab_of(a) for a in sim.agent_ids} == {"underscore", "hyphen"}
+    support = sim.agent_info("agt_support_02")
+    assert support is not None and support.title == "Customer Support Bot"
+    assert all(s.ring <= 10 and s.talk_seconds <= 300 for s in sim.calls())
     assert math.ceil(sim.count_calls() / 100) < 20  # backfill pages at limit=100
     clock.advance(60)
     bad = Counter(
@@ -549,3 +566,572 @@ def test_validation_and_cli_parser() -> None:
         "bare",
     )
     assert now_ms(T0 + 0.0015) == to_ms(T0) + 1
+
+
+# ---- the kind scenario is unchanged ------------------------------------------------------
+
+
+def _fingerprint(scenario: Scenario, shape: str, advance: float) -> str:
+    clock = FakeClock(T0)
+    sim = Simulator(clock, scenario, keys=(KEY,), shape=shape, rate_limit=None)  # type: ignore[arg-type]
+    clock.advance(advance)
+    h = hashlib.sha256()
+    for s in sim.calls():
+        h.update(repr((s.id, s.agent_id, s.created_at, s.outcome, s.ring, s.talk)).encode())
+    for query in (
+        "limit=100&page=3",
+        "limit=100&status=in-progress",
+        "limit=50&status=no_answer",
+        "limit=100&agent_id=agt_00001",
+    ):
+        h.update(sim.handle("GET", "/v1/calls", query, f"Bearer {KEY}").body)
+    h.update(repr(sorted(sim.settled_counts(None, T0 - 600, T0 + advance).items())).encode())
+    h.update(repr(sim.changed_between(T0, T0 + 60)).encode())
+    return h.hexdigest()[:16]
+
+
+def test_kind_scenarios_serve_exactly_what_they_served_before_realistic_traffic() -> None:
+    """Golden fingerprints of calls, pages and ground truth, computed with the simulator as
+    it was before realistic traffic existed (commit 24829f1): the published benchmark
+    figures of the kind scenario reproduce."""
+    steady = Scenario.steady(40, 300_000, 3, diurnal=True, history=1800)
+    small = Scenario.steady(8, 60_000, seed=5, history=1800)
+    assert _fingerprint(steady, "v1", 1800) == "b0965d1b7b3e5ab0"
+    assert _fingerprint(small, "bare", 900) == "a827f8119845e54a"
+    assert _fingerprint(small, "v2", 900) == "03ed0f86a1412aa7"
+    assert _fingerprint(Scenario.demo(), "v1", 60) == "444666cd4e44eb5c"
+
+
+# ---- realistic traffic -------------------------------------------------------------------
+
+
+def realistic_sim(
+    agents: int = 40,
+    calls_per_day: float = 200_000,
+    seed: int = 1,
+    *,
+    history: float = 3600,
+    advance: float = 3600,
+    **kw: Any,
+) -> tuple[Simulator, FakeClock]:
+    clock = FakeClock(T0)
+    scenario = Scenario.realistic(agents, calls_per_day, seed, history=history, **kw)
+    sim = Simulator(clock, scenario, keys=(KEY,), forbidden_keys=(RO_KEY,), rate_limit=None)
+    clock.advance(advance)
+    return sim, clock
+
+
+def test_talk_times_are_heavy_tailed_with_one_percent_over_30_minutes() -> None:
+    params = RealisticParams(max_call_durations=((10800, 1.0),), bursts=None)
+    assert lognormal_share_over(params.talk_median, params.talk_sigma, 1800) == pytest.approx(0.01)
+    sim, _ = realistic_sim(4, 1_000_000, 2, history=0, advance=2.5 * 3600, params=params)
+    talks = [s.talk for s in sim.calls() if s.outcome == "completed"]
+    assert len(talks) > 40_000
+    over_30m = sum(t > 1800 for t in talks) / len(talks)
+    assert 0.007 < over_30m < 0.013
+    assert sorted(talks)[len(talks) // 2] == pytest.approx(150, rel=0.08)
+    assert 2 <= sum(t > 7200 for t in talks) <= 40  # "a few over 2 h" (expected ~8)
+    assert max(talks) <= 10800
+
+
+def test_calls_respect_each_agents_call_limits() -> None:
+    sim, _ = realistic_sim(60, 400_000, 4)
+    limits = {a: sim.agent_info(a) for a in sim.agent_ids}
+    scenario = sim.scenario
+    assert scenario is not None
+    over_30m: set[str] = set()
+    no_answer_rings: list[float] = []
+    for s in sim.calls():
+        p = scenario.profile(s.agent_id)
+        assert p.max_call_duration is not None and p.ring_limit is not None
+        assert s.talk_seconds <= p.max_call_duration
+        assert s.ring <= p.ring_limit
+        if s.outcome == "no_answer":
+            no_answer_rings.append(s.ring / p.ring_limit)
+        if s.talk_seconds > 1800:
+            over_30m.add(s.agent_id)
+        info = limits[s.agent_id]
+        assert info is not None
+        if info.max_call_duration_sec is not None:  # what /agents2 says is what calls obey
+            assert info.max_call_duration_sec == p.max_call_duration
+    assert over_30m and all(scenario.profile(a).max_call_duration > 1800 for a in over_30m)  # type: ignore[operator]
+    assert min(no_answer_rings) > 0.95  # unanswered calls ring to the agent's ring limit
+    spread = {p.max_call_duration for p in scenario.agents}
+    rings = {p.ring_limit for p in scenario.agents}
+    assert min(spread) == 300 and max(spread) >= 3600  # type: ignore[type-var]
+    assert all(20 <= r <= 45 for r in rings)  # type: ignore[operator]
+
+
+def test_volumes_are_zipf_like_and_outcome_mixes_differ_by_agent() -> None:
+    sim, _ = realistic_sim(500, 500_000, 5, history=0, advance=2 * 3600, diurnal=False)
+    per_agent = Counter(s.agent_id for s in sim.calls())
+    scenario = sim.scenario
+    assert scenario is not None
+    callers = [a.agent_id for a in scenario.agents[:500]]
+    volumes = sorted((per_agent[a] for a in callers), reverse=True)
+    total = sum(volumes)
+    assert 0.25 < sum(volumes[:5]) / total < 0.45  # top 1% (Zipf 1: 34%)
+    assert sum(volumes[250:]) / total < 0.16  # bottom half (Zipf 1: 10%)
+    # normal rates spread from a few percent to ~40% by outcome across agents
+    no_answer = [a.outcomes["no_answer"] / sum(a.outcomes.values()) for a in scenario.agents]
+    failed = [a.failed_share for a in scenario.agents]
+    assert min(no_answer) < 0.06 and max(no_answer) > 0.35
+    assert min(failed) < 0.025 and max(failed) > 0.05
+    # the busiest agents' realised no-answer share follows their own profile
+    for agent_id, n in per_agent.most_common(3):
+        profile = scenario.profile(agent_id)
+        want = profile.outcomes["no_answer"] / sum(profile.outcomes.values())
+        got = sum(1 for s in sim.calls() if s.agent_id == agent_id and s.outcome == "no_answer") / n
+        assert got == pytest.approx(want, abs=4 * math.sqrt(want * (1 - want) / n) + 0.005)
+
+
+def test_campaign_bursts_run_at_ten_times_the_agents_rate() -> None:
+    bursts = Bursts(per_agent_per_day=24.0, multiplier=10.0, minutes=(3.0, 6.0))
+    params = RealisticParams(bursts=bursts)
+    sim, clock = realistic_sim(
+        20, 100_000, 6, history=0, advance=6 * 3600, diurnal=False, params=params
+    )
+    records = sim.bursts()
+    assert len(records) == pytest.approx(20 * 24 / 4, rel=0.3)  # 6 h of 24 a day each
+    assert all(3 * 60 <= r.end - r.start <= 6 * 60 for r in records)
+    scenario = sim.scenario
+    assert scenario is not None
+    calls = sim.calls()
+
+    def overlaps(r: BurstRecord) -> bool:
+        return any(
+            o is not r and o.agent_id == r.agent_id and o.start < r.end and r.start < o.end
+            for o in records
+        )
+
+    alone = [r for r in records if not overlaps(r) and r.end <= clock.now()]
+    assert len(alone) > 60
+    inside = expected_base = 0.0
+    for r in alone:
+        profile = scenario.profile(r.agent_id)
+        inside += sum(
+            1 for s in calls if s.agent_id == r.agent_id and r.start <= s.created_at < r.end
+        )
+        expected_base += profile.calls_per_minute * (r.end - r.start) / 60.0
+    assert inside / expected_base == pytest.approx(10.0, rel=0.15)
+    # the day's total stays the requested rate: bursts are taken out of the mean rate
+    assert len(calls) == pytest.approx(100_000 / 4, rel=0.1)
+
+
+def test_failures_after_answer_are_failed_calls_that_ended_after_a_conversation(
+    clock: FakeClock,
+) -> None:
+    scenario = Scenario.realistic(30, 300_000, 7, history=3600)
+    sim = Simulator(clock, scenario, keys=(KEY,), rate_limit=None)
+    specs = sim.calls()
+    dropped = [s for s in specs if s.outcome == "dropped" and s.settled_at <= clock.now()]
+    failed = [s for s in specs if s.outcome in ("failed", "dropped") and s.settled_at <= T0]
+    assert sum(s.outcome == "dropped" for s in failed) / len(failed) == pytest.approx(
+        0.35, abs=0.07
+    )
+    assert all(s.talk_seconds >= 1 for s in dropped)
+    with serve(sim) as running, httpx.Client(base_url=running.url, headers=AUTH) as http:
+        seen = {}
+        for page in itertools.count(1):
+            items = data(http.get("/calls", params={"limit": 100, "page": page}))
+            seen.update({i["id"]: i for i in items})
+            if len(items) < 100:
+                break
+    checked = 0
+    for s in dropped:
+        item = seen[s.id]
+        assert item["status"] == "failed"
+        created = item["created_at"]
+        ended = item["ended_at"]
+        assert ended == iso(to_ms(s.settled_at)) and ended > created
+        assert item["duration_seconds"] == s.duration > 0
+        assert sim.truth_of(s.id).outcome == "failed"  # type: ignore[union-attr]
+        checked += 1
+    assert checked > 20
+
+
+@pytest.mark.parametrize("shape", ["v1", "v2", "bare"])
+def test_every_served_call_parses_to_its_ground_truth_incl_hangup_reasons(shape: str) -> None:
+    """End to end over loopback: what the simulator serves (all vocabularies, hangup with
+    reasons, drops after answer) is what the real parser concludes, call by call."""
+    clock = FakeClock(T0)
+    scenario = Scenario.realistic(40, 400_000, 8, history=1800)
+    sim = Simulator(clock, scenario, keys=(KEY,), rate_limit=None, shape=shape)  # type: ignore[arg-type]
+    clock.advance(120)
+    parsed = {}
+    reasons: Counter[str] = Counter()
+    with serve(sim) as running, httpx.Client(base_url=running.url, headers=AUTH) as http:
+        for page in itertools.count(1):
+            r = http.get("/calls", params={"limit": 100, "page": page})
+            assert r.status_code == 200
+            body = r.json()
+            items = body if isinstance(body, list) else body["data"]
+            for item in items:
+                if item["status"] == "hangup":
+                    reasons[item.get("hangup_reason", "")] += 1
+            got = parse_page(r.content)
+            assert got.invalid == 0
+            parsed.update({c.id: c for c in got.calls})
+            if len(items) < 100:
+                break
+    assert len(parsed) == sim.count_calls()
+    classes = StatusClasses()
+    now = clock.now()
+    settled = 0
+    for cid, call in parsed.items():
+        truth = sim.truth_of(cid)
+        assert truth is not None
+        if truth.settled_at <= now:
+            assert call.status == truth.outcome, (cid, call, truth)
+            assert classes.classify(call.status) != UNKNOWN
+            settled += 1
+        else:
+            assert call.status in classes.pending
+    assert settled > 1000
+    if shape != "bare":  # the bare shape has its own spelling (ended + end_reason)
+        assert {"user_unreachable", "sip_auth_failed", "user_busy", "unknown", ""} <= set(reasons)
+
+
+def test_hangup_calls_count_in_the_denominator() -> None:
+    sim, clock = realistic_sim(40, 400_000, 9)
+    truth = sim.settled_counts(None, T0, clock.now())
+    assert truth["hangup"] > 0
+    assert "hangup" in StatusClasses().denominator
+
+
+def test_realistic_generation_is_deterministic_and_independent_of_how_time_moves() -> None:
+    params = RealisticParams(bursts=Bursts(per_agent_per_day=40.0))
+
+    def run(seed: int, steps: list[float]) -> list[CallSpec]:
+        clock = FakeClock(T0)
+        sim = Simulator(clock, Scenario.realistic(15, 80_000, seed, history=600, params=params))
+        for step in steps:
+            clock.advance(step)
+            sim.count_calls()
+        return sim.calls()
+
+    jump = run(21, [2400])
+    assert len(jump) > 1000
+    assert jump == run(21, [7.0] * 342 + [6.0])
+    assert jump != run(22, [2400])
+    assert all(a.created_at <= b.created_at for a, b in itertools.pairwise(jump))
+    assert len({s.id for s in jump}) == len(jump)
+
+
+def test_degradations_of_three_sizes_change_only_the_degraded_agent() -> None:
+    base = Scenario.realistic(30, 300_000, 10, history=0, diurnal=False)
+    busiest = max(base.agents, key=lambda a: a.calls_per_minute)
+    sizes = [
+        Degradation("hard", busiest.agent_id, start=600, duration=1800),
+        Degradation("medium", start=None, duration=1200, within=3600),
+        Degradation("soft", busiest.agent_id, start=3000, duration=1800),
+    ]
+    degraded = base.degrade(sizes)
+    hard, medium, soft = degraded.injected
+    on_clock = Simulator(FakeClock(T0), degraded).injected
+    assert (on_clock[0].start, on_clock[0].end) == (T0 + 600, T0 + 2400)
+    assert (hard.failed_share, medium.failed_share) == (0.6, 0.25)
+    assert soft.failed_share == pytest.approx(2 * busiest.failed_share)
+    assert medium.agent_id in base.agent_ids and 0 <= medium.start <= 2400
+    assert degraded.degrade([]).injected == degraded.injected
+
+    def calls(scenario: Scenario) -> list[CallSpec]:
+        clock = FakeClock(T0)
+        sim = Simulator(clock, scenario)
+        clock.advance(4800)
+        return sim.calls()
+
+    before, after = calls(base), calls(degraded)
+    assert [(s.id, s.agent_id, s.created_at) for s in before] == [
+        (s.id, s.agent_id, s.created_at) for s in after
+    ]
+    touched = {hard.agent_id, medium.agent_id}
+    assert [s for s in before if s.agent_id not in touched] == [
+        s for s in after if s.agent_id not in touched
+    ]
+
+    def failed_share(agent: str, start: float, end: float) -> tuple[float, int]:
+        window = [s for s in after if s.agent_id == agent and T0 + start <= s.created_at < T0 + end]
+        n = sum(s.outcome in ("failed", "dropped") for s in window)
+        return n / len(window), len(window)
+
+    for injected in (hard, soft):
+        share, n = failed_share(injected.agent_id, injected.start, injected.end)
+        tol = 4 * math.sqrt(injected.failed_share * (1 - injected.failed_share) / n)
+        assert share == pytest.approx(injected.failed_share, abs=tol)
+    share, n = failed_share(busiest.agent_id, 0, 600)
+    assert share < 0.2
+
+
+def test_latency_is_drawn_per_request_and_taken_on_the_fake_clock(clock: FakeClock) -> None:
+    latency = Latency(0.1, 0.3, 0.5, seed=4)
+    sim = Simulator(clock, keys=(KEY,), latency=latency)
+    sim.add_call("agt", T0 + 0.05, call_id="soon")
+    first = sim.handle("GET", "/v1/calls", "", f"Bearer {KEY}")
+    assert first.status == 200 and b"soon" not in first.body  # answered as of its arrival
+    assert clock.now() > T0 + 0.1
+    for _ in range(199):
+        sim.handle("GET", "/v1/calls", "", f"Bearer {KEY}")
+    drawn = [r.latency for r in sim.requests]
+    assert all(0.1 <= d <= 0.5 for d in drawn)
+    assert clock.now() == pytest.approx(T0 + sum(drawn))
+    assert sorted(drawn)[100] == pytest.approx(0.3, abs=0.03)
+    again = Simulator(FakeClock(T0), keys=(KEY,), latency=latency)
+    for _ in range(200):
+        again.handle("GET", "/v1/calls", "", f"Bearer {KEY}")
+    assert [r.latency for r in again.requests] == drawn
+    with pytest.raises(ValueError, match="FakeClock"):
+        Simulator(SystemClock(), latency=latency)
+    with pytest.raises(ValueError):
+        Latency(0.5, 0.3, 0.1)
+
+
+def test_latency_over_loopback_moves_the_clock_once_per_request(clock: FakeClock) -> None:
+    sim = Simulator(clock, Scenario.realistic(5, 10_000, 1), keys=(KEY,), latency=Latency())
+    with serve(sim) as running, httpx.Client(base_url=running.url, headers=AUTH) as http:
+        for path in ("/calls", "/agents2", "/calls"):
+            assert http.get(path).status_code == 200
+    assert clock.now() == pytest.approx(T0 + sum(r.latency for r in sim.requests))
+    assert len(sim.requests) == 3
+
+
+def test_quiet_periods_stop_one_agents_calls_and_nothing_else() -> None:
+    def run(quiet: tuple[tuple[float, float], ...]) -> list[CallSpec]:
+        profiles = (
+            AgentProfile("agt_a", 30.0, quiet=quiet),
+            AgentProfile("agt_b", 30.0),
+        )
+        clock = FakeClock(T0)
+        sim = Simulator(clock, Scenario(profiles, seed=3, history=0))
+        clock.advance(1800)
+        return sim.calls()
+
+    def without_ids(specs: list[CallSpec], agent: str) -> list[tuple[float, str, float, float]]:
+        # ids follow the order of all calls, so they shift; the calls themselves do not
+        return [(s.created_at, s.outcome, s.ring, s.talk) for s in specs if s.agent_id == agent]
+
+    calm, quiet = run(()), run(((600.0, 1200.0),))
+    assert not [s for s in quiet if s.agent_id == "agt_a" and T0 + 600 <= s.created_at < T0 + 1200]
+    assert without_ids(calm, "agt_b") == without_ids(quiet, "agt_b")
+    assert without_ids(calm, "agt_a")[:50] == without_ids(quiet, "agt_a")[:50]
+    assert sum(s.agent_id == "agt_a" for s in quiet) < sum(s.agent_id == "agt_a" for s in calm)
+
+
+# ---- ground truth ------------------------------------------------------------------------
+
+
+def test_realistic_ground_truth_equals_a_brute_force_recount() -> None:
+    sim, clock = realistic_sim(10, 60_000, 11, history=2 * 3600, advance=1800)
+    sim.truth_windows([60]).advance(T0)  # builds the settle index ...
+    a_call = sim.calls(until=T0)[-1]
+    sim.set_final(a_call.id, "failed", at=T0 + 700)  # ... which an edit then rebuilds
+    specs = sim.calls(until=clock.now() + 3600)  # incl. calls not created yet
+    now = clock.now()
+
+    def observed(s: CallSpec) -> str:
+        return observed_outcome(s.outcome, sim.vocab_of(s.agent_id) or "underscore", sim.shape)
+
+    def brute(start: float, end: float) -> dict[str, Counter[str]]:
+        out: dict[str, Counter[str]] = {}
+        for s in specs:
+            if start < s.settled_at <= end:
+                out.setdefault(s.agent_id, Counter())[observed(s)] += 1
+        return out
+
+    for start, end in ((now - 300, now), (now - 3600, now - 600), (T0 - 7200, now)):
+        assert sim.settled_by_agent(start, end) == brute(start, end)
+        want = sum(1 for s in specs if start < s.settled_at <= end)
+        assert sim.count_settled(start, end) == want
+        assert sim.settled_call_bound(start, end) == want / 100
+        listed = sim.settled_calls(start, end)
+        assert [c.settled_at for c in listed] == sorted(c.settled_at for c in listed)
+        assert {c.id for c in listed} == {s.id for s in specs if start < s.settled_at <= end}
+    windows = sim.truth_windows([300, 900])
+    for tick in range(0, 1800, 97):
+        t = T0 + tick
+        windows.advance(t)
+        for w in (300, 900):
+            assert windows.counts(w) == brute(t - w, t)
+    with pytest.raises(ValueError):
+        windows.advance(T0)
+    for s in specs[:: max(1, len(specs) // 200)]:
+        assert sim.settle_time(s.id) == s.settled_at
+        truth = sim.truth_of(s.id)
+        assert truth is not None and truth.outcome == observed(s)
+    assert sim.truth_of("call_nope") is None and sim.settle_time("call_nope") is None
+    assert sim.in_flight() == sum(1 for s in specs if s.created_at <= now < s.settled_at)
+
+
+def test_in_progress_filter_lists_every_call_in_conversation_even_hours_long() -> None:
+    params = RealisticParams(max_call_durations=((10800, 1.0),))
+    sim, clock = realistic_sim(20, 300_000, 12, history=3 * 3600, advance=600, params=params)
+    now = clock.now()
+    for spelling in ("in-progress", "in_progress"):
+        got: list[str] = []
+        for page in itertools.count(1):
+            r = sim.handle(
+                "GET", "/v1/calls", f"limit=100&page={page}&status={spelling}", f"Bearer {KEY}"
+            )
+            items = msgspec.json.decode(r.body)["data"]
+            got.extend(i["id"] for i in items)
+            if len(items) < 100:
+                break
+        live = [s for s in sim.calls() if s.status_at(now) == "in_progress"]
+        want = [s.id for s in sorted(live, key=lambda s: (s.created_at, s.id), reverse=True)]
+        assert got == want
+        assert any(now - s.created_at > 3600 for s in live)
+
+
+# ---- GET /agents2 ------------------------------------------------------------------------
+
+
+def agents_page(http: httpx.Client, **params: Any) -> dict[str, Any]:
+    r = http.get("/agents2", params=params)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert isinstance(body, dict)
+    return body
+
+
+def test_agents2_pages_the_directory_in_the_documented_shape(clock: FakeClock) -> None:
+    scenario = Scenario.realistic(30, 100_000, 13)
+    sim = Simulator(clock, scenario, keys=(KEY,), forbidden_keys=(RO_KEY,))
+    with serve(sim) as running, httpx.Client(base_url=running.url, headers=AUTH) as http:
+        first = agents_page(http)
+        assert first["meta"] == {"page": 1, "limit": 20, "total": 32, "totalPages": 2}
+        listed = []
+        for page in (1, 2, 3, 4, 5):
+            body = agents_page(http, limit=7, page=page)
+            assert body["meta"]["totalPages"] == 5
+            listed.extend(body["data"])
+        assert agents_page(http, limit=7, page=6)["data"] == []
+        one = http.get(f"/agents2/{listed[3]['id']}").json()
+        missing = http.get("/agents2/agt_nobody")
+    assert one == listed[3]
+    assert missing.status_code == 404 and missing.json()["statusCode"] == 404
+    assert [a["id"] for a in listed] == [a for a, _ in sim.directory()] == scenario.agent_ids
+    by_id = {a["id"]: a for a in listed}
+    for agent_id, info in sim.directory():
+        item = by_id[agent_id]
+        version = item["current_version"]
+        assert item["is_deleted"] == info.deleted
+        assert version["is_published"] == info.published
+        assert version.get("title") == info.title
+        limits = version["telephony"].get("call_limits", {})
+        assert limits.get("max_call_duration_sec") == info.max_call_duration_sec
+        assert limits.get("ring_duration_sec") == info.ring_duration_sec
+    assert sum(a["is_deleted"] for a in listed) == 1
+    assert sum(not a["current_version"]["is_published"] for a in listed) == 1
+    titles = {a["current_version"].get("title") for a in listed}
+    assert set(HOSTILE_TITLES) <= titles  # verbatim through JSON, unicode and all
+    assert any(len(t or "") > 500 for t in titles) and "<!channel>" in titles
+
+
+def test_agents2_camel_case_without_total_pages_and_bad_parameters(clock: FakeClock) -> None:
+    sim = Simulator(
+        clock,
+        Scenario.steady(3, 1000, 1),
+        keys=(KEY,),
+        agents_shape="camel",
+        agents_total_pages=False,
+    )
+    sim.add_call("agt_explicit", T0 - 60, call_id="x1")
+    sim.set_agent("agt_silent", AgentInfo("Silent <b>", published=False, max_call_duration_sec=900))
+    with serve(sim) as running, httpx.Client(base_url=running.url, headers=AUTH) as http:
+        body = agents_page(http, limit=100)
+        assert http.get("/agents2", params={"limit": 101}).status_code == 400
+        assert http.get("/agents2", params={"page": 0}).status_code == 400
+        assert http.get("/agents2/a/b").status_code == 404
+    assert body["meta"] == {"page": 1, "limit": 100, "total": 5}
+    by_id = {a["id"]: a for a in body["data"]}
+    steady = by_id["agt_00000"]
+    assert {"isDeleted", "currentVersion", "createdAt"} <= set(steady)
+    limits = steady["currentVersion"]["telephony"]["callLimits"]
+    assert limits["maxCallDurationSec"] == 480 and limits["ringDurationSec"] == 40
+    assert by_id["agt_explicit"]["currentVersion"]["title"] == "Agent agt_explicit"
+    assert "callLimits" not in by_id["agt_explicit"]["currentVersion"]["telephony"]
+    silent = by_id["agt_silent"]["currentVersion"]
+    assert silent["isPublished"] is False and silent["title"] == "Silent <b>"
+    sim.set_agent("agt_silent", deleted=True)
+    info = sim.agent_info("agt_silent")
+    assert info is not None and info.deleted and info.title == "Silent <b>"
+    assert sim.agent_info("agt_unknown") is None
+
+
+def test_agents2_forbidden_key_not_deployed_garbage_and_shared_rate_limit(
+    clock: FakeClock, raw: httpx.Client
+) -> None:
+    sim = Simulator(
+        clock, Scenario.steady(3, 1000, 1), keys=(KEY,), forbidden_keys=(RO_KEY,), rate_limit=3
+    )
+    with serve(sim) as running:
+        url = f"{running.url}/agents2"
+        forbidden = raw.get(url, headers={"Authorization": f"Bearer {RO_KEY}"})
+        assert forbidden.status_code == 403
+        assert forbidden.json()["message"] == "This API key cannot read agents on this workspace"
+        assert raw.get(url).status_code == 401
+        assert raw.get(url, headers=AUTH).status_code == 200
+        assert raw.get(f"{running.url}/calls", headers=AUTH).status_code == 200
+        assert raw.get(f"{running.url}/calls", headers=AUTH).status_code == 200
+        limited = raw.get(url, headers=AUTH)  # the calls API and agents2 share the key's limit
+        assert limited.status_code == 429 and "Retry-After" in limited.headers
+        sim.rate_limit = None
+        sim.agents_api = "404"
+        gone = raw.get(url, headers=AUTH)
+        assert gone.status_code == 404 and gone.json()["message"] == "Cannot GET /v1/agents2"
+        assert raw.get(f"{running.url}/calls", headers=AUTH).status_code == 200
+        sim.agents_api = "garbage"
+        garbage = raw.get(url, headers=AUTH)
+        assert garbage.status_code == 200
+        assert not all(isinstance(a, dict) for a in garbage.json()["data"])
+        sim.agents_api = "on"
+        sim.inject("bad_items")
+        sim.inject("html")
+        mixed = raw.get(url, headers=AUTH).json()["data"]
+        assert raw.get(url, headers=AUTH).headers["content-type"].startswith("text/html")
+    good = [
+        a
+        for a in mixed
+        if isinstance(a.get("id"), str)
+        and isinstance(a.get("current_version"), dict)
+        and a["id"].startswith("agt_0")
+    ]
+    assert len(good) == 3 and len(mixed) > 3
+    assert [r.path for r in sim.requests][:2] == ["/v1/agents2", "/v1/agents2"]
+
+
+def test_realistic_cli_runs_the_simulator_alone() -> None:
+    args = build_parser().parse_args(
+        ["--scenario", "realistic", "--agents", "50", "--agents-shape", "camel"]
+    )
+    assert (args.scenario, args.agents, args.agents_shape) == ("realistic", 50, "camel")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dialnexa_watchdog.simulator",
+            "--scenario",
+            "realistic",
+            "--listen",
+            "127.0.0.1:0",
+            "--history",
+            "600",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("DialNexa simulator (realistic"), line
+        url = line.rsplit(" at ", 1)[1].strip()
+        with httpx.Client(headers={"Authorization": "Bearer test-key"}) as http:
+            agents = http.get(f"{url}/agents2", params={"limit": 100}).json()
+            calls = http.get(f"{url}/calls", params={"limit": 5}).json()
+        assert agents["meta"]["total"] == 22  # 20 agents, a deleted one, a draft
+        assert len(calls["data"]) == 5
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert proc.returncode == 0

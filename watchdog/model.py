@@ -22,7 +22,12 @@ PENDING_STATUSES: frozenset[str] = frozenset(
         "ongoing",
     }
 )
-# Terminal and in the denominator of every ratio.
+# Terminal and in the denominator of every ratio. ``hangup`` is the status DialNexa's webhook
+# reference gives a call that never connected; with a known ``hangup_reason`` it is refined
+# (END_REASONS: user_busy -> busy, sip_auth_failed -> failed, ...); a bare ``hangup`` (no
+# reason, or ``unknown``) stays ``hangup``: a settled call in the denominator that counts
+# towards no outcome, as completed calls do, so it neither drops out of the ratios nor
+# inflates the failed ratio with calls whose cause the API does not give.
 DENOMINATOR_STATUSES: tuple[str, ...] = (
     "completed",
     "failed",
@@ -31,6 +36,7 @@ DENOMINATOR_STATUSES: tuple[str, ...] = (
     "did_not_pick",
     "voicemail",
     "retry_expired",
+    "hangup",
 )
 # Terminal but excluded from ratios.
 EXCLUDED_STATUSES: tuple[str, ...] = ("cancelled",)
@@ -56,9 +62,18 @@ STATUS_ALIASES: dict[str, str] = {
     "ended": "completed",
     "error": "failed",
     "not_connected": "failed",
+    "hang_up": "hangup",
+    "hung_up": "hangup",
 }
 
-# ``end_reason`` / ``hangup_reason`` values that refine a terminal status into an outcome.
+# ``end_reason`` / ``hangup_reason`` / ``disconnection_reason`` values that refine a terminal
+# status into an outcome. The webhook reference's reasons for ``hangup`` (a call that never
+# connected) are all here except ``unknown``: user_did_not_pick_up, user_busy,
+# voicemail_detected, user_unreachable (the callee's phone is off or out of coverage: Q.850
+# "subscriber absent", which SIP reports as 480 like an unanswered call, so no_answer: the
+# callee, not the agent's telephony, is why), unallocated_phone_number, network_failure,
+# sip_auth_failed (the agent's SIP trunk rejects its credentials: a failure the team must fix)
+# and sip_trunk_unreachable.
 END_REASONS: dict[str, str] = {
     "user_busy": "busy",
     "busy": "busy",
@@ -66,6 +81,7 @@ END_REASONS: dict[str, str] = {
     "line_busy": "busy",
     "user_did_not_pick_up": "no_answer",
     "dial_no_answer": "no_answer",
+    "user_unreachable": "no_answer",
     "no_answer": "no_answer",
     "did_not_pick": "did_not_pick",
     "voicemail_detected": "voicemail",
@@ -74,6 +90,7 @@ END_REASONS: dict[str, str] = {
     "machine_detected": "voicemail",
     "network_failure": "failed",
     "sip_trunk_unreachable": "failed",
+    "sip_auth_failed": "failed",
     "unallocated_phone_number": "failed",
     "invalid_destination": "failed",
     "invalid_number": "failed",

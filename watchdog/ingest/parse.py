@@ -4,7 +4,9 @@ Shapes accepted:
 - ``{"data": [...], "meta": {"page", "limit", "total", "totalPages"?}}`` (both seed examples)
 - a bare JSON array of calls (an older API version), with camelCase ``createdAt``/``endedAt``
 - durations as ``duration_seconds``, ``duration_sec`` or ``duration``
-- statuses in either vocabulary, refined by ``end_reason`` / ``hangup_reason``
+- statuses in either vocabulary, refined by ``end_reason`` / ``hangup_reason`` (or the
+  deprecated ``disconnection_reason``, or camelCase ``endReason`` / ``hangupReason``); the
+  webhook reference's ``hangup`` status with its reasons (see model.END_REASONS)
 
 Phone numbers, metadata and recording URLs are never decoded: the struct below has no field
 for them, so msgspec skips them without allocating a string.
@@ -41,6 +43,8 @@ class _RawCall(msgspec.Struct):
     end_reason: str | None = None
     hangup_reason: str | None = None
     disconnection_reason: str | None = None
+    endReason: str | None = None
+    hangupReason: str | None = None
 
 
 class _Meta(msgspec.Struct):
@@ -109,7 +113,13 @@ def _to_call(raw: _RawCall) -> Call | str:
         return "missing created_at"
     created_ts = _ts(created)
     status = _status(raw.status)
-    reason = raw.end_reason or raw.hangup_reason or raw.disconnection_reason
+    reason = (
+        raw.end_reason
+        or raw.hangup_reason
+        or raw.disconnection_reason
+        or raw.endReason
+        or raw.hangupReason
+    )
     if reason:
         status = refine_status(status, reason)
     settled: float | None = None

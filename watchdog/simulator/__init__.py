@@ -1,16 +1,23 @@
 """A DialNexa-compatible simulator for the demo, the tests and the benchmarks.
 
 ``Simulator`` holds the calls (explicit ones and lazily generated ``Scenario`` traffic) and
-is a WSGI application serving ``GET /v1/calls``; ``serve`` runs it over real HTTP. Time is
-read only from the injected clock.
+an agent directory, and is a WSGI application serving ``GET /v1/calls`` and
+``GET /v1/agents2``; ``serve`` runs it over real HTTP. Time is read only from the injected
+clock. ``Scenario.realistic`` is the realistic traffic (``realistic.RealisticParams``);
+``Simulator.settled_by_agent``, ``truth_windows``, ``settled_calls``, ``truth_of`` and
+``settled_call_bound`` are the ground truth benchmarks score against.
 """
 
+from .agents import AGENTS_APIS, AGENTS_SHAPES, AgentsApi, AgentsShape
 from .app import (
     FAULT_KINDS,
+    BurstRecord,
     Disconnect,
     FaultKind,
+    Latency,
     RequestRecord,
     Response,
+    SettledCall,
     Simulator,
 )
 from .calls import (
@@ -19,35 +26,71 @@ from .calls import (
     PHASES,
     SHAPES,
     VOCABS,
+    WEBHOOK_REASONS,
     CallSpec,
     Shape,
     Vocab,
     observed_outcome,
     status_text,
 )
-from .scenario import STEADY_MIX, AgentProfile, Scenario, diurnal_factor
+from .realistic import HOSTILE_TITLES, PERSONAS, Persona, RealisticParams, lognormal_share_over
+from .scenario import (
+    DEGRADATION_SHARE,
+    DEGRADATION_SIZES,
+    STEADY_MIX,
+    AgentInfo,
+    AgentProfile,
+    Bursts,
+    Degradation,
+    DegradationSize,
+    InjectedDegradation,
+    Scenario,
+    diurnal_factor,
+)
 from .server import RunningServer, serve
+from .truth import TruthWindows
 
 __all__ = [
+    "AGENTS_APIS",
+    "AGENTS_SHAPES",
     "ANSWERED",
+    "DEGRADATION_SHARE",
+    "DEGRADATION_SIZES",
     "FAULT_KINDS",
+    "HOSTILE_TITLES",
     "OUTCOMES",
+    "PERSONAS",
     "PHASES",
     "SHAPES",
     "STEADY_MIX",
     "VOCABS",
+    "WEBHOOK_REASONS",
+    "AgentInfo",
     "AgentProfile",
+    "AgentsApi",
+    "AgentsShape",
+    "BurstRecord",
+    "Bursts",
     "CallSpec",
+    "Degradation",
+    "DegradationSize",
     "Disconnect",
     "FaultKind",
+    "InjectedDegradation",
+    "Latency",
+    "Persona",
+    "RealisticParams",
     "RequestRecord",
     "Response",
     "RunningServer",
     "Scenario",
+    "SettledCall",
     "Shape",
     "Simulator",
+    "TruthWindows",
     "Vocab",
     "diurnal_factor",
+    "lognormal_share_over",
     "observed_outcome",
     "serve",
     "status_text",

@@ -1,17 +1,21 @@
-"""The Simulator: call table + DialNexa ``GET /v1/calls`` as a WSGI application.
+"""The Simulator: call table + DialNexa ``GET /v1/calls`` and ``GET /v1/agents2`` as a WSGI
+application.
 
 Request pipeline: ``on_request`` callback -> next injected fault (if any) -> route (404) ->
-auth (401) -> rate limit (429, per key) -> forbidden key (403) -> parameters (400) -> page.
+auth (401) -> rate limit (429, per key, shared by both endpoints) -> forbidden key (403) ->
+parameters (400) -> page. With a ``Latency``, the answer is computed at the request's arrival
+and the injected clock (a FakeClock) then moves on by a latency drawn for that request.
 """
 
 from __future__ import annotations
 
 import math
+import random
 import re
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal, get_args
 from urllib.parse import parse_qsl
@@ -20,7 +24,18 @@ from wsgiref.types import StartResponse, WSGIEnvironment
 import msgspec
 
 from ..clock import Clock
+from .agents import (
+    AGENTS_APIS,
+    AGENTS_SHAPES,
+    GARBAGE,
+    AgentsApi,
+    AgentsShape,
+    agent_item,
+    bad_agents,
+    camel,
+)
 from .calls import (
+    ANSWERED,
     OUTCOMES,
     SHAPES,
     CallSpec,
@@ -30,8 +45,9 @@ from .calls import (
     to_ms,
 )
 from .render import bad_items, render
-from .scenario import Scenario
-from .store import CallStore
+from .scenario import ABSOLUTE_THRESHOLD, AgentInfo, InjectedDegradation, Scenario
+from .store import VOCAB_BITS, CallStore
+from .truth import TruthWindows
 
 FaultKind = Literal[
     "500", "502", "503", "429", "html", "invalid_json", "bad_items", "timeout", "disconnect"
@@ -41,6 +57,7 @@ RateReset = Literal["seconds", "epoch"]
 RequestHook = Callable[[str, Mapping[str, str]], None]
 
 PATHS = frozenset({"/v1/calls", "/calls"})
+AGENT_PATHS = ("/v1/agents2", "/agents2")
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 20
 
@@ -73,6 +90,56 @@ class RequestRecord:
     status: int  # 0 for an injected disconnect
     key_ok: bool  # a known key that may read calls
     fault: str | None = None
+    latency: float = 0.0  # seconds the fake clock moved while answering
+
+
+@dataclass(frozen=True, slots=True)
+class Latency:
+    """Request latency, drawn per request from ``Random("latency:<seed>")``: uniform in
+    ``[low, median]`` or ``[median, high]`` with even odds (so ``median`` is the median)."""
+
+    low: float = 0.1
+    median: float = 0.3
+    high: float = 0.5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.low <= self.median <= self.high or not math.isfinite(self.high):
+            raise ValueError("latency needs 0 <= low <= median <= high (seconds)")
+
+    def sampler(self) -> Callable[[], float]:
+        rng = random.Random(f"latency:{self.seed}")
+        low, median, high = self.low, self.median, self.high
+
+        def draw() -> float:
+            u = rng.random()
+            if u < 0.5:
+                return low + (median - low) * (u * 2.0)
+            return median + (high - median) * (u * 2.0 - 1.0)
+
+        return draw
+
+
+@dataclass(frozen=True, slots=True)
+class SettledCall:
+    """Ground truth for one call: when it settles and what a correct client reads."""
+
+    id: str
+    agent_id: str
+    outcome: str  # observed final status (see ``observed_outcome``)
+    created_at: float
+    settled_at: float
+    answered: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BurstRecord:
+    """A campaign burst the realistic scenario generated (ground truth)."""
+
+    agent_id: str
+    start: float
+    end: float
+    multiplier: float
 
 
 @dataclass(slots=True)
@@ -165,7 +232,15 @@ class Simulator:
         retry_after: float = 1.0,
         hold_seconds: float = 2.0,
         start: float | None = None,
+        latency: Latency | None = None,
+        agents_api: AgentsApi = "on",
+        agents_shape: AgentsShape = "snake",
+        agents_total_pages: bool = True,
     ) -> None:
+        if latency is not None and not callable(getattr(clock, "advance", None)):
+            raise ValueError("latency is taken on the clock: it needs a FakeClock (advance)")
+        if agents_api not in AGENTS_APIS or agents_shape not in AGENTS_SHAPES:
+            raise ValueError(f"agents_api in {AGENTS_APIS}, agents_shape in {AGENTS_SHAPES}")
         if shape not in SHAPES:
             raise ValueError(f"shape must be one of {SHAPES}")
         if rate_reset not in ("seconds", "epoch"):
@@ -193,6 +268,15 @@ class Simulator:
         self._requests: list[RequestRecord] = []
         self._held: set[threading.Event] = set()
         self._next_id = 0
+        self.latency = latency
+        self._draw_latency = latency.sampler() if latency is not None else None
+        self.agents_api: AgentsApi = agents_api
+        self.agents_shape: AgentsShape = agents_shape
+        self.agents_total_pages = agents_total_pages
+        self._directory: dict[str, AgentInfo] = {}
+        if scenario is not None:
+            for profile in scenario.agents:
+                self._directory[profile.agent_id] = profile.directory()
 
     # ---- configuration -------------------------------------------------------------
 
@@ -292,6 +376,122 @@ class Simulator:
         with self._lock:
             return self._store.changed_between(to_ms(t0), to_ms(t1))
 
+    def settled_by_agent(self, start: float, end: float | None = None) -> dict[str, dict[str, int]]:
+        """Agent -> observed final status -> calls settling in (start, end] (zero counts
+        omitted; ``end`` defaults to now). A window of length ``w`` ending at ``t`` is
+        ``settled_by_agent(t - w, t)``; for many successive windows see ``truth_windows``."""
+        with self._lock:
+            e = to_ms(self.clock.now() if end is None else end)
+            return self._store.settled_by_agent(to_ms(start), e)
+
+    def truth_windows(self, windows: Sequence[float]) -> TruthWindows:
+        """Sliding per-agent ground truth for ``windows`` (seconds), advanced incrementally:
+        O(calls) over a run instead of O(calls in the window) per tick."""
+        return TruthWindows(self, windows)
+
+    def settled_calls(self, start: float, end: float | None = None) -> list[SettledCall]:
+        """Every call settling in (start, end], in settle order (``end`` defaults to now)."""
+        with self._lock:
+            e = to_ms(self.clock.now() if end is None else end)
+            store = self._store
+            names = store.observed_names()
+            return [self._truth(k, names) for k in store.settled_serials(to_ms(start), e)]
+
+    def _truth(self, k: int, names: list[str]) -> SettledCall:
+        store = self._store
+        oc = store.ov[k] >> VOCAB_BITS
+        return SettledCall(
+            id=store.id_of(k),
+            agent_id=store.agents[store.agent[k]],
+            outcome=names[store.ov[k]],
+            created_at=store.created[k] / 1000.0,
+            settled_at=store.settle[k] / 1000.0,
+            answered=OUTCOMES[oc] in ANSWERED,
+        )
+
+    def truth_of(self, call_id: str) -> SettledCall | None:
+        """Ground truth for one call id (its settle time may still be ahead); None if the
+        simulator never made that id."""
+        with self._lock:
+            k = self._store.find(call_id)
+            if k is None:
+                return None
+            return self._truth(k, self._store.observed_names())
+
+    def settle_time(self, call_id: str) -> float | None:
+        """When call ``call_id`` settles (epoch seconds), or None for an unknown id."""
+        with self._lock:
+            k = self._store.find(call_id)
+            return None if k is None else self._store.settle[k] / 1000.0
+
+    def count_settled(self, start: float, end: float) -> int:
+        """How many calls settle in (start, end]."""
+        with self._lock:
+            return self._store.count_settled(to_ms(start), to_ms(end))
+
+    def settled_call_bound(self, start: float, end: float) -> float:
+        """The settled-call bound for (start, end]: calls settling in it / 100 (``PAGE``),
+        the requests a poller would need if it could see each call exactly once, after it
+        settles, in full pages."""
+        return self.count_settled(start, end) / 100.0
+
+    def in_flight(self, at: float | None = None) -> int:
+        """Calls created at or before ``at`` (default now) that have not settled by then."""
+        with self._lock:
+            return len(self._store.in_flight(now_ms(self.clock.now() if at is None else at)))
+
+    def bursts(self, until: float | None = None) -> list[BurstRecord]:
+        """Campaign bursts that started at or before ``until`` (default now)."""
+        with self._lock:
+            t = now_ms(self.clock.now() if until is None else until)
+            return [
+                BurstRecord(agent_id, start / 1000.0, end / 1000.0, multiplier)
+                for agent_id, start, end, multiplier in self._store.bursts_until(t)
+            ]
+
+    @property
+    def injected(self) -> list[InjectedDegradation]:
+        """The scenario's injected degradations, with epoch-second bounds."""
+        if self.scenario is None:
+            return []
+
+        def epoch(x: float) -> float:
+            return x if x >= ABSOLUTE_THRESHOLD else self.start + x
+
+        return [replace(d, start=epoch(d.start), end=epoch(d.end)) for d in self.scenario.injected]
+
+    # ---- agent directory (GET /agents2) --------------------------------------------
+
+    def agent_info(self, agent_id: str) -> AgentInfo | None:
+        """The /agents2 entry for ``agent_id`` (agents that only placed calls get a title
+        and no call limits), or None for an agent the workspace does not know."""
+        with self._lock:
+            info = self._directory.get(agent_id)
+            if info is None and agent_id in self._store.agent_index:
+                return AgentInfo(title=f"Agent {agent_id}")
+            return info
+
+    def set_agent(self, agent_id: str, info: AgentInfo | None = None, **changes: object) -> None:
+        """Add or change an agent's /agents2 entry: ``info`` replaces it, ``changes`` (title,
+        published, deleted, max_call_duration_sec, ring_duration_sec) edit it."""
+        if not agent_id:
+            raise ValueError("agent_id must not be empty")
+        with self._lock:
+            current = info or self._directory.get(agent_id) or AgentInfo(f"Agent {agent_id}")
+            self._directory[agent_id] = replace(current, **changes) if changes else current  # type: ignore[arg-type]
+
+    def directory(self) -> list[tuple[str, AgentInfo]]:
+        """Every agent /agents2 lists, in its order (scenario and set agents, then agents
+        that only placed calls)."""
+        with self._lock:
+            out = list(self._directory.items())
+            out.extend(
+                (a, AgentInfo(title=f"Agent {a}"))
+                for a in self._store.agents
+                if a not in self._directory
+            )
+            return out
+
     # ---- faults and introspection --------------------------------------------------
 
     def inject(self, kind: FaultKind, count: int = 1, *, seconds: float | None = None) -> None:
@@ -374,7 +574,11 @@ class Simulator:
         if kind == "timeout":
             self._hold(fault[1] if fault and fault[1] is not None else self.hold_seconds)
         response = self._respond(kind, fault[1] if fault else None, method, path, params, key)
+        latency = 0.0
         with self._lock:
+            if self._draw_latency is not None:
+                latency = self._draw_latency()
+                self.clock.advance(latency)  # type: ignore[attr-defined]
             self._requests.append(
                 RequestRecord(
                     path=path,
@@ -382,6 +586,7 @@ class Simulator:
                     status=0 if response.disconnect else response.status,
                     key_ok=key is not None and key in self.keys and key not in self.forbidden_keys,
                     fault=kind,
+                    latency=latency,
                 )
             )
         return response
@@ -435,7 +640,10 @@ class Simulator:
         *,
         corrupt: bool,
     ) -> Response:
-        if method != "GET" or path not in PATHS:
+        agents = _agents_route(path)
+        if method != "GET" or (path not in PATHS and agents is None):
+            return _error(404, f"Cannot {method} {path}")
+        if agents is not None and self.agents_api == "404":
             return _error(404, f"Cannot {method} {path}")
         if key is None or (key not in self.keys and key not in self.forbidden_keys):
             return _error(401, "Invalid API key")
@@ -445,7 +653,10 @@ class Simulator:
             if limited:
                 return _error(429, "ThrottlerException: Too Many Requests", headers)
             if key in self.forbidden_keys:
-                return _error(403, "This API key cannot read calls on this workspace", headers)
+                what = "calls" if agents is None else "agents"
+                return _error(403, f"This API key cannot read {what} on this workspace", headers)
+            if agents is not None:
+                return self._serve_agents(agents, params, headers, corrupt=corrupt)
             try:
                 page = _int_param(params, "page", 1, None)
                 limit = _int_param(params, "limit", DEFAULT_LIMIT, MAX_LIMIT)
@@ -481,6 +692,45 @@ class Simulator:
             payload = {"data": items, "meta": {"page": page, "limit": limit, "total": total}}
         return Response(200, msgspec.json.encode(payload), headers)
 
+    def _serve_agents(
+        self,
+        agent_id: str,
+        params: Mapping[str, str],
+        headers: list[tuple[str, str]],
+        *,
+        corrupt: bool,
+    ) -> Response:
+        """``GET /agents2`` (``agent_id`` "") or ``GET /agents2/{agent_id}``; lock held."""
+        if self.agents_api == "garbage":
+            return Response(200, msgspec.json.encode(GARBAGE), headers)
+        entries = self.directory()
+        start_ms = to_ms(self.start)
+
+        def item(index: int, aid: str, info: AgentInfo) -> dict[str, object]:
+            created = start_ms - 86_400_000 * (len(entries) - index)
+            body = agent_item(aid, info, index, created)
+            return camel(body) if self.agents_shape == "camel" else body
+
+        if agent_id:
+            for index, (aid, info) in enumerate(entries):
+                if aid == agent_id:
+                    return Response(200, msgspec.json.encode(item(index, aid, info)), headers)
+            return _error(404, "Agent not found", headers)
+        try:
+            page = _int_param(params, "page", 1, None)
+            limit = _int_param(params, "limit", DEFAULT_LIMIT, MAX_LIMIT)
+        except _BadRequest as exc:
+            return _error(400, str(exc), headers)
+        total = len(entries)
+        first = (page - 1) * limit
+        items = [item(i, *entries[i]) for i in range(first, min(first + limit, total))]
+        if corrupt:
+            items = bad_agents(items)
+        meta: dict[str, object] = {"page": page, "limit": limit, "total": total}
+        if self.agents_total_pages:
+            meta["totalPages"] = -(-total // limit)
+        return Response(200, msgspec.json.encode({"data": items, "meta": meta}), headers)
+
     def _throttle(self, key: str, now: float) -> tuple[bool, list[tuple[str, str]]]:
         """Sliding-window limit per key; (limited?, X-RateLimit-* and Retry-After headers)."""
         if self.rate_limit is None:
@@ -504,12 +754,26 @@ class Simulator:
         return limited, headers
 
 
+def _agents_route(path: str) -> str | None:
+    """ "" for the agent list, the id for one agent, None for any other path."""
+    for base in AGENT_PATHS:
+        if path == base:
+            return ""
+        if path.startswith(base + "/"):
+            rest = path[len(base) + 1 :]
+            return rest if rest and "/" not in rest else None
+    return None
+
+
 __all__ = [
     "FAULT_KINDS",
     "OUTCOMES",
+    "BurstRecord",
     "Disconnect",
     "FaultKind",
+    "Latency",
     "RequestRecord",
     "Response",
+    "SettledCall",
     "Simulator",
 ]

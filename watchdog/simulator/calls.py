@@ -5,11 +5,20 @@ Lifecycle of a call created at ``c`` with ``ring`` and ``talk`` seconds:
 
 * ``initiated`` for ``c <= t < c + min(1, ring)``
 * ``ringing`` until ``c + ring``
-* answered outcomes (``completed``, ``voicemail``): ``in_progress`` until ``c + ring + talk``,
-  then the outcome
+* answered outcomes (``completed``, ``voicemail``, ``dropped``): ``in_progress`` until
+  ``c + ring + talk``, then the outcome
 * every other outcome: the outcome from ``c + ring`` on (talk is 0)
 
 The settle time is the end of that sequence; ``duration`` is the talk time (0 unanswered).
+
+``dropped`` is a call that failed after it was answered (the line dropped mid-conversation):
+it shows ``failed`` with an ``ended_at`` after the answer. ``hangup`` is DialNexa's webhook
+status for a call that never connected, here without a usable reason (``unknown`` or none).
+
+Vocabularies (per agent): ``underscore`` and ``hyphen`` are the two List Calls spellings;
+``webhook`` spells every call that never connected as ``hangup`` with a ``hangup_reason``
+(``user_busy``, ``user_unreachable``, ``sip_auth_failed``...), as DialNexa's webhook
+reference does, and answered calls as ``completed`` with who hung up first.
 """
 
 from __future__ import annotations
@@ -19,10 +28,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 Shape = Literal["v1", "v2", "bare"]
-Vocab = Literal["underscore", "hyphen"]
+Vocab = Literal["underscore", "hyphen", "webhook"]
 
 SHAPES: tuple[Shape, ...] = ("v1", "v2", "bare")
-VOCABS: tuple[Vocab, ...] = ("underscore", "hyphen")
+VOCABS: tuple[Vocab, ...] = ("underscore", "hyphen", "webhook")
 
 # Final outcomes (canonical, underscore). Index = outcome code.
 OUTCOMES: tuple[str, ...] = (
@@ -34,9 +43,11 @@ OUTCOMES: tuple[str, ...] = (
     "voicemail",
     "cancelled",
     "retry_expired",
+    "dropped",  # failed after answer: shown as failed, ended_at after the conversation
+    "hangup",  # never connected, no usable reason: shown as hangup
 )
 OUTCOME_CODE: dict[str, int] = {name: i for i, name in enumerate(OUTCOMES)}
-ANSWERED: frozenset[str] = frozenset({"completed", "voicemail"})
+ANSWERED: frozenset[str] = frozenset({"completed", "voicemail", "dropped"})
 ANSWERED_CODES: frozenset[int] = frozenset(OUTCOME_CODE[o] for o in ANSWERED)
 
 # Phases before the outcome. A "status code" is a phase index (0..2) or 3 + outcome code.
@@ -58,6 +69,8 @@ _UNDERSCORE = (
     "completed",  # voicemail: completed + end_reason voicemail_detected
     "cancelled",
     "retry_expired",
+    "failed",  # dropped
+    "hangup",
 )
 _HYPHEN = (
     "initiated",
@@ -71,6 +84,24 @@ _HYPHEN = (
     "completed",  # voicemail
     "cancelled",
     "failed",  # retry_expired has no hyphen spelling
+    "failed",  # dropped
+    "hangup",
+)
+# DialNexa's webhook reference: a call that never connected is "hangup" + hangup_reason.
+_WEBHOOK = (
+    "initiated",
+    "ringing",
+    "in_progress",
+    "completed",  # + hangup_reason user_hangup / agent_hangup (who hung up first)
+    "hangup",  # failed: + network_failure, sip_auth_failed, sip_trunk_unreachable, ...
+    "hangup",  # busy: + user_busy
+    "hangup",  # no_answer: + user_did_not_pick_up / user_unreachable
+    "hangup",  # did_not_pick: + user_did_not_pick_up
+    "hangup",  # voicemail: + voicemail_detected
+    "cancelled",
+    "retry_expired",
+    "failed",  # dropped after answer
+    "hangup",  # hangup: + unknown, or no reason
 )
 _BARE = (
     "ongoing",
@@ -84,21 +115,25 @@ _BARE = (
     "ended",
     "cancelled",
     "retry_expired",
+    "ended",  # dropped: + network_failure
+    "hangup",
 )
+_TABLES = (_UNDERSCORE, _HYPHEN, _WEBHOOK)
+VOCAB_CODE: dict[str, int] = {v: i for i, v in enumerate(VOCABS)}
 
 
 def status_text(shape: Shape, vocab: Vocab, code: int) -> str:
     """The ``status`` string a response of ``shape`` carries for an agent speaking ``vocab``."""
     if shape == "bare":
         return _BARE[code]
-    return (_HYPHEN if vocab == "hyphen" else _UNDERSCORE)[code]
+    return _TABLES[VOCAB_CODE[vocab]][code]
 
 
-def status_table(shape: Shape) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Status strings by code, for the underscore and the hyphen vocabulary (in that order)."""
+def status_table(shape: Shape) -> tuple[tuple[str, ...], ...]:
+    """Status strings by code, one table per vocabulary in ``VOCABS`` order."""
     if shape == "bare":
-        return _BARE, _BARE
-    return _UNDERSCORE, _HYPHEN
+        return (_BARE,) * len(VOCABS)
+    return _TABLES
 
 
 def normalise(raw: str) -> str:
@@ -116,6 +151,28 @@ BARE_REASONS: dict[str, tuple[str, ...]] = {
     "voicemail": ("voicemail_detected",),
     "cancelled": (),
     "retry_expired": (),
+    "dropped": ("network_failure",),
+    "hangup": (),
+}
+# hangup_reason a ``webhook`` item carries, by outcome (DialNexa's webhook reference lists
+# user_did_not_pick_up, user_busy, voicemail_detected, user_unreachable,
+# unallocated_phone_number, network_failure, sip_auth_failed, sip_trunk_unreachable, unknown).
+WEBHOOK_REASONS: dict[str, tuple[str, ...]] = {
+    "completed": ("user_hangup", "agent_hangup"),
+    "failed": (
+        "network_failure",
+        "sip_auth_failed",
+        "sip_trunk_unreachable",
+        "unallocated_phone_number",
+    ),
+    "busy": ("user_busy",),
+    "no_answer": ("user_did_not_pick_up", "user_unreachable"),
+    "did_not_pick": ("user_did_not_pick_up",),
+    "voicemail": ("voicemail_detected",),
+    "cancelled": (),
+    "retry_expired": (),
+    "dropped": ("network_failure",),
+    "hangup": ("unknown", ""),  # "" = no reason at all
 }
 
 
@@ -124,9 +181,14 @@ def observed_outcome(outcome: str, vocab: Vocab, shape: Shape) -> str:
 
     Some outcomes cannot be told apart in some spellings: the hyphen vocabulary shows
     ``did_not_pick`` as ``no-answer`` and ``retry_expired`` as ``failed``; the bare shape
-    shows ``did_not_pick`` as ``ended`` + ``user_did_not_pick_up`` (= ``no_answer``).
+    and the webhook vocabulary show ``did_not_pick`` as ``user_did_not_pick_up``
+    (= ``no_answer``). ``dropped`` is always read as ``failed``.
     """
+    if outcome == "dropped":
+        return "failed"
     if shape == "bare":
+        return "no_answer" if outcome == "did_not_pick" else outcome
+    if vocab == "webhook":
         return "no_answer" if outcome == "did_not_pick" else outcome
     if vocab == "hyphen":
         if outcome == "did_not_pick":

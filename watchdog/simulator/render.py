@@ -10,16 +10,21 @@ from .calls import (
     BARE_REASONS,
     FINAL_BASE,
     OUTCOMES,
+    VOCAB_CODE,
+    WEBHOOK_REASONS,
     Shape,
     status_table,
 )
-from .store import CallStore
+from .store import VOCAB_BITS, VOCAB_MASK, CallStore
 
 Item = dict[str, Any]
 
 _FIRST = ("Priya", "Arjun", "Maria", "Chen", "Amara", "Lukas", "Sofia", "Kenji", "Fatima", "Diego")
 _LAST = ("Sharma", "Okafor", "Garcia", "Wei", "Novak", "Silva", "Tanaka", "Haddad", "Rossi", "Kim")
 _VOICEMAIL = OUTCOMES.index("voicemail")
+_WEBHOOK = VOCAB_CODE["webhook"]
+_WEBHOOK_REASONS = tuple(WEBHOOK_REASONS[o] for o in OUTCOMES)
+_BARE_REASONS = tuple(BARE_REASONS[o] for o in OUTCOMES)
 
 
 @lru_cache(maxsize=4096)
@@ -54,9 +59,10 @@ def render(store: CallStore, serials: list[int], now: int, shape: Shape) -> list
     for k in serials:
         code = store.code_at(k, now)
         o = ov[k]
-        status = tables[o & 1][code]
+        vocab = o & VOCAB_MASK
+        status = tables[vocab][code]
         ended = code >= FINAL_BASE
-        oc = o >> 1
+        oc = o >> VOCAB_BITS
         cid = id_of(k)
         agent_id = agents[agent_col[k]]
         item: Item
@@ -69,7 +75,7 @@ def render(store: CallStore, serials: list[int], now: int, shape: Shape) -> list
                 "createdAt": iso(created[k]),
                 "endedAt": iso(settle[k]) if ended else None,
             }
-            reasons = BARE_REASONS[OUTCOMES[oc]]
+            reasons = _BARE_REASONS[oc]
             if ended and reasons:
                 field = "hangup_reason" if k % 4 == 3 else "end_reason"
                 item[field] = reasons[k % len(reasons)]
@@ -103,7 +109,14 @@ def render(store: CallStore, serials: list[int], now: int, shape: Shape) -> list
                 "duration_sec": duration if duration is not None else 0,
                 "created_at": iso(created[k]),
             }
-        if ended and oc == _VOICEMAIL:
+        if vocab == _WEBHOOK:
+            reasons = _WEBHOOK_REASONS[oc]
+            reason = reasons[k % len(reasons)] if ended and reasons else ""
+            if reason:  # the webhook's field, and sometimes its deprecated alias as well
+                item["hangup_reason"] = reason
+                if k % 5 == 0:
+                    item["disconnection_reason"] = reason
+        elif ended and oc == _VOICEMAIL:
             item["end_reason"] = "voicemail_detected"
         items.append(item)
     return items

@@ -1,18 +1,39 @@
 """Generated traffic: agent profiles and scenarios. Pure data plus a diurnal curve.
 
 A scenario is deterministic from its seed and the simulator's start time. Degradation
-periods ``(start, end, failed_share)`` are offsets in seconds from the simulator's start when
-below 1e9, else absolute epoch seconds; during one, ``failed_share`` of an agent's new calls
-(by created_at) fail and the rest follow its normal mix without failures.
+periods ``(start, end, failed_share)`` and quiet periods ``(start, end)`` are offsets in
+seconds from the simulator's start when below 1e9, else absolute epoch seconds; during a
+degradation, ``failed_share`` of an agent's new calls (by created_at) fail and the rest follow
+its normal mix without failures; during a quiet period the agent places no calls.
+
+Two kinds of traffic (``Scenario.traffic``):
+
+* ``kind`` (``Scenario.steady``, ``Scenario.demo``): uniform ring and talk times, failures only
+  before answer, one smooth Poisson stream. Kept exactly as it was: same seed, same calls.
+* ``realistic`` (``Scenario.realistic``, built in ``realistic.py``): heavy-tailed talk times
+  capped by each agent's ``max_call_duration``, unanswered calls ringing to the agent's
+  ``ring_limit``, failures after answer (``drop_share``), campaign bursts (``Bursts``),
+  Zipf-like volumes and per-agent outcome mixes, the webhook vocabulary's ``hangup``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Literal
 
 from .calls import OUTCOME_CODE, OUTCOMES, VOCABS, Vocab
+
+if TYPE_CHECKING:
+    from .realistic import RealisticParams
+
+Traffic = Literal["kind", "realistic"]
+DegradationSize = Literal["hard", "medium", "soft"]
+DEGRADATION_SIZES: tuple[DegradationSize, ...] = ("hard", "medium", "soft")
+# failed share of an agent's new calls during a degradation; "soft" is 2x its own baseline
+DEGRADATION_SHARE: Mapping[str, float] = {"hard": 0.60, "medium": 0.25}
 
 # ~70% completed, 8% failed, 7% busy, 12% no answer, 3% other.
 STEADY_MIX: Mapping[str, float] = {
@@ -42,6 +63,28 @@ def _default_mix() -> Mapping[str, float]:
     return dict(STEADY_MIX)
 
 
+def _minute_ceil(seconds: float) -> int:
+    return math.ceil(seconds / 60.0 - 1e-9) * 60
+
+
+@dataclass(frozen=True, slots=True)
+class AgentInfo:
+    """An agent as ``GET /agents2`` shows it. ``None`` = the field is missing in the answer
+    (the calls still respect the profile's real limits)."""
+
+    title: str | None = None
+    published: bool = True
+    deleted: bool = False
+    max_call_duration_sec: int | None = None
+    ring_duration_sec: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_call_duration_sec", "ring_duration_sec"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must be >= 0")
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class AgentProfile:
     """One agent's traffic: a Poisson stream of calls with an outcome mix and timings."""
@@ -53,6 +96,13 @@ class AgentProfile:
     talk: tuple[float, float] = (30.0, 480.0)  # seconds, uniform, answered calls only
     vocab: Vocab = "underscore"
     degradations: tuple[tuple[float, float, float], ...] = ()
+    quiet: tuple[tuple[float, float], ...] = ()  # periods without new calls
+    info: AgentInfo | None = None  # the /agents2 entry; None: derived (see ``directory``)
+    # realistic traffic only (Scenario.traffic == "realistic"):
+    talk_lognormal: tuple[float, float] | None = None  # (median s, sigma); else ``talk``
+    max_call_duration: float | None = None  # s; talk is capped here
+    ring_limit: float | None = None  # s; unanswered calls ring this long
+    drop_share: float = 0.0  # share of failed calls that fail after answer
 
     def __post_init__(self) -> None:
         where = f"agent {self.agent_id!r}"
@@ -73,6 +123,48 @@ class AgentProfile:
         for start, end, share in self.degradations:
             if end < start or not 0 <= share <= 1:
                 raise ValueError(f"{where}: degradation must be (start, end, share 0..1)")
+        for start, end in self.quiet:
+            if end < start:
+                raise ValueError(f"{where}: quiet period must be (start, end) with start <= end")
+        if self.talk_lognormal is not None:
+            median, sigma = self.talk_lognormal
+            if not (median > 0 and sigma >= 0 and math.isfinite(median + sigma)):
+                raise ValueError(f"{where}: talk_lognormal must be (median > 0, sigma >= 0)")
+        for name in ("max_call_duration", "ring_limit"):
+            value = getattr(self, name)
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{where}: {name} must be a positive number of seconds")
+        if not 0 <= self.drop_share <= 1:
+            raise ValueError(f"{where}: drop_share must be within 0..1")
+
+    @property
+    def realistic_only(self) -> bool:
+        """Whether the profile sets a field only realistic traffic honours."""
+        return (
+            self.talk_lognormal is not None
+            or self.max_call_duration is not None
+            or self.ring_limit is not None
+            or self.drop_share > 0
+        )
+
+    @property
+    def failed_share(self) -> float:
+        """The agent's normal share of failed calls (before and after answer)."""
+        total = sum(self.outcomes.values())
+        return (self.outcomes.get("failed", 0.0) + self.outcomes.get("dropped", 0.0)) / total
+
+    def directory(self) -> AgentInfo:
+        """The /agents2 entry: ``info``, or one derived from the profile (title from the id,
+        limits the calls respect: talk and ring maxima rounded up to a minute / a second)."""
+        if self.info is not None:
+            return self.info
+        talk_max = self.max_call_duration or self.talk[1]
+        ring_max = self.ring_limit or self.ring[1]
+        return AgentInfo(
+            title=f"Agent {self.agent_id}",
+            max_call_duration_sec=max(60, _minute_ceil(talk_max)),
+            ring_duration_sec=max(1, math.ceil(ring_max - 1e-9)),
+        )
 
     def mix(self, *, without_failed: bool = False) -> tuple[list[float], list[int]]:
         """Cumulative probabilities and outcome codes, for a draw by bisection."""
@@ -93,6 +185,59 @@ class AgentProfile:
         return cum, [code for code, _ in items]
 
 
+@dataclass(frozen=True, slots=True)
+class Bursts:
+    """Campaign starts: at random times (a Poisson process per agent that places calls), an
+    agent's rate becomes ``multiplier`` times its mean for a uniform ``minutes`` span."""
+
+    per_agent_per_day: float = 2.0
+    multiplier: float = 10.0
+    minutes: tuple[float, float] = (2.0, 8.0)
+
+    def __post_init__(self) -> None:
+        lo, hi = self.minutes
+        if self.per_agent_per_day < 0 or self.multiplier < 1 or not 0 < lo <= hi:
+            raise ValueError("bursts need per_agent_per_day >= 0, multiplier >= 1, 0 < minutes")
+
+    @property
+    def extra_share(self) -> float:
+        """Calls added by bursts, as a share of the agents' mean rate."""
+        mean_minutes = (self.minutes[0] + self.minutes[1]) / 2.0
+        return self.per_agent_per_day * mean_minutes * (self.multiplier - 1.0) / 1440.0
+
+
+@dataclass(frozen=True, slots=True)
+class Degradation:
+    """A degradation to inject: ``hard`` (60% of new calls fail), ``medium`` (25%) or ``soft``
+    (twice the agent's own failed share). ``agent_id`` None: an agent drawn from the seed,
+    weighted by volume; ``start`` None: uniform in ``[0, within - duration]`` seconds after
+    the simulator's start (an explicit ``start`` follows the offset/epoch rule)."""
+
+    size: DegradationSize
+    agent_id: str | None = None
+    start: float | None = None
+    duration: float = 1800.0
+    within: float = 10800.0
+
+    def __post_init__(self) -> None:
+        if self.size not in DEGRADATION_SIZES:
+            raise ValueError(f"size must be one of {DEGRADATION_SIZES}")
+        if not self.duration > 0 or self.within < self.duration:
+            raise ValueError("degradation needs duration > 0 and within >= duration")
+
+
+@dataclass(frozen=True, slots=True)
+class InjectedDegradation:
+    """A degradation as injected: the ground truth a detector benchmark scores against."""
+
+    agent_id: str
+    size: DegradationSize
+    start: float  # offset from the simulator's start (< 1e9) or epoch seconds
+    end: float
+    failed_share: float  # during the degradation
+    baseline: float  # the agent's normal failed share
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Scenario:
     """Agents, a seed, an optional day curve and how much history precedes the start."""
@@ -101,6 +246,9 @@ class Scenario:
     seed: int = 0
     diurnal: bool = False
     history: float = 4500.0  # seconds of calls generated before the simulator's start
+    traffic: Traffic = "kind"
+    bursts: Bursts | None = None  # realistic traffic only
+    injected: tuple[InjectedDegradation, ...] = ()
 
     def __post_init__(self) -> None:
         ids = [a.agent_id for a in self.agents]
@@ -108,6 +256,82 @@ class Scenario:
             raise ValueError("agent ids must be unique")
         if self.history < 0:
             raise ValueError("history must be >= 0")
+        if self.traffic not in ("kind", "realistic"):
+            raise ValueError("traffic must be 'kind' or 'realistic'")
+        if self.traffic == "kind":
+            if self.bursts is not None:
+                raise ValueError("bursts need traffic='realistic'")
+            odd = [a.agent_id for a in self.agents if a.realistic_only]
+            if odd:
+                raise ValueError(
+                    f"agents {odd[:3]} set realistic-only fields (talk_lognormal, "
+                    "max_call_duration, ring_limit, drop_share): use traffic='realistic'"
+                )
+
+    def profile(self, agent_id: str) -> AgentProfile:
+        for a in self.agents:
+            if a.agent_id == agent_id:
+                return a
+        raise KeyError(agent_id)
+
+    @property
+    def expected_calls_per_minute(self) -> float:
+        """Mean calls per minute including bursts (diurnal traffic has the same mean)."""
+        extra = self.bursts.extra_share if self.bursts is not None else 0.0
+        return self.calls_per_minute * (1.0 + extra)
+
+    def degrade(self, degradations: Iterable[Degradation]) -> Scenario:
+        """This scenario with ``degradations`` injected (random agents and times drawn from
+        the seed); each one is listed in ``injected``. Other agents' calls do not change in
+        realistic traffic; in kind traffic a degradation shifts the shared random stream."""
+        rng = random.Random(f"degrade:{self.seed}:{len(self.injected)}")
+        profiles = {a.agent_id: a for a in self.agents}
+        callers = [a for a in self.agents if a.calls_per_minute > 0 and not a.quiet]
+        weights = [a.calls_per_minute for a in callers]
+        injected = list(self.injected)
+        for d in degradations:
+            if d.agent_id is None:
+                if not callers:
+                    raise ValueError("no agent places calls: nothing to degrade")
+                agent_id = rng.choices(callers, weights)[0].agent_id
+            elif d.agent_id in profiles:
+                agent_id = d.agent_id
+            else:
+                raise ValueError(f"degradation names an unknown agent {d.agent_id!r}")
+            start = d.start if d.start is not None else rng.uniform(0.0, d.within - d.duration)
+            p = profiles[agent_id]
+            baseline = p.failed_share
+            share = DEGRADATION_SHARE.get(d.size, min(1.0, 2.0 * baseline))
+            end = start + d.duration
+            profiles[agent_id] = replace(p, degradations=(*p.degradations, (start, end, share)))
+            injected.append(InjectedDegradation(agent_id, d.size, start, end, share, baseline))
+        agents = tuple(profiles[a.agent_id] for a in self.agents)
+        return replace(self, agents=agents, injected=tuple(injected))
+
+    @classmethod
+    def realistic(
+        cls,
+        agents: int = 2000,
+        calls_per_day: float = 1_000_000.0,
+        seed: int = 0,
+        *,
+        history: float = 10800.0,
+        diurnal: bool = True,
+        params: RealisticParams | None = None,
+        degradations: Sequence[Degradation] = (),
+    ) -> Scenario:
+        """Realistic traffic (see ``realistic.RealisticParams`` for every knob and default)."""
+        from .realistic import RealisticParams, build_realistic
+
+        scenario = build_realistic(
+            agents,
+            calls_per_day,
+            seed,
+            history=history,
+            diurnal=diurnal,
+            params=params or RealisticParams(),
+        )
+        return scenario.degrade(degradations) if degradations else scenario
 
     @property
     def agent_ids(self) -> list[str]:
@@ -123,14 +347,15 @@ class Scenario:
 
         ``agt_support_02`` degrades from 15 s to 40 s after the start (70% of calls fail).
         About 180 calls a minute in all; the default 5 minutes of history is ~900 calls.
+        /agents2 names them ("Customer Support Bot" ...) with limits their calls respect.
         """
-        specs: Sequence[tuple[str, float, Vocab]] = (
-            ("agt_sales_01", 36.0, "underscore"),
-            ("agt_support_02", 30.0, "hyphen"),
-            ("agt_billing_03", 24.0, "underscore"),
-            ("agt_survey_04", 40.0, "hyphen"),
-            ("agt_renewals_05", 28.0, "underscore"),
-            ("agt_reminders_06", 20.0, "hyphen"),
+        specs: Sequence[tuple[str, float, Vocab, str]] = (
+            ("agt_sales_01", 36.0, "underscore", "Outbound Sales"),
+            ("agt_support_02", 30.0, "hyphen", "Customer Support Bot"),
+            ("agt_billing_03", 24.0, "underscore", "Billing Reminders"),
+            ("agt_survey_04", 40.0, "hyphen", "Customer Survey"),
+            ("agt_renewals_05", 28.0, "underscore", "Renewals"),
+            ("agt_reminders_06", 20.0, "hyphen", "Appointment Reminders"),
         )
         agents = tuple(
             AgentProfile(
@@ -140,8 +365,9 @@ class Scenario:
                 degradations=((15.0, 40.0, 0.7),) if agent_id == "agt_support_02" else (),
                 ring=(2.0, 8.0),
                 talk=(5.0, 40.0),
+                info=AgentInfo(title, max_call_duration_sec=300, ring_duration_sec=10),
             )
-            for agent_id, cpm, vocab in specs
+            for agent_id, cpm, vocab, title in specs
         )
         return cls(agents=agents, seed=seed, history=history)
 

@@ -9,6 +9,11 @@ keyed bijection of ``k`` (``IdCodec``). The call order sorted by ``(created, id)
 ascending is kept for the workspace and per agent as ``array('q')`` pairs (created keys for
 bisection, serials). A page without a status filter is two bisections and ``limit`` lookups.
 
+Settle order (``SettleIndex``): the calls settled by a time ``through``, sorted by settle
+time, plus a heap of the calls not settled by then (bounded by the calls in flight). Ground
+truth over a span is two bisections; a pending-status page (``status=in-progress``) reads
+only the calls in flight, whatever the longest call.
+
 Measured (2-core EPYC VM): 2,000 agents at 1M calls/day, 75 min history + 3 h = ~177k calls
 generated in ~0.8 s, ~18 MB; a limit=100 page in ~0.7 ms in-process. Arrival generation is
 one merged Poisson stream (agent picked by bisection on cumulative rates), so its cost does
@@ -21,7 +26,8 @@ import random
 from array import array
 from bisect import bisect, bisect_left, bisect_right
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from heapq import heapify, heappop, heappush
 from math import log
 
 from .calls import (
@@ -38,6 +44,7 @@ from .calls import (
     status_table,
     to_ms,
 )
+from .generate import BurstStream, RealAgent, realistic_chunk
 from .scenario import (
     ABSOLUTE_THRESHOLD,
     DIURNAL_AMPLITUDE,
@@ -46,8 +53,11 @@ from .scenario import (
 )
 
 GENERATE_AHEAD_MS = 60_000  # generation runs in steps of at least this much simulated time
+GENERATE_STEP_MS = 600_000  # ... and of at most this much (bounds temporary memory)
 _FAILED = OUTCOME_CODE["failed"]
 _VOICEMAIL = OUTCOME_CODE["voicemail"]
+VOCAB_BITS = 2  # ov = outcome code << VOCAB_BITS | vocabulary code
+VOCAB_MASK = (1 << VOCAB_BITS) - 1
 
 
 _MASK = (1 << 64) - 1
@@ -101,9 +111,10 @@ class IdCodec:
         return k if k < (1 << 40) else None
 
 
-# What the generator needs of an agent, shared by agents with the same profile (so 10^4
-# agents cost 10^4 list slots, not 10^4 copies): cumulative mix, codes, the same without
-# failures, ring low/span (ms), talk low/span (whole s), degradations (ms), vocabulary code.
+# What the kind generator needs of an agent, shared by agents with the same profile (so
+# 10^4 agents cost 10^4 list slots, not 10^4 copies): cumulative mix, codes, the same without
+# failures, ring low/span (ms), talk low/span (whole s), degradations (ms), vocabulary code,
+# quiet periods (ms).
 _Class = tuple[
     list[float],
     list[int],
@@ -115,6 +126,7 @@ _Class = tuple[
     int,
     tuple[tuple[int, int, float], ...],
     int,
+    tuple[tuple[int, int], ...],
 ]
 
 
@@ -130,6 +142,62 @@ class _Generator:
     agent_class: list[int]  # profile -> class
     classes: list[_Class]
     next_t: float  # ms; the next candidate arrival
+    realistic: list[RealAgent] = field(default_factory=list)  # realistic traffic: per profile
+    bursts: BurstStream | None = None
+
+
+class SettleIndex:
+    """Calls in settle order up to ``through`` (ms), and a heap of those settling later."""
+
+    __slots__ = ("heap", "pushed", "serials", "through", "times")
+
+    def __init__(self) -> None:
+        self.times = array("q")  # settle times, ascending, all <= through
+        self.serials = array("q")
+        self.through = -(2**62)
+        self.heap: list[tuple[int, int]] = []  # (settle, serial) with settle > through
+        self.pushed = 0  # rows 0..pushed-1 are in times or in the heap
+
+    def advance(self, settle: array[int], t: int) -> None:
+        """Move ``through`` to ``t``: every row must exist that settles at or before ``t``."""
+        if t <= self.through:
+            return
+        heap = self.heap
+        ready: list[int] = []  # serials; in (settle, serial) order once sorted below
+        while heap and heap[0][0] <= t:
+            ready.append(heappop(heap)[1])
+        n = len(settle)
+        if self.pushed < n:
+            # rows not seen yet all have larger serials than the heap's, so a stable sort
+            # by settle time keeps ties in serial order
+            later: list[tuple[int, int]] = []
+            for k in range(self.pushed, n):
+                if settle[k] <= t:
+                    ready.append(k)
+                else:
+                    later.append((settle[k], k))
+            if len(later) > len(heap):
+                heap.extend(later)
+                heapify(heap)
+            else:
+                for item in later:
+                    heappush(heap, item)
+            self.pushed = n
+            ready.sort(key=settle.__getitem__)
+        self.times.fromlist([settle[k] for k in ready])
+        self.serials.fromlist(ready)
+        self.through = t
+
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        """Positions of the calls settling in (start, end] (``end`` <= ``through``)."""
+        return bisect_right(self.times, start), bisect_right(self.times, end)
+
+    def unsettled(self, t: int) -> Iterator[int]:
+        """Serials settling after ``t`` (``t`` <= ``through``), in no particular order."""
+        for _, k in self.heap:
+            yield k
+        if self.through > t:
+            yield from self.serials[bisect_right(self.times, t) :]
 
 
 class CallStore:
@@ -142,7 +210,7 @@ class CallStore:
         self.ring = array("q")
         self.talk = array("q")  # effective: 0 for unanswered outcomes
         self.settle = array("q")
-        self.ov = array("b")  # outcome code * 2 + vocabulary code (0 underscore, 1 hyphen)
+        self.ov = array("b")  # outcome code << VOCAB_BITS | vocabulary code (VOCABS index)
         # ids: generated calls' ids are a keyed bijection of k (see ``IdCodec``), computed
         # on demand; only explicitly added calls keep a string
         self.codec = IdCodec(0)
@@ -160,6 +228,7 @@ class CallStore:
         self.max_duration = 0  # ms, max(settle - created)
         self._gen: _Generator | None = None
         self.horizon = -(2**62)  # generated through this ms (inclusive)
+        self._settled: SettleIndex | None = None  # built on demand; dropped on edits
 
     # ---- agents and rows -------------------------------------------------------------
 
@@ -223,8 +292,9 @@ class CallStore:
         self.ring.append(r)
         self.talk.append(t)
         self.settle.append(c + r + t)
-        self.ov.append(oc * 2 + self.agent_vocab[a])
+        self.ov.append(oc << VOCAB_BITS | self.agent_vocab[a])
         self.max_duration = max(self.max_duration, r + t)
+        self._settled = None
         self._place(self.keys, self.order, k, c, cid)
         self._place(self.agent_keys[a], self.agent_order[a], k, c, cid)
         return k
@@ -248,7 +318,7 @@ class CallStore:
             id=self.id_of(k),
             agent_id=self.agents[self.agent[k]],
             created_at=self.created[k] / 1000.0,
-            outcome=OUTCOMES[self.ov[k] >> 1],
+            outcome=OUTCOMES[self.ov[k] >> VOCAB_BITS],
             ring=self.ring[k] / 1000.0,
             talk=self.talk[k] / 1000.0,
         )
@@ -276,8 +346,9 @@ class CallStore:
         self.ring[k] = r
         self.talk[k] = t
         self.settle[k] = c + r + t
-        self.ov[k] = oc * 2 + (self.ov[k] & 1)
+        self.ov[k] = oc << VOCAB_BITS | (self.ov[k] & VOCAB_MASK)
         self.max_duration = max(self.max_duration, r + t)
+        self._settled = None
 
     def iter_specs(self, until_ms: int | None = None) -> Iterator[CallSpec]:
         """Every call in (created, id) order, optionally only those created <= until_ms."""
@@ -312,14 +383,22 @@ class CallStore:
         class_index: dict[tuple[object, ...], int] = {}
         classes: list[_Class] = []
         agent_class: list[int] = []
+        realistic: list[RealAgent] = []
+        if scenario.traffic == "realistic":
+            realistic = [
+                RealAgent.of(p, row, self.agent_vocab[row], start_ms)
+                for p, row in zip(scenario.agents, rows, strict=True)
+            ]
         for p, row in zip(scenario.agents, rows, strict=True):
             degradations = tuple((bound(s), bound(e), share) for s, e, share in p.degradations)
+            quiet = tuple((bound(s), bound(e)) for s, e in p.quiet)
             key = (
                 tuple(p.outcomes.items()),
                 p.ring,
                 p.talk,
                 degradations,
                 self.agent_vocab[row],
+                quiet,
             )
             q = class_index.get(key)
             if q is None:
@@ -338,6 +417,7 @@ class CallStore:
                         round(p.talk[1]) - round(p.talk[0]),
                         degradations,
                         self.agent_vocab[row],
+                        quiet,
                     )
                 )
             agent_class.append(q)
@@ -350,7 +430,14 @@ class CallStore:
             agent_class=agent_class,
             classes=classes,
             next_t=first + (rng.expovariate(rate) if rate > 0 else float("inf")),
+            realistic=realistic,
         )
+        if scenario.bursts is not None and realistic:
+            eligible = [i for i, x in enumerate(realistic) if x.per_ms > 0]
+            if eligible:
+                self._gen.bursts = BurstStream.create(
+                    scenario.seed, scenario.bursts, eligible, first
+                )
 
     def ensure(self, t_ms: int) -> None:
         """Make sure every generated call created at or before ``t_ms`` exists."""
@@ -358,8 +445,16 @@ class CallStore:
             return
         target = t_ms + GENERATE_AHEAD_MS
         g = self._gen
-        if g is not None and g.next_t <= target:
-            self._generate(g, target)
+        if g is not None:
+            # in steps of simulated time, so a long history never sits in temporary lists
+            # all at once (the calls do not depend on the steps)
+            sub = self.horizon if self.horizon > -(2**61) else int(min(g.next_t, target))
+            while sub < target:
+                sub = min(target, sub + GENERATE_STEP_MS)
+                if g.realistic:
+                    self._generate_realistic(g, sub)
+                elif g.next_t <= sub:
+                    self._generate(g, sub)
         self.horizon = target
 
     def _generate(self, g: _Generator, target: int) -> None:
@@ -390,9 +485,8 @@ class CallStore:
                 t -= log(1.0 - rand()) * inv_rate
                 continue
             p = 0 if single else bisect(agent_cum, rand())
-            cum, codes, cum_nf, codes_nf, ring_lo, ring_span, talk_lo, talk_span, degs, v = classes[
-                agent_class[p]
-            ]
+            cls = classes[agent_class[p]]
+            cum, codes, cum_nf, codes_nf, ring_lo, ring_span, talk_lo, talk_span, degs, v, _ = cls
             c = int(t)
             u = rand()
             if degs:
@@ -410,6 +504,10 @@ class CallStore:
                 tk = (talk_lo + int(rand() * (span + 1))) * 1000
             else:
                 tk = 0
+            quiet = cls[10]
+            if quiet and any(s <= c < e for s, e in quiet):  # drawn, then dropped: the
+                t -= log(1.0 - rand()) * inv_rate  # other agents' calls stay the same
+                continue
             a = agent_rows[p]
             j = len(new_c)
             new_agent.append(a)
@@ -417,7 +515,7 @@ class CallStore:
             new_r.append(r)
             new_t.append(tk)
             new_s.append(c + r + tk)
-            new_ov.append(oc * 2 + v)
+            new_ov.append(oc << VOCAB_BITS | v)
             if r + tk > max_dur:
                 max_dur = r + tk
             if c != prev_c:
@@ -436,6 +534,53 @@ class CallStore:
         self.max_duration = max_dur
         if new_c:
             self._bulk_append(k0, new_agent, new_c, new_r, new_t, new_s, new_ov, new_order)
+
+    def bursts_until(self, t: int) -> list[tuple[str, int, int, float]]:
+        """(agent id, start ms, end ms, multiplier) of the bursts started by ``t``."""
+        self.ensure(t)
+        g = self._gen
+        if g is None or g.bursts is None:
+            return []
+        m = g.bursts.bursts.multiplier
+        return [(self.agents[g.realistic[p].row], s, e, m) for p, s, e in g.bursts.log if s <= t]
+
+    def _generate_realistic(self, g: _Generator, target: int) -> None:
+        """Realistic arrivals up to ``target`` ms (main stream and bursts), appended in bulk."""
+        g.next_t, rows = realistic_chunk(
+            g.rng,
+            g.next_t,
+            target,
+            g.rate_per_ms,
+            g.diurnal,
+            g.agent_cum,
+            g.realistic,
+            g.bursts,
+        )
+        if not rows:
+            return
+        k0 = len(self.created)
+        agents = g.realistic
+        new_agent = [agents[row[1]].row for row in rows]
+        new_c = [row[0] for row in rows]
+        new_r = [row[2] for row in rows]
+        new_t = [row[3] for row in rows]
+        new_s = [row[0] + row[2] + row[3] for row in rows]
+        new_ov = [row[4] << VOCAB_BITS | agents[row[1]].vocab for row in rows]
+        self.max_duration = max(
+            self.max_duration, max(r + t for r, t in zip(new_r, new_t, strict=True))
+        )
+        # rows are sorted by created; calls created in the same millisecond go by id
+        order = list(range(len(rows)))
+        encode = self.codec.encode
+        i = 0
+        while i < len(order):
+            j = i + 1
+            while j < len(order) and new_c[j] == new_c[i]:
+                j += 1
+            if j - i > 1:
+                order[i:j] = sorted(range(i, j), key=lambda q: encode(k0 + q))
+            i = j
+        self._bulk_append(k0, new_agent, new_c, new_r, new_t, new_s, new_ov, order)
 
     def _bulk_append(
         self,
@@ -491,15 +636,14 @@ class CallStore:
             return 0 if el < 1000 else 1
         if el < r + self.talk[k]:
             return 2
-        return FINAL_BASE + (self.ov[k] >> 1)
+        return FINAL_BASE + (self.ov[k] >> VOCAB_BITS)
 
-    def status_codes(self, status: str) -> tuple[frozenset[int], frozenset[int]]:
-        """Status codes whose spelling matches ``status``, per vocabulary (underscore, hyphen)."""
+    def status_codes(self, status: str) -> tuple[frozenset[int], ...]:
+        """Status codes whose spelling matches ``status``, one set per vocabulary (VOCABS)."""
         want = normalise(status)
-        under, hyphen = status_table(self.shape)
-        return (
-            frozenset(i for i, s in enumerate(under) if normalise(s) == want),
-            frozenset(i for i, s in enumerate(hyphen) if normalise(s) == want),
+        return tuple(
+            frozenset(i for i, s in enumerate(table) if normalise(s) == want)
+            for table in status_table(self.shape)
         )
 
     def _index_for(self, agent_id: str | None) -> tuple[array[int], array[int]] | None:
@@ -523,8 +667,9 @@ class CallStore:
     ) -> tuple[int, list[int]]:
         """(total, serials of the page) among calls created <= now, newest first.
 
-        Without ``status``: O(log n + limit). With ``status``: a scan of the matching
-        created_at range (only the still-unsettled tail for pending statuses).
+        Without ``status``: O(log n + limit). With a pending ``status`` (initiated, ringing,
+        in progress): the calls in flight only. With a final one: a scan of the created_at
+        range.
         """
         self.ensure(now)
         index = self._index_for(agent_id)
@@ -539,41 +684,130 @@ class CallStore:
             total = hi - lo
             return total, [order[hi - 1 - i] for i in range(offset, min(offset + limit, total))]
         match = self.status_codes(status)
-        if not match[0] and not match[1]:
+        codes = frozenset().union(*match)
+        if not codes:
             return 0, []
-        if all(code < FINAL_BASE for code in match[0] | match[1]):
-            lo = max(lo, bisect_right(keys, now - self.max_duration))
-        total = 0
-        found: list[int] = []
         ov, code_at = self.ov, self.code_at
         end = offset + limit
+        if all(code < FINAL_BASE for code in codes):
+            first = keys[lo]
+            last = keys[hi - 1]
+            a = None if agent_id is None else self.agent_index[agent_id]
+            agent, created = self.agent, self.created
+            hits = [
+                k
+                for k in self.in_flight(now)
+                if first <= created[k] <= last
+                and (a is None or agent[k] == a)
+                and code_at(k, now) in match[ov[k] & VOCAB_MASK]
+            ]
+            self._sort_newest_first(hits)
+            return len(hits), hits[offset:end]
+        total = 0
+        found: list[int] = []
         for i in range(hi - 1, lo - 1, -1):
             k = order[i]
-            if code_at(k, now) in match[ov[k] & 1]:
+            if code_at(k, now) in match[ov[k] & VOCAB_MASK]:
                 total += 1
                 if offset < total <= end:
                     found.append(k)
         return total, found
 
+    def _sort_newest_first(self, serials: list[int]) -> None:
+        """Sort by (created, id) descending, as the indexes are (ids only break ties)."""
+        created, id_of = self.created, self.id_of
+        serials.sort(key=created.__getitem__, reverse=True)
+        i = 0
+        n = len(serials)
+        while i < n:
+            j = i + 1
+            c = created[serials[i]]
+            while j < n and created[serials[j]] == c:
+                j += 1
+            if j - i > 1:
+                serials[i:j] = sorted(serials[i:j], key=id_of, reverse=True)
+            i = j
+
+    # ---- ground truth ----------------------------------------------------------------
+
+    def settled_index(self, t: int) -> SettleIndex:
+        """The settle-order index, complete through ``t`` ms at least."""
+        self.ensure(t)
+        idx = self._settled
+        if idx is None:
+            idx = self._settled = SettleIndex()
+        idx.advance(self.settle, t)
+        return idx
+
+    def in_flight(self, now: int) -> list[int]:
+        """Serials of the calls created at or before ``now`` that settle after it."""
+        created = self.created
+        return [k for k in self.settled_index(now).unsettled(now) if created[k] <= now]
+
+    def observed_names(self) -> list[str]:
+        """Observed final status by ``ov`` value, as a correct client reads this shape."""
+        return [
+            observed_outcome(OUTCOMES[code >> VOCAB_BITS], VOCABS[code & VOCAB_MASK], self.shape)
+            if (code & VOCAB_MASK) < len(VOCABS)
+            else ""
+            for code in range(len(OUTCOMES) << VOCAB_BITS)
+        ]
+
+    def settled_serials(self, start: int, end: int) -> array[int]:
+        """Serials of the calls settling in (start, end], in settle order."""
+        if end <= start:
+            self.ensure(end)
+            return array("q")
+        idx = self.settled_index(end)
+        lo, hi = idx.span(start, end)
+        return idx.serials[lo:hi]
+
+    def count_settled(self, start: int, end: int) -> int:
+        """How many calls settle in (start, end]."""
+        if end <= start:
+            return 0
+        lo, hi = self.settled_index(end).span(start, end)
+        return hi - lo
+
     def settled_counts(self, agent_id: str | None, start: int, end: int) -> dict[str, int]:
         """Observed final status -> calls whose settle time is in (start, end]."""
-        self.ensure(end)
-        index = self._index_for(agent_id)
-        if index is None or end <= start:
-            return {}
-        keys, order = index
-        lo = bisect_right(keys, start - self.max_duration)
-        hi = bisect_right(keys, end)
-        counts = [0] * (2 * len(OUTCOMES))
-        settle, ov = self.settle, self.ov
-        for k in order[lo:hi]:
-            if start < settle[k] <= end:
+        serials = self.settled_serials(start, end)
+        counts = [0] * (len(OUTCOMES) << VOCAB_BITS)
+        ov = self.ov
+        if agent_id is None:
+            for k in serials:
                 counts[ov[k]] += 1
+        else:
+            a = self.agent_index.get(agent_id)
+            if a is None:
+                return {}
+            agent = self.agent
+            for k in serials:
+                if agent[k] == a:
+                    counts[ov[k]] += 1
+        names = self.observed_names()
         result: dict[str, int] = {}
         for code, n in enumerate(counts):
             if n:
-                name = observed_outcome(OUTCOMES[code >> 1], VOCABS[code & 1], self.shape)
+                name = names[code]
                 result[name] = result.get(name, 0) + n
+        return result
+
+    def settled_by_agent(self, start: int, end: int) -> dict[str, dict[str, int]]:
+        """Agent -> observed final status -> calls settling in (start, end]."""
+        serials = self.settled_serials(start, end)
+        per: dict[int, int] = {}  # agent << 8 | ov -> calls
+        agent, ov = self.agent, self.ov
+        for k in serials:
+            key = agent[k] << 8 | ov[k]
+            per[key] = per.get(key, 0) + 1
+        names = self.observed_names()
+        agents = self.agents
+        result: dict[str, dict[str, int]] = {}
+        for key, n in per.items():
+            counts = result.setdefault(agents[key >> 8], {})
+            name = names[key & 0xFF]
+            counts[name] = counts.get(name, 0) + n
         return result
 
     def changed_between(self, t0: int, t1: int) -> int:
@@ -581,14 +815,11 @@ class CallStore:
         self.ensure(t1)
         if t1 <= t0:
             return 0
-        keys, order = self.keys, self.order
-        new_lo = bisect_right(keys, t0)
-        n = bisect_right(keys, t1) - new_lo
+        keys = self.keys
+        n = bisect_right(keys, t1) - bisect_right(keys, t0)
         created, ring, settle = self.created, self.ring, self.settle
-        for k in order[bisect_right(keys, t0 - self.max_duration) : new_lo]:
+        for k in self.in_flight(t0):
             s = settle[k]
-            if s <= t0:
-                continue
             c = created[k]
             r = ring[k]
             if r > 1000 and c + 1000 > t0:
