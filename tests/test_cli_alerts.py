@@ -1,14 +1,20 @@
-"""``slack-test``, ``silence add|list|remove`` and ``alerts`` through argparse."""
+"""``slack-test``, ``silence add|list|remove``, ``alerts`` and ``healthcheck`` through argparse."""
 
 from __future__ import annotations
 
+import http.server
+import os
+import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from dialnexa_watchdog.alerts.state import AlertState, State
 from dialnexa_watchdog.alerts.store import Changes, Store
 from dialnexa_watchdog.cli import main
+from dialnexa_watchdog.cli.health import healthz_url
 from fakeslack import CHANNEL_ID, TOKEN, FakeSlack
 
 
@@ -24,7 +30,9 @@ def run(*argv: str) -> int:
     return main(list(argv))
 
 
-def config(tmp_path: Path, slack: str = "") -> str:
+def config(tmp_path: Path, slack: str = "", daemon_ran: bool = True) -> str:
+    """A config file; with ``daemon_ran`` its state file exists, as after the daemon started
+    (these commands open the daemon's state, never a new one)."""
     path = tmp_path / "watchdog.yaml"
     path.write_text(
         f"""
@@ -35,6 +43,8 @@ rules:
 """,
         encoding="utf-8",
     )
+    if daemon_ran:
+        Store(tmp_path / "state.sqlite3").close()
     return str(path)
 
 
@@ -71,7 +81,71 @@ def test_state_directory_missing_is_a_clear_error(
     cfg = tmp_path / "w.yaml"
     cfg.write_text(f"state: {{path: {tmp_path / 'missing' / 's.sqlite3'}}}\n", encoding="utf-8")
     assert run("silence", "list", "-c", str(cfg)) == 2
-    assert "does not exist" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"no state file at {tmp_path / 'missing' / 's.sqlite3'}" in err
+    assert f"--config {cfg}" in err
+    assert not (tmp_path / "missing").exists()
+
+
+@pytest.fixture
+def no_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working directory with no config given: neither --config nor $WATCHDOG_CONFIG."""
+    for name in [n for n in os.environ if n.startswith("WATCHDOG_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["alerts"],
+        ["silence", "list"],
+        ["silence", "add", "--agent", "a1", "--for", "1h", "--reason", "deploy"],
+        ["silence", "remove", "1"],
+    ],
+)
+def test_without_config_nothing_is_created_and_the_message_says_where_it_looked(
+    no_config: Path, argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 9 item 13: these commands used to create ./dialnexa-watchdog.sqlite3 and say
+    "no alerts" while the daemon's own state had them firing."""
+    assert run(*argv) == 2
+    captured = capsys.readouterr()
+    default = no_config / "dialnexa-watchdog.sqlite3"
+    assert f"no state file at {default}" in captured.err
+    assert "no --config given and $WATCHDOG_CONFIG is not set" in captured.err
+    assert "no alerts" not in captured.out and "silence 1 added" not in captured.out
+    assert list(no_config.iterdir()) == [], "the command created a file"
+
+
+def test_watchdog_config_variable_is_named_when_it_points_elsewhere(
+    no_config: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = no_config / "daemon.yaml"
+    cfg.write_text(f"state: {{path: {no_config / 'elsewhere.sqlite3'}}}\n", encoding="utf-8")
+    monkeypatch.setenv("WATCHDOG_CONFIG", str(cfg))
+    assert run("alerts") == 2
+    err = capsys.readouterr().err
+    assert f"no state file at {no_config / 'elsewhere.sqlite3'}" in err
+    assert f"$WATCHDOG_CONFIG={cfg}" in err
+    # once the daemon has created it, the same command reads it
+    Store(no_config / "elsewhere.sqlite3").close()
+    assert run("alerts") == 0
+    assert "no alerts are pending or firing" in capsys.readouterr().out
+
+
+def test_a_silence_reaches_the_daemons_state_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = config(tmp_path)
+    assert run("silence", "add", "-c", cfg, "--agent", "a1", "--for", "1h", "--reason", "x") == 0
+    store = Store(tmp_path / "state.sqlite3")
+    try:
+        (silence,) = store.silences(None)
+    finally:
+        store.close()
+    assert (silence.agent_id, silence.reason) == ("a1", "x")
 
 
 def test_alerts_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -127,3 +201,73 @@ def test_slack_test_webhook_and_unconfigured(
     assert "no_service" in err and slack.webhook_url not in err
     assert run("slack-test", "-c", config(tmp_path)) == 2
     assert "Slack is not configured" in capsys.readouterr().err
+
+
+# ---- healthcheck: what the container HEALTHCHECK runs -------------------------------------------
+class _Health(http.server.BaseHTTPRequestHandler):
+    status = 200
+    paths: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        type(self).paths.append(self.path)
+        self.send_response(self.status)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def health_server() -> Iterator[tuple[http.server.HTTPServer, type[_Health]]]:
+    handler = type("Health", (_Health,), {"status": 200, "paths": []})
+    server = http.server.HTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server, handler
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_healthcheck_follows_metrics_listen(
+    tmp_path: Path,
+    health_server: tuple[http.server.HTTPServer, type[_Health]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server, handler = health_server
+    port = server.server_address[1]
+    cfg = tmp_path / "w.yaml"
+    cfg.write_text(f"metrics: {{listen: '127.0.0.1:{port}'}}\n")
+    assert run("healthcheck", "-c", str(cfg)) == 0
+    assert f"http://127.0.0.1:{port}/healthz answered 200" in capsys.readouterr().out
+    assert handler.paths == ["/healthz"]
+    handler.status = 503
+    assert run("healthcheck", "-c", str(cfg)) == 1
+    assert "answered 503" in capsys.readouterr().err
+    # the environment moves it, as it moves the daemon (no config file at all here)
+    monkeypatch.delenv("WATCHDOG_CONFIG", raising=False)
+    monkeypatch.setenv("WATCHDOG_METRICS__LISTEN", f"0.0.0.0:{port}")
+    handler.status = 200
+    assert run("healthcheck") == 0
+    assert handler.paths == ["/healthz"] * 3
+
+
+def test_healthcheck_nothing_listening(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, never listening: connections are refused
+        cfg = tmp_path / "w.yaml"
+        cfg.write_text(f"metrics: {{listen: '127.0.0.1:{port}'}}\n")
+        assert run("healthcheck", "-c", str(cfg), "--timeout", "2s") == 1
+    assert "unhealthy: cannot reach" in capsys.readouterr().err
+
+
+def test_healthz_url_reaches_wildcard_addresses_through_loopback() -> None:
+    assert healthz_url(("0.0.0.0", 10811)) == "http://127.0.0.1:10811/healthz"
+    assert healthz_url(("", 10811)) == "http://127.0.0.1:10811/healthz"
+    assert healthz_url(("::", 10811)) == "http://[::1]:10811/healthz"
+    assert healthz_url(("::1", 9)) == "http://[::1]:9/healthz"
+    assert healthz_url(("10.0.0.5", 10811)) == "http://10.0.0.5:10811/healthz"

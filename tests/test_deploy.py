@@ -77,6 +77,7 @@ GRAFANA_VARS = {
     "$__interval": "30s",
     "$__range": "3h",
     "$job": "dialnexa-watchdog",
+    "$instance": ".+",
     "$window": "5m",
     "$agent_id": ".+",
     "$min_calls": "20",
@@ -411,12 +412,70 @@ def test_deployment_policy() -> None:
         for line in (K8S / "secret.example.yaml").read_text().splitlines()
         if line.strip().startswith("# slack-")
     }
+    # Secrets reach the daemon as files of the secret volume, never as environment variables
+    # (which leak into child processes and crash reports).
     for e in c["env"]:
-        ref = e.get("valueFrom", {}).get("secretKeyRef")
-        if ref:
-            assert ref["name"] == secret["metadata"]["name"]
-            assert ref["key"] in keys
+        assert "valueFrom" not in e, f"{e['name']}: a secret in an environment variable"
+    assert {"dialnexa-api-key", "slack-bot-token", "slack-webhook-url"} <= keys
     assert all("REPLACE" in v for v in secret["stringData"].values()), "never a real secret"
+
+
+def test_slack_secrets_are_read_from_the_mounted_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """config.yaml's commented Slack lines, once uncommented as it says, read the token (or
+    webhook URL) from the files the secret volume mounts, named as in secret.example.yaml."""
+    _clean_env(monkeypatch)
+    container = manifest("Deployment")["spec"]["template"]["spec"]["containers"][0]
+    secrets_dir = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}["secrets"]
+    text = (K8S_CORE / "config.yaml").read_text()
+    lines = text.splitlines()
+    for mode, key, secret in (
+        ("bot", "token_file", "slack-bot-token"),
+        ("webhook", "webhook_url_file", "slack-webhook-url"),
+    ):
+        wanted = f"{key}: {secrets_dir}/{secret}"
+        assert any(line.lstrip("# ").startswith(wanted) for line in lines), wanted
+        (tmp_path / secret).write_text(
+            "xoxb-test-not-a-real-token\n" if mode == "bot" else "https://hooks.example/x\n"
+        )
+        section = f"slack:\n  {key}: {tmp_path / secret}\n"
+        if mode == "bot":
+            channel = next(x for x in lines if x.lstrip("# ").startswith("channel:"))
+            section += f"  {channel.lstrip('# ')}\n"
+        config = tmp_path / f"{mode}.yaml"
+        config.write_text(text + section)
+        monkeypatch.setenv("WATCHDOG_STATE__PATH", str(tmp_path / "state.sqlite3"))
+        settings = load_settings(config)
+        assert settings.slack.mode == mode
+        if mode == "bot":
+            assert settings.slack.token is not None
+            assert settings.slack.token.get_secret_value() == "xoxb-test-not-a-real-token"
+            assert settings.slack.channel is not None
+            assert re.fullmatch(r"C[A-Z0-9]{8,}", settings.slack.channel), "a channel id"
+
+
+def kustomize_namespace() -> str:
+    namespaces = {
+        yaml.safe_load(k.read_text()).get("namespace")
+        for k in (K8S / "kustomization.yaml", K8S_CORE / "kustomization.yaml")
+    }
+    assert len(namespaces) == 1 and None not in namespaces, namespaces
+    return str(namespaces.pop())
+
+
+def test_every_manifest_names_the_namespace() -> None:
+    """kubectl apply -f on one file lands where kubectl apply -k puts everything."""
+    ns = kustomize_namespace()
+    for path in manifests():
+        for doc in load_yaml_docs(path):
+            assert doc["metadata"].get("namespace") == ns, f"{path.name}: {doc['kind']}"
+
+
+def test_kustomize_build_puts_everything_in_the_namespace(kustomize_build: Path) -> None:
+    ns = kustomize_namespace()
+    for doc in load_yaml_docs(kustomize_build):
+        assert doc["metadata"]["namespace"] == ns, doc["kind"]
 
 
 def test_service_and_servicemonitor_select_the_pod() -> None:
@@ -794,3 +853,150 @@ def label_values_query(definition: str) -> tuple[str, str]:
     m = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", definition.strip())
     assert m, definition
     return substitute(m.group(1)), m.group(2)
+
+
+def test_every_query_filters_by_the_instance_variable() -> None:
+    """Two daemons scraped under one job (staging and production, say) are told apart."""
+    variables = {v["name"]: v for v in dashboard()["templating"]["list"]}
+    instance = variables["instance"]
+    assert instance["type"] == "query" and instance.get("includeAll")
+    metric, label = label_values_query(instance["definition"])
+    assert label == "instance" and metric.startswith("dialnexa_up")
+    selectors = [(title, t["expr"]) for title, t in dashboard_targets()]
+    selectors += [
+        (f"variable {v['name']}", v["definition"])
+        for v in variables.values()
+        if v.get("definition", "").startswith("label_values(")
+        and v["name"] not in ("job",)
+        and v["name"] != "instance"
+    ]
+    for where, expr in selectors:
+        found = re.findall(r"(?<![\w:])(dialnexa_[a-z_]+)(\{[^}]*\})?", expr)
+        assert found, where
+        for name, matchers in found:
+            assert 'instance=~"$instance"' in matchers, f"{where}: {name} not filtered by instance"
+
+
+# ---- runbooks and annotations ------------------------------------------------------------------
+def alert_rules() -> list[dict[str, Any]]:
+    rules = yaml.safe_load(RULES.read_text())
+    return [r for g in rules["groups"] for r in g["rules"] if "alert" in r]
+
+
+def github_anchor(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading: lower case, punctuation dropped, spaces -> '-'."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def readme_runbook_anchors() -> dict[str, str]:
+    """Anchor -> that heading's text, for the headings of the README's Runbook section."""
+    text = (ROOT / "README.md").read_text()
+    m = re.search(r"^## Runbook\n(.*?)(?=^## )", text, re.M | re.S)
+    assert m, 'the README has no "## Runbook" section followed by another section'
+    out: dict[str, str] = {}
+    body = m.group(1)
+    parts = re.split(r"^### (.+)$", body, flags=re.M)
+    for heading, section in zip(parts[1::2], parts[2::2], strict=True):
+        out[github_anchor(heading)] = section
+    return out
+
+
+def test_every_alert_has_a_runbook_in_the_readme() -> None:
+    anchors = readme_runbook_anchors()
+    bases = set()
+    for r in alert_rules():
+        url = r["annotations"].get("runbook_url", "")
+        base, _, anchor = url.partition("#")
+        assert base.startswith("https://") and base.endswith("/README.md"), url
+        bases.add(base)
+        assert anchor == github_anchor(r["alert"]), f"{r['alert']}: anchor {anchor!r}"
+        section = anchors.get(anchor)
+        assert section is not None, f"{r['alert']}: no '### {r['alert']}' under ## Runbook"
+        for part in ("Meaning", "Check", "Fix"):
+            assert f"**{part}**" in section, f"{r['alert']}: the runbook lacks **{part}**"
+    assert len(bases) == 1, f"one base URL for every runbook, got {bases}"
+    # and no runbook for an alert that does not exist
+    assert set(anchors) == {github_anchor(r["alert"]) for r in alert_rules()}
+
+
+def test_summaries_are_fixed_capitalised_sentences() -> None:
+    """Prometheus conventions: the summary is the same for every instance (it groups and
+    reads well in a notification title); labels and values go to the description."""
+    for r in alert_rules():
+        summary, description = r["annotations"]["summary"], r["annotations"]["description"]
+        assert "{{" not in summary and "$" not in summary, f"{r['alert']}: templated summary"
+        assert summary[0].isupper() and summary.endswith("."), f"{r['alert']}: {summary!r}"
+        assert len(summary) <= 80, f"{r['alert']}: summary longer than a line"
+        assert description.strip(), r["alert"]
+
+
+# ---- the default port ---------------------------------------------------------------------------
+def test_one_default_port_everywhere() -> None:
+    """metrics.listen's default, the example, the Kubernetes config and manifests and the
+    Dockerfile agree; 9811 (registered to zrepl) is gone."""
+    from dialnexa_watchdog.config import DEFAULT_PORT, MetricsSettings
+
+    assert DEFAULT_PORT != 9811
+    assert MetricsSettings().host_port == ("0.0.0.0", DEFAULT_PORT)
+    ports = {
+        "example": load_settings(
+            ROOT / "config" / "watchdog.example.yaml", environ={}
+        ).metrics.host_port[1],
+        "k8s config": load_settings(K8S_CORE / "config.yaml", environ={}).metrics.host_port[1],
+        "containerPort": manifest("Deployment")["spec"]["template"]["spec"]["containers"][0][
+            "ports"
+        ][0]["containerPort"],
+        "Service": manifest("Service")["spec"]["ports"][0]["port"],
+        "NetworkPolicy": manifest("NetworkPolicy")["spec"]["ingress"][0]["ports"][0]["port"],
+        "EXPOSE": int(re.findall(r"^EXPOSE (\d+)", DOCKERFILE.read_text(), re.M)[0]),
+    }
+    assert set(ports.values()) == {DEFAULT_PORT}, ports
+    for path in [*DEPLOY.rglob("*"), ROOT / "config" / "watchdog.example.yaml"]:
+        if path.is_file():
+            assert not re.search(r"(?<!\d)9811", path.read_text()), path
+    # The README names the old port only where it says why it changed.
+    readme = (ROOT / "README.md").read_text()
+    readme = re.sub(r"\*\*Why port 10811\.\*\*.*?\n\n", "", readme, flags=re.S)
+    assert "zrepl" not in readme and not re.search(r"(?<!\d)9811(?!\d)", readme)
+
+
+def test_dockerfile_healthcheck_follows_metrics_listen() -> None:
+    """The HEALTHCHECK asks the CLI, which reads the same config as run (no port written in
+    the Dockerfile), and run takes its config from $WATCHDOG_CONFIG as healthcheck does."""
+    text = DOCKERFILE.read_text()
+    (check,) = re.findall(r"^HEALTHCHECK .*?\n(?:\s+.*\n)*?\s*CMD (\[.*\])", text, re.M)
+    assert json.loads(check)[:2] == ["dialnexa-watchdog", "healthcheck"]
+    assert not re.search(r"\b\d{4,5}\b", check), check
+    assert "--config" not in text.split("ENTRYPOINT", 1)[1], "run and healthcheck share a config"
+    assert re.search(r"^\s+WATCHDOG_CONFIG=/etc/dialnexa-watchdog/config.yaml", text, re.M)
+
+
+# ---- the shipped rules -----------------------------------------------------------------------
+def test_kubernetes_config_ships_the_examples_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    _clean_env(monkeypatch)
+    example = load_settings(ROOT / "config" / "watchdog.example.yaml")
+    k8s = load_settings(K8S_CORE / "config.yaml")
+    assert [r.model_dump() for r in k8s.rules] == [r.model_dump() for r in example.rules]
+    assert len(k8s.rules) >= 4
+
+
+# ---- packaging ------------------------------------------------------------------------------
+def test_license_and_one_version_source() -> None:
+    import tomllib
+    from importlib.metadata import metadata, version
+
+    import dialnexa_watchdog
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "Apache-2.0"
+    assert "version" not in project and "version" in project["dynamic"]
+    text = (ROOT / "LICENSE").read_text()
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
+    assert "END OF TERMS AND CONDITIONS" in text
+    assert version("dialnexa-watchdog") == dialnexa_watchdog.__version__
+    assert metadata("dialnexa-watchdog")["License-Expression"] == "Apache-2.0"
+    # the image tag the manifests and README use is the package version
+    images = yaml.safe_load((K8S_CORE / "kustomization.yaml").read_text())["images"]
+    assert images[0]["newTag"] == dialnexa_watchdog.__version__
+    assert (ROOT / "watchdog" / "py.typed").is_file()

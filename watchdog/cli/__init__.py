@@ -13,13 +13,24 @@ from types import FrameType
 import yaml
 
 from .. import __version__
+from ..config import DEFAULT_PORT
 from ..durations import parse_duration
-from .util import ConfigExit, add_config_arg, load_config
+from .util import PROG, ConfigExit, add_config_arg, config_warnings, load_config, preflight
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
-    settings = load_config(args)  # includes the rules' cross-checks (validate_rules)
+    """The effective config (secrets masked) on stdout; on stderr, what ``run`` would refuse
+    on this machine (``preflight``: exit 2) and what is allowed but probably not meant."""
+    settings = load_config(args)  # field checks and cross-checks (validate_settings)
     print(yaml.safe_dump(settings.masked(), sort_keys=False), end="")
+    for line in config_warnings(settings):
+        print(f"{PROG}: warning: {line}", file=sys.stderr)
+    problems = preflight(settings)
+    if problems:
+        print(f"{PROG}: the config is valid, but run would not start here:", file=sys.stderr)
+        for line in problems:
+            print(f"  {line}", file=sys.stderr)
+        return 2
     print("# config OK", file=sys.stderr)
     return 0
 
@@ -116,29 +127,36 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("run", help="run the daemon")
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        # help: the line in the command list; description: the first line of COMMAND --help
+        return sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+
+    p = command("run", "run the daemon: poll DialNexa, serve /metrics, alert to Slack")
     add_config_arg(p)
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("once", help="backfill once and print per-agent rates")
+    p = command("once", "backfill once and print per-agent rates, worst first")
     add_config_arg(p)
     p.add_argument("--top", type=int, default=50, help="agents to show, worst first")
     p.set_defaults(func=_cmd_once)
 
-    p = sub.add_parser("check-config", help="validate and print the effective config")
+    p = command("check-config", "validate the config, print it (secrets masked), check this host")
     add_config_arg(p)
     p.set_defaults(func=_cmd_check_config)
 
-    p = sub.add_parser("demo", help="run the daemon against the embedded DialNexa simulator")
+    p = command("demo", "run the daemon against the embedded DialNexa simulator")
     p.add_argument("--duration", default="60s", help="stop after this long (default 60s)")
     p.add_argument(
-        "--listen", default="127.0.0.1:9811", help="where to serve /metrics (default %(default)s)"
+        "--listen",
+        default=f"127.0.0.1:{DEFAULT_PORT}",
+        help="where to serve /metrics (default %(default)s)",
     )
     p.set_defaults(func=_cmd_demo)
 
-    from .alerts import register
+    from . import alerts, health
 
-    register(sub)
+    alerts.register(sub)
+    health.register(sub)
     return parser
 
 

@@ -27,27 +27,26 @@ from ..notify.slack import (
     describe,
     incident_metadata,
 )
-from .util import ConfigExit, add_config_arg, load_config
-
-PROG = "dialnexa-watchdog"
+from .util import PROG, ConfigExit, add_config_arg, config_source, load_config
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "slack-test",
         help="post a test message to Slack and say exactly what is wrong if it cannot",
-        description="Checks the token (auth.test) and posts a test message to slack.channel "
-        "(or through slack.webhook_url).",
+        description="Post a test message to Slack and say exactly what is wrong if it cannot.",
     )
     add_config_arg(p)
     p.set_defaults(func=cmd_slack_test)
 
-    p = subparsers.add_parser(
-        "silence",
-        help="silence alerts for an agent: still evaluated and exported, not posted",
-    )
+    text = "silence alerts for an agent: still evaluated and exported, not posted"
+    p = subparsers.add_parser("silence", help=text, description=text[0].upper() + text[1:] + ".")
     sub = p.add_subparsers(dest="silence_command", metavar="{add,list,remove}", required=True)
-    add = sub.add_parser("add", help="add a silence")
+    add = sub.add_parser(
+        "add",
+        help="add a silence",
+        description="Add a silence to the running daemon's state file.",
+    )
     add_config_arg(add)
     add.add_argument(
         "--agent",
@@ -61,16 +60,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     add.add_argument("--reason", required=True, metavar="TEXT", help="why (shown in the list)")
     add.set_defaults(func=cmd_silence_add)
-    lst = sub.add_parser("list", help="list active silences")
+    lst = sub.add_parser(
+        "list", help="list active silences", description="List the active silences."
+    )
     add_config_arg(lst)
     lst.add_argument("--all", action="store_true", help="include expired silences")
     lst.set_defaults(func=cmd_silence_list)
-    rm = sub.add_parser("remove", help="remove a silence by its id")
+    rm = sub.add_parser(
+        "remove", help="remove a silence by its id", description="Remove a silence by its id."
+    )
     add_config_arg(rm)
     rm.add_argument("id", type=int, metavar="ID")
     rm.set_defaults(func=cmd_silence_remove)
 
-    p = subparsers.add_parser("alerts", help="show the current alert states as a table")
+    p = subparsers.add_parser(
+        "alerts",
+        help="show the current alert states as a table",
+        description="Show the running daemon's alert states as a table.",
+    )
     add_config_arg(p)
     p.set_defaults(func=cmd_alerts)
 
@@ -83,8 +90,19 @@ def _err(text: str) -> None:
 
 
 @contextmanager
-def _open_store(settings: Settings) -> Iterator[Store]:
-    """The state store, closed afterwards; a StateError is printed and exits 2."""
+def _open_store(settings: Settings, args: argparse.Namespace) -> Iterator[Store]:
+    """The daemon's existing state store, closed afterwards. A missing file is not created
+    (that would show "no alerts" while the daemon's own file has them): it is printed with
+    where the config came from, and exits 2, as does a StateError."""
+    path = settings.state.path
+    if not path.exists():
+        _err(
+            f"no state file at {path.absolute()} (state.path from {config_source(args)}).\n"
+            "  This command reads the running daemon's state: pass the daemon's config with "
+            "--config FILE (or set $WATCHDOG_CONFIG), or point WATCHDOG_STATE__PATH at its "
+            "state file. Nothing was created."
+        )
+        raise ConfigExit
     try:
         store = Store(settings.state.path)
     except StateError as exc:
@@ -201,7 +219,7 @@ def cmd_silence_add(args: argparse.Namespace) -> int:
     if rule is not None and rule not in names:
         _err(f"--rule: no rule named {rule!r} (rules: {', '.join(names)})")
         return 2
-    with _open_store(settings) as store:
+    with _open_store(settings, args) as store:
         now = SystemClock().now()
         s = store.add_silence(agent, rule, now, now + seconds, args.reason)
     which = f"rule {rule}" if rule else "every rule"
@@ -212,7 +230,7 @@ def cmd_silence_add(args: argparse.Namespace) -> int:
 def cmd_silence_list(args: argparse.Namespace) -> int:
     settings = load_config(args)
     now = SystemClock().now()
-    with _open_store(settings) as store:
+    with _open_store(settings, args) as store:
         silences = store.silences(None if args.all else now)
     if not silences:
         print("no silences" if args.all else "no active silences")
@@ -227,7 +245,7 @@ def cmd_silence_list(args: argparse.Namespace) -> int:
 
 def cmd_silence_remove(args: argparse.Namespace) -> int:
     settings = load_config(args)
-    with _open_store(settings) as store:
+    with _open_store(settings, args) as store:
         removed = store.remove_silence(args.id)
     if not removed:
         _err(f"no silence with id {args.id} (see: silence list --all)")
@@ -250,7 +268,7 @@ def _rate(st: AlertState) -> str:
 def cmd_alerts(args: argparse.Namespace) -> int:
     settings = load_config(args)
     now = SystemClock().now()
-    with _open_store(settings) as store:
+    with _open_store(settings, args) as store:
         states, _ = store.load_states()
         silences = store.silences(now)
         waiting = store.pending_count()

@@ -6,8 +6,9 @@ Import from here: ``from ..config import Settings, load_settings, ConfigError``.
 from __future__ import annotations
 
 from .alerts import RESERVED_RULE_NAMES, AlertsSettings, RuleOverride, RuleSettings, SlackSettings
-from .load import load_settings, read_yaml, validate_rules
+from .load import load_settings, read_yaml, validate_rules, validate_settings
 from .settings import (
+    DEFAULT_PORT,
     DialNexaSettings,
     LogSettings,
     MetricsSettings,
@@ -19,6 +20,7 @@ from .settings import (
 from .types import ConfigError, Duration, Ratio, Section, WindowLabel
 
 __all__ = [
+    "DEFAULT_PORT",
     "RESERVED_RULE_NAMES",
     "AlertsSettings",
     "ConfigError",
@@ -39,4 +41,5 @@ __all__ = [
     "load_settings",
     "read_yaml",
     "validate_rules",
+    "validate_settings",
 ]

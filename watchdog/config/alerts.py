@@ -11,11 +11,25 @@ from __future__ import annotations
 import re
 import string
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
-from .types import Duration, Ratio, Section, WindowLabel, agent_list, read_secret_file
+from .types import (
+    DAY,
+    MINUTE,
+    Duration,
+    PositiveRatio,
+    Section,
+    WindowLabel,
+    agent_list,
+    between,
+    read_secret_file,
+)
+
+# How long a rule's condition must hold before it fires.
+ForDuration = Annotated[Duration, between(0.0, DAY)]
+MinCalls = Annotated[int, Field(ge=1, le=1_000_000)]
 
 RULE_NAME = re.compile(r"[a-z0-9-]+")
 # Names the daemon uses itself.
@@ -25,10 +39,10 @@ RESERVED_RULE_NAMES = frozenset({"stale"})
 class RuleOverride(Section):
     """Per-agent replacements of a rule's limits."""
 
-    threshold: Ratio | None = None
-    clear_below: Ratio | None = None
-    min_calls: int | None = Field(None, ge=1)
-    for_: Duration | None = Field(None, alias="for")
+    threshold: PositiveRatio | None = None
+    clear_below: PositiveRatio | None = None
+    min_calls: MinCalls | None = None
+    for_: ForDuration | None = Field(None, alias="for")
 
 
 class RuleSettings(Section):
@@ -37,14 +51,14 @@ class RuleSettings(Section):
     name: str
     outcome: str
     window: WindowLabel
-    threshold: float = Field(gt=0.0, le=1.0)
+    threshold: PositiveRatio
     # Resolves only below this; default: threshold.
-    clear_below: Ratio | None = None
-    min_calls: int = Field(20, ge=1)
+    clear_below: PositiveRatio | None = None
+    min_calls: MinCalls = 20
     # Wilson interval: fire when the lower bound >= threshold, resolve when the upper bound
     # < clear_below.
-    confidence: float | None = Field(None, gt=0.0, lt=1.0)
-    for_: Duration = Field(0.0, alias="for")
+    confidence: float | None = Field(None, gt=0.0, lt=1.0, allow_inf_nan=False)
+    for_: ForDuration = Field(0.0, alias="for")
     confirm_window: WindowLabel | None = None
     severity: str = "warning"
     agents: Literal["all"] | list[str] = "all"
@@ -138,11 +152,11 @@ class SlackSettings(Section):
     webhook_url_file: Path | None = None
     channel: str | None = None
     api_url: str = "https://slack.com/api/"
-    repeat_interval: Duration = 4 * 3600.0  # 0: never repeat
-    group_threshold: int = Field(5, ge=2)
+    repeat_interval: Annotated[Duration, between(MINUTE, 7 * DAY, off=True)] = 4 * 3600.0
+    group_threshold: int = Field(5, ge=2, le=10_000)
     dashboard_url: str | None = None  # a template with {agent_id}
     agent_names: dict[str, str] = Field(default_factory=dict)
-    timeout: Duration = 10.0
+    timeout: Annotated[Duration, between(1.0, 2 * MINUTE)] = 10.0
 
     @field_validator("api_url")
     @classmethod
@@ -174,13 +188,6 @@ class SlackSettings(Section):
             raise ValueError(
                 f"unknown placeholder {{{sorted(unknown)[0]}}}; only {{agent_id}} is filled in"
             )
-        return v
-
-    @field_validator("timeout")
-    @classmethod
-    def _timeout(cls, v: float) -> float:
-        if v < 1:
-            raise ValueError("must be at least 1s")
         return v
 
     @model_validator(mode="after")
@@ -215,14 +222,7 @@ class AlertsSettings(Section):
     """``alerts:`` behaviour not tied to one rule."""
 
     # The built-in stale rule fires after this long without a successful poll; 0 disables it.
-    stale_after: Duration = 300.0
+    stale_after: Annotated[Duration, between(10.0, DAY, off=True)] = 300.0
     stale_severity: str = "critical"
     # Points in the sparkline of the rate shown in messages.
     sparkline_points: int = Field(12, ge=2, le=60)
-
-    @field_validator("stale_after")
-    @classmethod
-    def _stale(cls, v: float) -> float:
-        if 0 < v < 10:
-            raise ValueError("must be 0 (off) or at least 10s")
-        return v

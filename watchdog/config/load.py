@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from ..durations import parse_duration
+from ..durations import format_duration, parse_duration
 from .settings import Settings
 from .types import ConfigError
 
@@ -104,10 +104,39 @@ def load_settings(
         raise ConfigError(_problems(exc)) from None
     except ValueError as exc:  # raised outside pydantic's error collection
         raise ConfigError([str(exc)]) from None
-    problems = validate_rules(settings)
+    problems = validate_settings(settings)
     if problems:
         raise ConfigError(problems)
     return settings
+
+
+def validate_settings(settings: Settings) -> list[str]:
+    """Every check that needs more than one field, one line each: the rules against the
+    windows and outcomes, and limits between keys."""
+    return validate_rules(settings) + _cross_checks(settings)
+
+
+def _cross_checks(settings: Settings) -> list[str]:
+    problems: list[str] = []
+    d, p, a = settings.dialnexa, settings.poll, settings.alerts
+    if d.backoff_base > d.backoff_max:
+        problems.append(
+            f"dialnexa.backoff_base: {format_duration(d.backoff_base)} is longer than "
+            f"backoff_max ({format_duration(d.backoff_max)})"
+        )
+    if p.max_pending_age < p.max_call_duration:
+        problems.append(
+            f"poll.max_pending_age: {format_duration(p.max_pending_age)} is shorter than "
+            f"poll.max_call_duration ({format_duration(p.max_call_duration)}): calls would be "
+            "dropped before they could end"
+        )
+    if a.stale_after and a.stale_after < 2 * p.interval:
+        problems.append(
+            f"alerts.stale_after: {format_duration(a.stale_after)} is shorter than two poll "
+            f"intervals ({format_duration(2 * p.interval)}): it would fire between polls; "
+            "raise it or set 0 to turn the stale alert off"
+        )
+    return problems
 
 
 def validate_rules(settings: Settings) -> list[str]:

@@ -7,13 +7,15 @@ environment variables on top. No side effects beyond reading secret files named 
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from ..durations import parse_duration
+from ..durations import format_duration, parse_duration
 from ..model import (
     DEFAULT_OUTCOMES,
     DENOMINATOR_STATUSES,
@@ -22,8 +24,25 @@ from ..model import (
     StatusClasses,
     normalise_status,
 )
+from ..windows import choose_bucket
 from .alerts import AlertsSettings, RuleSettings, SlackSettings
-from .types import Duration, Section, agent_list, read_secret_file
+from .types import (
+    DAY,
+    HOUR,
+    MINUTE,
+    Duration,
+    Section,
+    agent_list,
+    between,
+    finite_duration,
+    read_secret_file,
+)
+
+DEFAULT_PORT = 10811
+# Windows are kept in time buckets (windows.choose_bucket): more than this many per window
+# would cost too much memory per agent.
+MAX_BUCKETS = 20_000
+_HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
 
 
 class DialNexaSettings(Section):
@@ -31,16 +50,16 @@ class DialNexaSettings(Section):
     api_key: SecretStr | None = None
     api_key_file: Path | None = None
     # The overall deadline of one request: connect, headers and the whole body.
-    timeout: Duration = 10.0
+    timeout: Annotated[Duration, between(0.1, 5 * MINUTE)] = 10.0
     # A larger response is abandoned (dialnexa_api_requests_total{code="too_large"}).
     max_response_bytes: int = Field(16 * 1024 * 1024, ge=64 * 1024, le=1024 * 1024 * 1024)
     page_size: int = Field(100, ge=1, le=100)
     # Used until the API's X-RateLimit-* headers say otherwise.
-    rate_limit: int = Field(150, ge=1)
-    rate_limit_period: Duration = 60.0
+    rate_limit: int = Field(150, ge=1, le=1_000_000)
+    rate_limit_period: Annotated[Duration, between(1.0, DAY)] = 60.0
     max_retries: int = Field(4, ge=0, le=20)
-    backoff_base: Duration = 0.5
-    backoff_max: Duration = 30.0
+    backoff_base: Annotated[Duration, between(0.01, MINUTE)] = 0.5
+    backoff_max: Annotated[Duration, between(0.01, HOUR)] = 30.0
     concurrency: int = Field(4, ge=1, le=32)
 
     @field_validator("base_url")
@@ -58,30 +77,23 @@ class DialNexaSettings(Section):
 
 
 class PollSettings(Section):
-    interval: Duration = 30.0
+    interval: Annotated[Duration, between(1.0, HOUR)] = 30.0
     agents: Literal["all"] | list[str] = "all"
     # With an explicit agent list: list each agent on its own (per_agent) or the whole
     # workspace filtered to the list (workspace). auto = per_agent.
     listing: Literal["auto", "workspace", "per_agent"] = "auto"
-    max_pending_age: Duration = 7200.0
-    max_call_duration: Duration = 900.0
-    max_agents: int = Field(10000, ge=1)
+    max_pending_age: Annotated[Duration, between(MINUTE, 7 * DAY)] = 7200.0
+    max_call_duration: Annotated[Duration, between(MINUTE, DAY)] = 900.0
+    max_agents: int = Field(10000, ge=1, le=1_000_000)
     # Calls created this recently are re-read every cycle: failures, busy and no-answer
     # settle within the ring time, so this range is where alert-relevant outcomes appear.
-    settle_horizon: Duration = 90.0
+    settle_horizon: Annotated[Duration, between(1.0, HOUR)] = 90.0
     # Pending calls older than settle_horizon (mostly answered calls in conversation) are
     # re-read at most this often.
-    pending_recheck: Duration = 30.0
+    pending_recheck: Annotated[Duration, between(1.0, HOUR)] = 30.0
     # New-call listings start this far before the previous listing's end, for calls that
     # appear in the API a little after their created_at.
-    overlap: Duration = 10.0
-
-    @field_validator("interval")
-    @classmethod
-    def _interval(cls, v: float) -> float:
-        if v < 1:
-            raise ValueError("must be at least 1s")
-        return v
+    overlap: Annotated[Duration, between(0.0, 10 * MINUTE)] = 10.0
 
     @field_validator("agents", mode="before")
     @classmethod
@@ -89,16 +101,33 @@ class PollSettings(Section):
         return agent_list(v, "an empty list polls nothing; use 'all' or list agent ids")
 
 
+def check_listen(v: str) -> str:
+    """``HOST:PORT`` with an IPv4 address, ``[IPv6]``, a host name or nothing as HOST."""
+    p = DEFAULT_PORT
+    example = f"must be HOST:PORT, e.g. 0.0.0.0:{p}, 127.0.0.1:{p} or [::]:{p}"
+    v = v.strip()
+    host, sep, port = v.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{example}; got {v!r}")
+    if host.startswith("[") or host.endswith("]") or ":" in host:
+        try:
+            if not (host.startswith("[") and host.endswith("]")):
+                raise ValueError
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise ValueError(f"{host!r} is not an IPv6 address in brackets, e.g. [::1]") from None
+    elif host and not _HOSTNAME.fullmatch(host):
+        raise ValueError(f"{host!r} is not an IP address or host name")
+    return v
+
+
 class MetricsSettings(Section):
-    listen: str = "0.0.0.0:9811"
+    listen: str = f"0.0.0.0:{DEFAULT_PORT}"
 
     @field_validator("listen")
     @classmethod
     def _listen(cls, v: str) -> str:
-        _host, sep, port = v.rpartition(":")
-        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError("must be HOST:PORT, e.g. 0.0.0.0:9811")
-        return v
+        return check_listen(v)
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -183,12 +212,24 @@ class Settings(BaseSettings):
             raise ValueError("list at least one window, e.g. [5m, 15m, 1h]")
         out = []
         for w in v:
-            seconds = parse_duration(w)
-            if seconds < 1:
-                raise ValueError(f"window {w!r} is shorter than 1s")
+            try:
+                seconds = finite_duration(w)
+            except ValueError as exc:
+                raise ValueError(f"window {w!r}: {exc}") from None
+            if not 1 <= seconds <= DAY:
+                raise ValueError(f"window {w!r} must be between 1s and 1d")
             out.append(str(w).strip())
-        if len({parse_duration(w) for w in out}) != len(out):
+        lengths = [parse_duration(w) for w in out]
+        if len(set(lengths)) != len(out):
             raise ValueError("two windows have the same length")
+        bucket = choose_bucket(dict(zip(out, lengths, strict=True)))
+        if max(lengths) / bucket > MAX_BUCKETS:
+            shortest, longest = out[lengths.index(min(lengths))], out[lengths.index(max(lengths))]
+            raise ValueError(
+                f"windows {shortest} and {longest} need {int(max(lengths) / bucket)} time "
+                f"buckets of {format_duration(bucket)} per agent (at most {MAX_BUCKETS}): "
+                "lengthen the shortest window or shorten the longest"
+            )
         return out
 
     @field_validator("outcomes")

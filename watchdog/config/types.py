@@ -38,6 +38,11 @@ def _finite(v: float) -> float:
     return v
 
 
+def finite_duration(value: object) -> float:
+    """Seconds in ``value`` as users write durations; NaN and infinity are errors."""
+    return _finite(parse_duration(value))
+
+
 # A duration as users write it (30s, 5m, 1h, 1d or seconds), as float seconds.
 Duration = Annotated[
     float,
@@ -47,10 +52,30 @@ Duration = Annotated[
 ]
 # A share between 0 and 1.
 Ratio = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+# A share above 0, up to 1 (a threshold, or a clear_below that can be reached).
+PositiveRatio = Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)]
+
+MINUTE = 60.0
+HOUR = 3600.0
+DAY = 86400.0
+
+
+def between(low: float, high: float, *, off: bool = False) -> AfterValidator:
+    """Bounds for a ``Duration``: ``Annotated[Duration, between(1, HOUR)]``. With ``off``,
+    0 is also accepted (it turns the feature off). The message names both bounds."""
+    span = f"between {format_duration(low)} and {format_duration(high)}"
+    wanted = f"0 (off) or {span}" if off else span
+
+    def check(v: float) -> float:
+        if (off and v == 0) or low <= v <= high:
+            return v
+        raise ValueError(f"must be {wanted}; got {format_duration(v)}")
+
+    return AfterValidator(check)
 
 
 def _window_text(v: Any) -> str:
-    parse_duration(v)  # raises a readable ValueError
+    finite_duration(v)  # raises a readable ValueError
     return str(v).strip()
 
 
