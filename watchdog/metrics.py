@@ -292,14 +292,15 @@ class Metrics:
         """
         encoder, content_type = _choose(accept)
         openmetrics = content_type.startswith(OPENMETRICS)
-        head = encoder(self.registry)
+        # OpenMetrics: one "# EOF", at the very end (removesuffix copies: only where it is)
+        parts = [encoder(self.registry)]
         if _escaping_of(content_type) in _VERBATIM:
-            tail = self.windows.render(openmetrics)
+            parts.append(self.windows.render(openmetrics))  # no EOF
         else:
-            tail = encoder(self._windows_registry)
+            parts.append(encoder(self._windows_registry))
         if openmetrics:
-            return head.removesuffix(EOF) + tail.removesuffix(EOF) + EOF, content_type
-        return head + tail, content_type
+            parts = [p.removesuffix(EOF) if p.endswith(EOF) else p for p in parts] + [EOF]
+        return b"".join(parts), content_type
 
     # ApiObserver
     def request(self, code: str, seconds: float) -> None:
