@@ -12,6 +12,7 @@ import contextlib
 import gzip
 import json
 import logging
+import re
 import socket
 import subprocess
 import sys
@@ -33,7 +34,7 @@ from dialnexa_watchdog.httpd import HttpServer, Limits, make_http_server
 from dialnexa_watchdog.metrics import Metrics
 from dialnexa_watchdog.model import PollStatus, StatusClasses
 from dialnexa_watchdog.windows import Windows
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.openmetrics.parser import (
@@ -307,7 +308,8 @@ def test_stale_reason_and_error_kind_only_build_vocabulary() -> None:
     assert httpd.stale_reason(95.9, "http_403").endswith("95s (last error: http_403)")
     assert httpd.error_kind(code=429) == "http_429"
     assert httpd.error_kind("dns", code=None) == "dns"
-    assert httpd.error_kind("auth", code=403) == "auth"
+    assert httpd.error_kind("auth", code=403) == "http_403"  # the status says more
+    assert httpd.error_kind("deferred") == "deferred" and httpd.error_kind("http_503") == "http_503"
     assert httpd.error_kind(f"Bearer {KEY}") == "other" and httpd.error_kind("http_999") == "other"
     reasons = ["backfill not done", httpd.stale_reason(1e12, f"{KEY}")]
     assert httpd.readyz_text(False, reasons).count("unrecognised") == 0
@@ -548,6 +550,31 @@ def test_a_client_that_stops_reading_is_cut_off_and_holds_back_no_one() -> None:
         assert received < len(served.metrics.body)
         with httpx.Client(base_url=base(server), timeout=5) as c:
             assert c.get("/healthz").status_code == 200
+
+
+@pytest.fixture(scope="module")
+def shared_server() -> Iterator[HttpServer]:
+    with running(FakeServed()) as server:
+        yield server
+
+
+HEADS = [b"GET /metrics HTTP/1.1\r\n", b"Host: x\r\n", b"Content-Length: 5\r\n", b"\r\n"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.binary(max_size=300) | st.sampled_from(HEADS), max_size=8))
+def test_any_bytes_get_a_well_formed_answer_or_a_close(
+    shared_server: HttpServer, pieces: list[bytes]
+) -> None:
+    with connect(shared_server) as s:
+        s.sendall(b"".join(pieces))
+        s.shutdown(socket.SHUT_WR)
+        try:
+            out = read_all(s)
+        except ConnectionResetError:  # closed with our bytes unread: no answer to check
+            out = b""
+    assert out == b"" or re.match(rb"HTTP/1\.1 [1-5][0-9][0-9] [A-Za-z -]+\r\n", out), out[:80]
+    sync(shared_server)
 
 
 class Broken(FakeServed):

@@ -64,18 +64,21 @@ REASONS = (
     ANOTHER_REPLICA_LEADS,
     UNRECOGNISED,
 )
-# what a failed poll's error is called on /readyz (ApiError.kind), besides http_NNN
+# what a failed poll's error is called on /readyz besides http_NNN: ApiError.kind's vocabulary
 ERROR_KINDS = frozenset(
     {
+        "auth",  # 401 / 403
+        "client_error",  # another 4xx
+        "server_error",  # 5xx
+        "rate_limited",  # 429 after every retry
+        "deferred",  # held until a long Retry-After has passed
         "timeout",  # no complete answer within the deadline
         "dns",  # the API host name does not resolve
         "refused",  # connection refused
         "tls",  # TLS handshake or certificate error
         "network",  # any other connection error
-        "auth",  # 401/403 (the key is wrong or cannot read calls)
-        "rate_limited",  # 429, or waiting out a Retry-After
-        "invalid",  # a response that is not a List Calls page
         "too_large",  # a response over dialnexa.max_response_bytes
+        "invalid",  # a 200 whose body is not a List Calls page
         "page_cap",  # a listing stopped at the page cap
         "other",  # anything else (and any kind not in this set)
     }
@@ -88,13 +91,11 @@ _REASON = re.compile(rf"(?:{_FIXED}|{_STALE})")
 
 
 def error_kind(kind: str | None = None, code: int | None = None) -> str:
-    """The name /readyz shows for a poll error: ``http_403`` for an HTTP status (when no more
-    specific kind applies), the kind itself when it is in ERROR_KINDS, else ``other``."""
-    if kind in ERROR_KINDS:
-        return kind
+    """The name /readyz shows for a poll error: ``http_403`` when there is an HTTP status
+    (the most precise), else the kind when it is in ERROR_KINDS, else ``other``."""
     if code is not None and 100 <= code <= 599:
         return f"http_{code}"
-    if kind is not None and _HTTP_KIND.fullmatch(kind):
+    if kind is not None and (kind in ERROR_KINDS or _HTTP_KIND.fullmatch(kind)):
         return kind
     return "other"
 
