@@ -119,6 +119,19 @@ def test_a_403_key_keeps_the_daemon_up_and_not_ready(tmp_path: Path) -> None:
         report = wd.poll_once()
         assert not report.ok and "cannot read calls on this workspace" in (report.error or "")
         assert not wd.ready and wd.metrics.registry.get_sample_value("dialnexa_up") == 0
+        # /readyz: fixed phrases and the HTTP status, never the API's own text
+        http = make_http_server(wd, "127.0.0.1", 0)
+        threading.Thread(target=http.serve_forever, daemon=True).start()
+        try:
+            port = http.server_address[1]
+            r = httpx.get(f"http://127.0.0.1:{port}/readyz")
+        finally:
+            http.shutdown()
+            http.server_close()
+        assert (r.status_code, r.text) == (
+            503,
+            "not ready: backfill not done; no successful poll yet (last error: http_403)\n",
+        )
         assert (
             wd.metrics.registry.get_sample_value("dialnexa_api_requests_total", {"code": "403"})
             == 1

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
-from conftest import T0
 from dialnexa_watchdog.clock import FakeClock
 from dialnexa_watchdog.ingest.client import (
     ERROR_KINDS,
@@ -35,6 +34,7 @@ from hostile_api import (
     refused_url,
 )
 from pydantic import SecretStr
+from support import T0
 
 # a key with characters that URL-encoding and base64 change
 HKEY = "sk_live/Zq+8x=Yv&k3y~Q9"

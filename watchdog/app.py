@@ -30,6 +30,7 @@ from .alerts.store import Store
 from .clock import Clock
 from .config import ConfigError, Settings, SlackSettings, validate_rules
 from .daemon import ApiMetrics, CycleReport, Heartbeat, Watchdog
+from .httpd import STATE_STORE_FAILING
 from .ingest.client import ApiClient, RateLimiter
 from .ingest.tracker import Tracker, TrackerConfig
 from .metrics import Metrics
@@ -84,7 +85,7 @@ class Alerts:
 
     def readiness(self) -> list[str]:
         h = self.pipeline.health
-        return ["state store commit failing"] if h.failing else []
+        return [STATE_STORE_FAILING] if h.failing else []
 
     def close(self) -> None:
         self.pipeline.close()

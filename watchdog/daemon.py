@@ -13,6 +13,7 @@ from typing import Protocol
 from . import sdnotify
 from .clock import Clock
 from .config import Settings
+from .httpd import error_kind, poll_reasons
 from .ingest.client import ApiClient, ApiError, Listing, Stopped
 from .ingest.tracker import Applied, Tracker, listing_costs
 from .logs import Throttle
@@ -171,23 +172,20 @@ class Watchdog:
 
     @property
     def ready(self) -> bool:
-        return not self.readiness()
+        return self.readiness()[0]
 
-    def readiness(self) -> list[str]:
-        """Why the daemon is not ready (empty when it is): fixed phrases and numbers only,
-        never text from the API."""
-        s = self.status
-        reasons: list[str] = []
-        if not s.backfilled:
-            reasons.append("backfill not done")
-        elif not self.polling_ok:
-            age = self.clock.now() - (s.last_success or s.started_at)
-            reasons.append(f"no successful poll for {age:.0f}s")
-        if s.last_error_kind is not None and (reasons or not s.backfilled):
-            reasons.append(f"last error: {s.last_error_kind}")
+    def readiness(self) -> tuple[bool, list[str]]:
+        """Ready, or why not: fixed phrases from httpd's vocabulary, never text from the API."""
+        reasons = poll_reasons(
+            self.status, self.clock.now(), 3 * self.settings.poll.interval,
+            self.status.last_error_kind,
+        )  # fmt: skip
         if self.alerting is not None:
             reasons.extend(self.alerting.readiness())
-        return reasons
+        return not reasons, reasons
+
+    def liveness(self) -> bool:
+        return self.alive
 
     @property
     def alive(self) -> bool:
@@ -279,7 +277,7 @@ class Watchdog:
             )
             sdnotify.ready()
         elif not ok:
-            kind = error_kind(first) if first is not None else "stopped"
+            kind = error_kind(first.kind, first.code) if first is not None else "other"
             self._throttle.warning(
                 f"poll:{kind}", "poll failed: %s", error, extra={"requests": requests}
             )
@@ -356,7 +354,7 @@ class Watchdog:
             self.metrics.windows.ready = self.tracker.backfilled
         else:
             reason = error.reason if error is not None else "stopped"
-            kind = error_kind(error) if error is not None else "stopped"
+            kind = error_kind(error.kind, error.code) if error is not None else "other"
             self.status = replace(s, last_error=reason, last_error_kind=kind)
 
     def _alert(self, now: float) -> None:
@@ -390,9 +388,3 @@ class Watchdog:
         self.client.close()
         if self.alerting is not None:
             self.alerting.close()
-
-
-def error_kind(error: ApiError) -> str:
-    """A short fixed label for an API error, e.g. ``auth (HTTP 403)`` or ``timeout``: never
-    text from the API."""
-    return error.kind if error.code is None else f"{error.kind} (HTTP {error.code})"

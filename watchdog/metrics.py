@@ -1,17 +1,41 @@
 """Prometheus metrics. Snapshot values (window counts, ratios, call totals) come from one
 custom Collector that reads current state at scrape time, so vanished label sets never linger.
-Everything is registered on a registry passed in, never the global default."""
+Everything is registered on a registry passed in, never the global default.
+
+``Metrics.exposition(accept)`` negotiates the format from the scraper's ``Accept`` header
+exactly as prometheus_client's own handler does (its ``choose_encoder``): the Prometheus text
+format by default, OpenMetrics when asked for."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.openmetrics.exposition import ALLOWUTF8, UNDERSCORES
 from prometheus_client.registry import Collector
 
+from . import __version__
 from .windows import Windows
+
+OPENMETRICS = "application/openmetrics-text"
+EOF = b"# EOF\n"
+
+_RATIO = "dialnexa_agent_outcome_ratio"
+_CALLS = "dialnexa_agent_window_calls"
+_TOTAL = "dialnexa_calls"
+_RATIO_HELP = "Share of the window's settled calls (denominator statuses) with this outcome."
+_CALLS_HELP = "Settled calls in the window that count in the denominator of the ratios."
+_TOTAL_HELP = "Calls by final status, each counted once when first seen settled."
 
 API_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 POLL_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -31,14 +55,18 @@ class WindowCollector(Collector):
         self._total_blocks: dict[str, str] = {}
         self._dirty_totals: set[str] = set()
 
-    def render(self) -> bytes:
-        """The three families in the text exposition format, written directly.
+    def render(self, openmetrics: bool = False) -> bytes:
+        """The three families in the text exposition format (or OpenMetrics), written directly.
 
         prometheus_client builds a Sample object per line: at 10,000 agents (~125k lines)
         that is over a second per scrape. Here each agent's lines are kept as rendered text
         and only the agents whose counts changed since the last scrape (Windows.take_dirty)
         are rendered again, so a scrape costs a join plus the few hundred agents that moved.
+        The sample lines are the same in both formats; only the counter's HELP and TYPE
+        name the family differently (``dialnexa_calls`` in OpenMetrics, ``..._total`` in
+        text). No ``# EOF``: the caller ends the whole exposition.
         """
+        total = _TOTAL if openmetrics else _TOTAL + "_total"
         with self.lock:
             for agent in self.windows.take_dirty():
                 self._render_agent(agent)
@@ -49,22 +77,17 @@ class WindowCollector(Collector):
                 totals: Iterable[str] = ()
             else:
                 totals = self._total_blocks.values()
-            return "".join(
+            text = "".join(
                 [
-                    "# HELP dialnexa_agent_outcome_ratio Share of the window's settled calls "
-                    "(denominator statuses) with this outcome.\n"
-                    "# TYPE dialnexa_agent_outcome_ratio gauge\n",
+                    f"# HELP {_RATIO} {_RATIO_HELP}\n# TYPE {_RATIO} gauge\n",
                     *self._ratio_blocks.values(),
-                    "# HELP dialnexa_agent_window_calls Settled calls in the window that count "
-                    "in the denominator of the ratios.\n"
-                    "# TYPE dialnexa_agent_window_calls gauge\n",
+                    f"# HELP {_CALLS} {_CALLS_HELP}\n# TYPE {_CALLS} gauge\n",
                     *self._calls_blocks.values(),
-                    "# HELP dialnexa_calls_total Calls by final status, each counted once when "
-                    "first seen settled.\n"
-                    "# TYPE dialnexa_calls_total counter\n",
+                    f"# HELP {total} {_TOTAL_HELP}\n# TYPE {total} counter\n",
                     *totals,
                 ]
-            ).encode()
+            )
+        return text.encode()
 
     def _render_agent(self, agent: str) -> None:
         ratios: list[str] = []
@@ -118,32 +141,21 @@ class WindowCollector(Collector):
         self._dirty_totals.add(agent_id)
 
     def collect(self) -> Iterator[Metric]:
-        ratio = GaugeMetricFamily(
-            "dialnexa_agent_outcome_ratio",
-            "Share of the window's settled calls (denominator statuses) with this outcome.",
-            labels=["agent_id", "outcome", "window"],
-        )
-        calls = GaugeMetricFamily(
-            "dialnexa_agent_window_calls",
-            "Settled calls in the window that count in the denominator of the ratios.",
-            labels=["agent_id", "window"],
-        )
-        total = CounterMetricFamily(
-            "dialnexa_calls",
-            "Calls by final status, each counted once when first seen settled.",
-            labels=["agent_id", "status"],
-        )
+        ratio = GaugeMetricFamily(_RATIO, _RATIO_HELP, labels=["agent_id", "outcome", "window"])
+        calls = GaugeMetricFamily(_CALLS, _CALLS_HELP, labels=["agent_id", "window"])
+        total = CounterMetricFamily(_TOTAL, _TOTAL_HELP, labels=["agent_id", "status"])
         with self.lock:
             for label in self.windows.labels:
                 for agent, wc in self.windows.snapshot(label).items():
-                    calls.add_metric([agent, label], wc.calls)
+                    a = _clean(agent)
+                    calls.add_metric([a, label], wc.calls)
                     if wc.calls:
                         for outcome, n in wc.outcomes.items():
-                            ratio.add_metric([agent, outcome, label], n / wc.calls)
+                            ratio.add_metric([a, outcome, label], n / wc.calls)
             if self.ready:
                 for agent, per in self.calls_total.items():
                     for status, n in per.items():
-                        total.add_metric([agent, status], n)
+                        total.add_metric([_clean(agent), _clean(status)], n)
         yield ratio
         yield calls
         yield total
@@ -151,14 +163,49 @@ class WindowCollector(Collector):
 
 def _escape(value: str) -> str:
     """A label value for the text format: backslash, double quote and newline escaped."""
+    if not value.isascii():
+        value = _clean(value)
     if "\\" in value or '"' in value or "\n" in value:
         return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return value
 
 
-def render(registry: CollectorRegistry, windows: WindowCollector) -> bytes:
-    """The whole /metrics body: the registry's metrics, then the per-agent families."""
-    return generate_latest(registry) + windows.render()
+def _clean(value: str) -> str:
+    """``value`` if it encodes as UTF-8; else with each lone surrogate (which a lenient JSON
+    decoder lets through) spelled as the text ``\\udXXX``, so the exposition stays valid
+    UTF-8 and two such ids stay two series."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode()
+    return value
+
+
+def _choose(accept: str | None) -> tuple[Callable[[Collector], bytes], str]:
+    """choose_encoder, except that an Accept header it cannot handle (a version such as
+    ``a.0``, which it compares with integers) or one that would put a control character
+    into our Content-Type header gets the default format instead of an error."""
+    try:
+        encoder, content_type = choose_encoder(accept or "")
+    except (TypeError, ValueError):
+        return choose_encoder("")
+    if not (content_type.isascii() and content_type.isprintable()):
+        return choose_encoder("")
+    return encoder, content_type
+
+
+# escapings under which prometheus_client writes our (legacy-valid) names unchanged in both
+# formats; under ``dots`` and ``values`` its own encoder renders the per-agent families too
+_VERBATIM = frozenset({UNDERSCORES, ALLOWUTF8})
+
+
+def _escaping_of(content_type: str) -> str:
+    """The ``escaping=`` parameter choose_encoder put in the Content-Type it chose."""
+    for part in content_type.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == "escaping":
+            return value
+    return UNDERSCORES
 
 
 class Metrics:
@@ -168,6 +215,18 @@ class Metrics:
         self.registry = registry
         # not registered: rendered by render() (fast); collect() still works for tooling
         self.windows = WindowCollector(windows, lock)
+        # the slow path, for an exposition whose escaping renames our names (``dots``)
+        self._windows_registry = CollectorRegistry(auto_describe=False)
+        self._windows_registry.register(self.windows)
+        self.build_info = Gauge(
+            "dialnexa_watchdog_build_info",
+            "Always 1; the version label is the running dialnexa-watchdog's version.",
+            ["version"],
+            registry=registry,
+        )
+        self.build_info.labels(__version__).set(1)
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
         self.up = Gauge(
             "dialnexa_up", "1 when the last poll of DialNexa succeeded.", registry=registry
         )
@@ -219,8 +278,29 @@ class Metrics:
         )
 
     def body(self) -> bytes:
-        """The /metrics response body."""
-        return render(self.registry, self.windows)
+        """The /metrics body in the Prometheus text format (what a scraper gets by default)."""
+        return self.exposition(None)[0]
+
+    def exposition(self, accept: str | None) -> tuple[bytes, str]:
+        """The /metrics body and its Content-Type for a request's ``Accept`` header.
+
+        The format, version and name escaping are chosen by prometheus_client's own
+        ``choose_encoder`` (so this endpoint answers every Accept header as its
+        ``MetricsHandler`` would); the registry is rendered by that encoder and the
+        per-agent families by ``WindowCollector.render`` in the same format, before
+        OpenMetrics' closing ``# EOF``.
+        """
+        encoder, content_type = _choose(accept)
+        openmetrics = content_type.startswith(OPENMETRICS)
+        # OpenMetrics: one "# EOF", at the very end (removesuffix copies: only where it is)
+        parts = [encoder(self.registry)]
+        if _escaping_of(content_type) in _VERBATIM:
+            parts.append(self.windows.render(openmetrics))  # no EOF
+        else:
+            parts.append(encoder(self._windows_registry))
+        if openmetrics:
+            parts = [p.removesuffix(EOF) if p.endswith(EOF) else p for p in parts] + [EOF]
+        return b"".join(parts), content_type
 
     # ApiObserver
     def request(self, code: str, seconds: float) -> None:
