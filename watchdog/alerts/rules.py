@@ -208,10 +208,13 @@ def step_stale(
     last = poll.last_success if poll.last_success is not None else poll.started_at
     age = max(0.0, now - last)
     obs = Observation(Verdict.FIRE if age >= stale.after else Verdict.CLEAR, None, 0, 0)
-    limits = Limits(threshold=stale.after, clear_below=stale.after, min_calls=0, for_s=0.0)
+    # the state machine is the rules' own; the limits are ages, not rates
+    limits = Limits(threshold=1.0, clear_below=1.0, min_calls=0, for_s=0.0)
     nxt = step(prev, obs, STALE_RULE, WORKSPACE_AGENT, stale.severity, limits, now)
-    # For this rule "rate" is the data's age in seconds and the threshold is stale_after.
-    nxt = _evolve(nxt, rate=age, calls=0, hits=0)
+    nxt = _evolve(
+        nxt, rate=None, calls=0, hits=0, threshold=0.0, clear_below=0.0, age=age,
+        stale_after=stale.after,
+    )  # fmt: skip
     if nxt.state in (State.PENDING, State.FIRING):
         earlier = prev.last_error if prev is not None else None
         nxt = _evolve(nxt, last_error=poll.last_error or earlier)

@@ -82,4 +82,6 @@ class Snapshots:
             sparkline=spark,
             last_error=st.last_error,
             note=st.note,
+            age=st.age,
+            stale_after=st.stale_after,
         )

@@ -97,6 +97,8 @@ class AlertState:
     resolved_rate: float | None = None  # the rate that resolved it
     last_error: str | None = None  # stale rule: the last poll error
     note: str | None = None  # e.g. why it resolved without a rate
+    age: float | None = None  # stale rule: seconds since the last successful poll
+    stale_after: float | None = None  # stale rule: the age at which it fires
 
     @property
     def key(self) -> tuple[str, str]:

@@ -258,8 +258,8 @@ def cmd_silence_remove(args: argparse.Namespace) -> int:
 
 
 def _rate(st: AlertState) -> str:
-    if st.rule == STALE_RULE:
-        return f"age {human_duration(st.rate or 0.0)}"
+    if st.age is not None:
+        return f"age {human_duration(st.age)}"
     if st.state is State.RESOLVED:
         return pct(st.resolved_rate)
     return pct(st.rate)
@@ -291,7 +291,9 @@ def cmd_alerts(args: argparse.Namespace) -> int:
             ]
         ]
         for st in shown:
-            threshold = human_duration(st.threshold) if st.rule == STALE_RULE else pct(st.threshold)
+            threshold = (
+                human_duration(st.stale_after) if st.stale_after is not None else pct(st.threshold)
+            )
             since = st.fired_at if st.state is State.FIRING and st.fired_at else st.since
             rows.append(
                 [

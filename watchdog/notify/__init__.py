@@ -45,10 +45,10 @@ class AlertSnapshot:
     window: str
     scope: str = "agent"  # "agent" | "workspace" | "stale"
     agent_name: str | None = None
-    rate: float | None = None  # stale rule: age of the data in seconds
+    rate: float | None = None
     calls: int = 0
     hits: int = 0
-    threshold: float = 0.0  # stale rule: stale_after in seconds
+    threshold: float = 0.0
     clear_below: float = 0.0
     confidence: float | None = None
     bound: float | None = None
@@ -60,6 +60,8 @@ class AlertSnapshot:
     sparkline: tuple[float | None, ...] = ()
     last_error: str | None = None
     note: str | None = None
+    age: float | None = None  # stale: seconds since the last successful poll
+    stale_after: float | None = None  # stale: the age at which it fires
 
 
 @dataclass(frozen=True, slots=True)

@@ -174,7 +174,7 @@ def _stale_line(a: AlertSnapshot, st: _Style) -> str:
         if a.fired_at is not None and a.resolved_at is not None:
             line += f" (stale for {human_duration(a.resolved_at - a.fired_at)})"
         return line
-    age = human_duration(a.rate or 0.0)
+    age = human_duration(a.age or 0.0)
     line = f"DialNexa data is stale: no successful poll for {age}"
     if a.last_error:
         line += f"; last error: {st.esc(a.last_error, ERROR_CHARS)}"
