@@ -64,6 +64,10 @@ METRICS: dict[str, set[str]] = {
     "dialnexa_alert_firing": {"rule", "agent_id", "severity"},
     "dialnexa_alert_pending": {"rule", "agent_id", "severity"},
     "dialnexa_slack_notifications_total": {"result"},
+    "dialnexa_slack_outbox_messages": set(),
+    "dialnexa_slack_outbox_parked_messages": set(),
+    "dialnexa_state_commit_failures_total": set(),
+    "dialnexa_state_uncommitted_changes": set(),
 }
 HISTOGRAMS = ("dialnexa_api_request_duration_seconds", "dialnexa_poll_duration_seconds")
 for _h in HISTOGRAMS:

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from .app import build
 from .clock import SystemClock
-from .config import load_settings
+from .config import DEFAULT_PORT, load_settings
 from .daemon import CycleReport, Watchdog
 from .logs import setup_logging
 from .service import run
@@ -95,7 +95,9 @@ def summary_line(wd: Watchdog, report: CycleReport) -> str:
     return f"{head} | worst failed ({label}): {agent} {r * 100:.0f}% of {calls}"
 
 
-def run_demo(duration: float, listen: str = "127.0.0.1:9811", out: TextIO | None = None) -> int:
+def run_demo(
+    duration: float, listen: str = f"127.0.0.1:{DEFAULT_PORT}", out: TextIO | None = None
+) -> int:
     out = out or sys.stdout
     setup_logging("warning", "text")
     stop = threading.Event()

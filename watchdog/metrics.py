@@ -241,7 +241,7 @@ class Metrics:
             ["code"],
             registry=registry,
         )
-        for code in ("200", "429", "500", "timeout", "error"):
+        for code in ("200", "429", "500", "timeout", "too_large", "error"):
             self.requests.labels(code)
         self.request_seconds = Histogram(
             "dialnexa_api_request_duration_seconds",

@@ -65,14 +65,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     settings = load_config(args)
     setup_logging(settings.log.level, settings.log.format)
-    if settings.dialnexa.api_key is None:
-        print(f"dialnexa-watchdog: {NO_KEY}", file=sys.stderr)
+    problems = preflight(settings)  # what check-config reports: the same checks
+    if problems:
+        print("dialnexa-watchdog: cannot start:", file=sys.stderr)
+        for line in problems:
+            print(f"  {line}", file=sys.stderr)
         return 2
-    if not settings.rules:
-        logging.getLogger("watchdog.daemon").warning(
-            "NO ALERT RULES CONFIGURED: the daemon will export metrics and the stale check "
-            "but page on nothing; add rules: (see config/watchdog.example.yaml)"
-        )
+    for line in config_warnings(settings):
+        logging.getLogger("watchdog.daemon").warning("CONFIG WARNING: %s", line)
     stop = threading.Event()
     _install_signals(stop)
     clock = SystemClock(stop)
