@@ -33,19 +33,15 @@ from .calls import (
     observed_outcome,
     status_text,
 )
+from .profiles import STEADY_MIX, AgentInfo, AgentProfile, Bursts, diurnal_factor
 from .realistic import HOSTILE_TITLES, PERSONAS, Persona, RealisticParams, lognormal_share_over
 from .scenario import (
     DEGRADATION_SHARE,
     DEGRADATION_SIZES,
-    STEADY_MIX,
-    AgentInfo,
-    AgentProfile,
-    Bursts,
     Degradation,
     DegradationSize,
     InjectedDegradation,
     Scenario,
-    diurnal_factor,
 )
 from .server import RunningServer, serve
 from .truth import TruthWindows

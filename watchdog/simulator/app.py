@@ -44,8 +44,9 @@ from .calls import (
     now_ms,
     to_ms,
 )
+from .profiles import ABSOLUTE_THRESHOLD, AgentInfo
 from .render import bad_items, render
-from .scenario import ABSOLUTE_THRESHOLD, AgentInfo, InjectedDegradation, Scenario
+from .scenario import InjectedDegradation, Scenario
 from .store import VOCAB_BITS, CallStore
 from .truth import TruthWindows
 

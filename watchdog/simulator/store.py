@@ -45,12 +45,8 @@ from .calls import (
     to_ms,
 )
 from .generate import BurstStream, RealAgent, realistic_chunk
-from .scenario import (
-    ABSOLUTE_THRESHOLD,
-    DIURNAL_AMPLITUDE,
-    Scenario,
-    diurnal_factor,
-)
+from .profiles import ABSOLUTE_THRESHOLD, DIURNAL_AMPLITUDE, diurnal_factor
+from .scenario import Scenario
 
 GENERATE_AHEAD_MS = 60_000  # generation runs in steps of at least this much simulated time
 GENERATE_STEP_MS = 600_000  # ... and of at most this much (bounds temporary memory)
