@@ -9,17 +9,7 @@ clock. ``Scenario.realistic`` is the realistic traffic (``realistic.RealisticPar
 """
 
 from .agents import AGENTS_APIS, AGENTS_SHAPES, AgentsApi, AgentsShape
-from .app import (
-    FAULT_KINDS,
-    BurstRecord,
-    Disconnect,
-    FaultKind,
-    Latency,
-    RequestRecord,
-    Response,
-    SettledCall,
-    Simulator,
-)
+from .app import Simulator
 from .calls import (
     ANSWERED,
     OUTCOMES,
@@ -45,6 +35,8 @@ from .scenario import (
 )
 from .server import RunningServer, serve
 from .truth import TruthWindows
+from .wire import FAULT_KINDS, Disconnect, FaultKind, Latency, RequestRecord, Response
+from .workspace import BurstRecord, SettledCall
 
 __all__ = [
     "AGENTS_APIS",
