@@ -17,19 +17,18 @@ import pytest
 from dialnexa_watchdog.cli import main
 from dialnexa_watchdog.notify import AlertSnapshot, MessageRef, Notice
 from dialnexa_watchdog.notify.console import ConsoleNotifier
-from dialnexa_watchdog.notify.message import escape, render_slack, render_text, sparkline
+from dialnexa_watchdog.notify.message import render_slack, render_text
 from dialnexa_watchdog.notify.slack import (
     CLOCK_SKEW,
     EVENT_TYPE,
     HISTORY_PAGE,
     SlackBotNotifier,
     SlackWebhookNotifier,
-    classify,
-    classify_exception,
     incident_key,
     incident_metadata,
-    transport_failure,
 )
+from dialnexa_watchdog.notify.slack_errors import classify, classify_exception, transport_failure
+from dialnexa_watchdog.notify.wording import escape, sparkline
 from fakeslack import CHANNEL_ID, TOKEN, FakeSlack
 
 T0 = 1_750_000_000.0
