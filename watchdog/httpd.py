@@ -71,6 +71,7 @@ class Limits:
 _READ, _WORK, _WRITE, _LINGER = range(4)
 _SHED_LIMITED = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _BUSY = b"".join(serialize(BUSY_RESPONSE, False, False))
+_TIMED_OUT = error_response(HTTPStatus.REQUEST_TIMEOUT, "request timeout")
 
 
 @dataclass(eq=False, slots=True)
@@ -395,8 +396,7 @@ class HttpServer:
         for conn in [c for c in self._conns.values() if c.state != _WORK and c.deadline <= now]:
             if conn.state == _READ and not conn.idle:
                 log.debug("http request head timed out")
-                self._guarded(conn, lambda c: self._send(c, error_response(
-                    HTTPStatus.REQUEST_TIMEOUT, "request timeout"), False))  # fmt: skip
+                self._guarded(conn, lambda c: self._send(c, _TIMED_OUT, False))
             elif conn.state == _WRITE:
                 log.debug("http response write timed out")
                 self._close(conn)
