@@ -176,12 +176,8 @@ class Watchdog:
 
     def readiness(self) -> tuple[bool, list[str]]:
         """Ready, or why not: fixed phrases from httpd's vocabulary, never text from the API."""
-        reasons = poll_reasons(
-            self.status,
-            self.clock.now(),
-            3 * self.settings.poll.interval,
-            self.status.last_error_kind,
-        )
+        status, fresh_for = self.status, 3 * self.settings.poll.interval
+        reasons = poll_reasons(status, self.clock.now(), fresh_for, status.last_error_kind)
         if self.alerting is not None:
             reasons.extend(self.alerting.readiness())
         return not reasons, reasons
