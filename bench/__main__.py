@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+# The runs as a table, one run per entry (fmt: skip keeps the rows side by side).
 FULL: dict[str, dict[str, Any]] = {
     "workspace": {"agents": 2000, "calls_per_day": 1_000_000, "hours": 3.0},
     "list50_per_agent": {"agents": 2000, "calls_per_day": 1_000_000, "hours": 0.5,
@@ -26,6 +27,7 @@ FULL: dict[str, dict[str, Any]] = {
                     "explicit_agents": 50, "listing": "auto", "naive": False},
     "x3": {"agents": 2000, "calls_per_day": 3_000_000, "hours": 0.5, "naive": False},
 }  # fmt: skip
+# the same runs, small enough for CI (fmt: skip as above)
 QUICK: dict[str, dict[str, Any]] = {
     "workspace": {"agents": 200, "calls_per_day": 100_000, "hours": 0.1},
     "list50_per_agent": {"agents": 200, "calls_per_day": 100_000, "hours": 0.05,
@@ -48,8 +50,11 @@ def _scale(args: list[str]) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     out = subprocess.run(
         [sys.executable, "-m", "bench.scale", *args],
-        capture_output=True, text=True, check=True, env=env,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
@@ -72,8 +77,9 @@ def _per_interval(seconds: float | None) -> float | None:
 
 def run_all(quick: bool) -> dict[str, Any]:
     eco = QUICK if quick else FULL
-    scale_args = ["--agents", "1000", "--calls-per-day", "100000", "--hours", "0.1"] if quick \
-        else []  # fmt: skip
+    scale_args = (
+        ["--agents", "1000", "--calls-per-day", "100000", "--hours", "0.1"] if quick else []
+    )
     jobs: dict[str, Future[dict[str, Any]]] = {}
     with ProcessPoolExecutor(max_workers=2) as pool:  # the machine has 2 cores
         jobs["workspace"] = pool.submit(_economy, "workspace", eco["workspace"])
@@ -110,7 +116,7 @@ def run_all(quick: bool) -> dict[str, Any]:
         "scale_rss_simulator_only_mb": done["baseline"]["baseline_rss_mb"],
         **{k: v for k, v in done["detect"].items()},
         "details": done,
-    }  # fmt: skip
+    }
     return res
 
 
@@ -141,16 +147,25 @@ def table(res: dict[str, Any], quick: bool) -> str:
             shown = f"{v:.4g}"
         lines.append(f"{key:<38} {shown:>12}  {op}{limit:>8g}  {verdict}   {what}")
     extra = [
-        "api_requests_per_cycle", "api_naive_requests_per_cycle", "api_throttled_429",
-        "list50_per_agent_requests_per_cycle", "list50_workspace_requests_per_cycle",
-        "list50_auto_requests_per_cycle", "x3_requests_per_cycle", "x3_peak_requests_per_minute",
+        "api_requests_per_cycle",
+        "api_naive_requests_per_cycle",
+        "api_throttled_429",
+        "list50_per_agent_requests_per_cycle",
+        "list50_workspace_requests_per_cycle",
+        "list50_auto_requests_per_cycle",
+        "x3_requests_per_cycle",
+        "x3_peak_requests_per_minute",
         "x3_throttled_429",
-        "x3_accuracy_mae_5m_failed", "x3_freshness_p95_intervals",
+        "x3_accuracy_mae_5m_failed",
+        "x3_freshness_p95_intervals",
         "x3_deferred_ranges_per_cycle",
-        "ingest_calls_per_second", "json_loads_calls_per_second", "scale_metrics_bytes",
-        "scale_rss_simulator_only_mb", "detection_after_truth_intervals",
+        "ingest_calls_per_second",
+        "json_loads_calls_per_second",
+        "scale_metrics_bytes",
+        "scale_rss_simulator_only_mb",
+        "detection_after_truth_intervals",
         "detection_first_failure_to_truth_s",
-    ]  # fmt: skip
+    ]
     for key in extra:
         v = res.get(key)
         lines.append(f"{key:<38} {'-' if v is None else format(v, '.4g'):>12}")

@@ -16,8 +16,16 @@ from bench.common import KEY, T0, bench_settings, make_daemon
 HOT = "agt_hot"
 MIX = {"completed": 0.80, "failed": 0.05, "busy": 0.05, "no_answer": 0.10}
 DEGRADE_AT = 1800.0  # seconds after the start
-RULE = {"name": "failed-rate", "outcome": "failed", "window": "5m", "threshold": 0.25,
-        "clear_below": 0.2, "min_calls": 20, "for": "0s", "severity": "critical"}  # fmt: skip
+RULE = {
+    "name": "failed-rate",
+    "outcome": "failed",
+    "window": "5m",
+    "threshold": 0.25,
+    "clear_below": 0.2,
+    "min_calls": 20,
+    "for": "0s",
+    "severity": "critical",
+}
 
 
 class _Recorder(io.StringIO):
@@ -60,9 +68,10 @@ def run_detect() -> dict[str, Any]:
         wd.close()
     start = T0 + DEGRADE_AT
     first_fail = min(
-        s.created_at for s in sim.calls() if s.agent_id == HOT and s.outcome == "failed"
-        and s.created_at >= start
-    )  # fmt: skip
+        s.created_at
+        for s in sim.calls()
+        if s.agent_id == HOT and s.outcome == "failed" and s.created_at >= start
+    )
     truth = _truth_crossing(sim, start, clock.now())
     fired = stream.fired_at
     return {

@@ -107,9 +107,12 @@ def run_economy(
         transport = _TimedTransport(sim, clock)
         wd = build(settings, clock, transport=transport, alerting=False).daemon
         naive_client = ApiClient(
-            "http://sim/v1", SecretStr("naive-key"), clock,
-            limiter=RateLimiter(10**9, 60.0), transport=httpx.WSGITransport(app=naive_sim),
-        )  # fmt: skip
+            "http://sim/v1",
+            SecretStr("naive-key"),
+            clock,
+            limiter=RateLimiter(10**9, 60.0),
+            transport=httpx.WSGITransport(app=naive_sim),
+        )
         res = EconomyResult(label)
         bf = wd.backfill()
         res.backfill_requests = bf.requests

@@ -94,8 +94,11 @@ def main() -> None:
     for case in CASES:
         out = subprocess.run(
             [sys.executable, "-m", "bench.hostile", case],
-            cwd=ROOT, capture_output=True, text=True, check=True,
-        )  # fmt: skip
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         print(out.stdout.strip())
 
 

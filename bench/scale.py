@@ -21,6 +21,7 @@ from dialnexa_watchdog.simulator import Scenario, Simulator
 
 from bench.common import KEY, T0, bench_settings, make_daemon
 
+# outcome x window grid, one outcome per row (fmt: skip keeps the grid)
 RULES: list[dict[str, Any]] = [
     {"name": f"{o.replace('_', '-')}-{w}", "outcome": o, "window": w, "threshold": t,
      "min_calls": 5}
@@ -52,8 +53,9 @@ def _best_ms(fn: Any, repeat: int = 5) -> float:
 
 def run(agents: int, calls_per_day: float, hours: float, baseline: bool) -> dict[str, Any]:
     clock = FakeClock(T0)
-    sim = Simulator(clock, Scenario.steady(agents, calls_per_day, 23, diurnal=True),
-                    keys=(KEY,), rate_limit=150)  # fmt: skip
+    sim = Simulator(
+        clock, Scenario.steady(agents, calls_per_day, 23, diurnal=True), keys=(KEY,), rate_limit=150
+    )
     if baseline:
         clock.advance(hours * 3600)
         sim.count_calls()  # generates every call up to now

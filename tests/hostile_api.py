@@ -47,8 +47,14 @@ class Reply:
 
 Responder = Callable[[Request], Reply]
 
-REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
-           429: "Too Many Requests", 500: "Internal Server Error"}  # fmt: skip
+REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+}
 
 
 class HostileApi:
@@ -113,8 +119,11 @@ class HostileApi:
         length = reply.content_length
         if length is None and isinstance(reply.body, bytes):
             length = len(reply.body)
-        head = [f"HTTP/1.1 {reply.status} {REASONS.get(reply.status, 'Whatever')}",
-                "Content-Type: application/json", "Connection: close"]  # fmt: skip
+        head = [
+            f"HTTP/1.1 {reply.status} {REASONS.get(reply.status, 'Whatever')}",
+            "Content-Type: application/json",
+            "Connection: close",
+        ]
         if length is not None and length >= 0:
             head.append(f"Content-Length: {length}")
         head += [f"{k}: {v}" for k, v in reply.headers]
@@ -174,10 +183,17 @@ def ts(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def item(call_id: str, created: float, agent: str = "agt_1", status: str = "failed",
-         **extra: object) -> dict[str, object]:  # fmt: skip
-    return {"id": call_id, "agent_id": agent, "status": status, "created_at": ts(created),
-            "to_number": "+15550001111", **extra}  # fmt: skip
+def item(
+    call_id: str, created: float, agent: str = "agt_1", status: str = "failed", **extra: object
+) -> dict[str, object]:
+    return {
+        "id": call_id,
+        "agent_id": agent,
+        "status": status,
+        "created_at": ts(created),
+        "to_number": "+15550001111",
+        **extra,
+    }
 
 
 def page(items: list[dict[str, object]], total_pages: int | None = None) -> bytes:

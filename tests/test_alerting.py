@@ -153,8 +153,16 @@ def test_one_incident_one_post_then_update_and_thread_reply(
 
 
 def test_pending_is_exported_while_for_runs(tmp_path: Path, slack: FakeSlack) -> None:
-    rules = [{"name": RULE, "outcome": "failed", "window": "15m", "threshold": 0.25, "for": "2m",
-              "severity": "critical"}]  # fmt: skip
+    rules = [
+        {
+            "name": RULE,
+            "outcome": "failed",
+            "window": "15m",
+            "threshold": 0.25,
+            "for": "2m",
+            "severity": "critical",
+        }
+    ]
     h = Harness(settings(tmp_path, slack, rules=rules))
     h.view.rate("a1", 0.5)
     h.poll()
@@ -475,8 +483,15 @@ def test_stale_fires_from_the_timer_alone_when_no_poll_ever_succeeds(
 
 
 def test_workspace_scope_alert_uses_star_agent(tmp_path: Path, slack: FakeSlack) -> None:
-    rules = [{"name": "workspace-failed", "outcome": "failed", "window": "15m", "threshold": 0.25,
-              "scope": "workspace"}]  # fmt: skip
+    rules = [
+        {
+            "name": "workspace-failed",
+            "outcome": "failed",
+            "window": "15m",
+            "threshold": 0.25,
+            "scope": "workspace",
+        }
+    ]
     h = Harness(settings(tmp_path, slack, rules=rules))
     for i in range(4):
         h.view.set(f"a{i}", 10, failed=5)

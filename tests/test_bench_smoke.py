@@ -10,11 +10,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 KEYS = [
-    "api_requests_per_cycle", "api_ratio_to_lower_bound", "api_ratio_to_naive",
-    "api_peak_requests_per_minute", "ingest_calls_per_second", "ingest_ratio_to_json_loads",
-    "scale_rss_mb", "scale_metrics_render_ms", "scale_metrics_bytes", "scale_eval_ms",
+    "api_requests_per_cycle",
+    "api_ratio_to_lower_bound",
+    "api_ratio_to_naive",
+    "api_peak_requests_per_minute",
+    "ingest_calls_per_second",
+    "ingest_ratio_to_json_loads",
+    "scale_rss_mb",
+    "scale_metrics_render_ms",
+    "scale_metrics_bytes",
+    "scale_eval_ms",
     "detection_latency_intervals",
-]  # fmt: skip
+]
 
 
 def test_quick_benchmark_writes_every_result(tmp_path: Path) -> None:
@@ -22,8 +29,12 @@ def test_quick_benchmark_writes_every_result(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     r = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=240,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=240,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(out.read_text())
     for key in KEYS:

@@ -26,8 +26,14 @@ def client(url: str, clock: FakeClock, key: str = KEY, **kw: object) -> ApiClien
 
 def add_calls(sim: Simulator, n: int, start: float, step: float = 1.0, agent: str = "a") -> None:
     for i in range(n):
-        sim.add_call(agent, start + i * step, "failed" if i % 4 == 0 else "completed",
-                     ring=2, talk=10, call_id=f"c{int(start)}_{i:04d}")  # fmt: skip
+        sim.add_call(
+            agent,
+            start + i * step,
+            "failed" if i % 4 == 0 else "completed",
+            ring=2,
+            talk=10,
+            call_id=f"c{int(start)}_{i:04d}",
+        )
 
 
 def test_pagination_under_concurrent_inserts_neither_skips_nor_double_counts(
@@ -68,10 +74,13 @@ def test_listing_stops_once_items_are_older_than_the_range_when_filters_are_igno
     assert len(inside) == 150
 
 
-@pytest.mark.parametrize(("key", "code", "words"), [
-    ("read-only-key", 403, "cannot read calls on this workspace"),
-    ("wrong-key", 401, "rejected the API key"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("key", "code", "words"),
+    [
+        ("read-only-key", 403, "cannot read calls on this workspace"),
+        ("wrong-key", 401, "rejected the API key"),
+    ],
+)
 def test_auth_errors_name_the_cause_never_the_key(
     sim_url: str, clock: FakeClock, key: str, code: int, words: str
 ) -> None:
@@ -157,8 +166,12 @@ def test_rate_limit_headers_both_reset_styles() -> None:
     assert parse_reset("30", 1000.0) == 1030.0
     assert parse_reset("1750000030", 1000.0) == 1750000030.0
     lim = RateLimiter(150, 60)
-    lim.update(httpx.Headers({"x-ratelimit-limit": "100", "x-ratelimit-remaining": "0",
-                              "x-ratelimit-reset": "12"}), 500.0)  # fmt: skip
+    lim.update(
+        httpx.Headers(
+            {"x-ratelimit-limit": "100", "x-ratelimit-remaining": "0", "x-ratelimit-reset": "12"}
+        ),
+        500.0,
+    )
     assert lim.limit == 100 and lim.delay(500.0) == 12.0
 
 
@@ -226,8 +239,12 @@ def test_a_short_hold_is_slept_inside_the_cycle(
 
 
 def test_reasons_name_the_host_never_user_info_or_query(clock: FakeClock) -> None:
-    c = ApiClient("http://user:pw-secret-1@127.0.0.1:1/v1?token=tok-secret-2", SecretStr(KEY),
-                  clock, max_retries=0)  # fmt: skip
+    c = ApiClient(
+        "http://user:pw-secret-1@127.0.0.1:1/v1?token=tok-secret-2",
+        SecretStr(KEY),
+        clock,
+        max_retries=0,
+    )
     err = c.list_range(Range(T0 - 60, T0)).error
     assert err is not None and err.kind == "refused"
     assert err.reason == "connection to 127.0.0.1:1 refused (is anything listening?)"

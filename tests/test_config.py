@@ -32,8 +32,12 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "dialnexa_watchdog", *args],
-        capture_output=True, text=True, env=full_env, cwd=ROOT, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=ROOT,
+        timeout=60,
+    )
 
 
 def test_example_config_is_valid() -> None:
@@ -53,8 +57,14 @@ def test_bad_config_names_each_field_and_exits_2_without_traceback(tmp_path: Pat
     r = cli("check-config", "--config", str(bad))
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
-    for needle in ("dialnexa.base_url", "dialnexa.page_size", "poll.interval", "poll.agents",
-                   "windows", "metrics.listne: unknown key"):  # fmt: skip
+    for needle in (
+        "dialnexa.base_url",
+        "dialnexa.page_size",
+        "poll.interval",
+        "poll.agents",
+        "windows",
+        "metrics.listne: unknown key",
+    ):
         assert needle in r.stderr, needle
 
 
@@ -71,9 +81,11 @@ def test_environment_overrides_file_and_secret_is_masked(tmp_path: Path) -> None
     cfg = tmp_path / "c.yaml"
     cfg.write_text("poll:\n  interval: 30s\n")
     r = cli(
-        "check-config", "--config", str(cfg),
+        "check-config",
+        "--config",
+        str(cfg),
         env={"WATCHDOG_POLL__INTERVAL": "45s", "DIALNEXA_API_KEY": "sk-very-secret-123"},
-    )  # fmt: skip
+    )
     assert r.returncode == 0, r.stderr
     assert "interval: 45s" in r.stdout
     assert "sk-very-secret-123" not in r.stdout + r.stderr
@@ -93,9 +105,10 @@ def test_api_key_file_resolves_against_credentials_directory(
 
 def test_durations_accept_units_and_plain_seconds() -> None:
     s = load_settings(
-        None, overrides={"poll.interval": 15, "poll.max_pending_age": "1d", "windows": "1m,1h"},
+        None,
+        overrides={"poll.interval": 15, "poll.max_pending_age": "1d", "windows": "1m,1h"},
         environ={},
-    )  # fmt: skip
+    )
     assert s.poll.interval == 15 and s.poll.max_pending_age == 86400
     assert list(s.window_seconds) == ["1m", "1h"]
 
@@ -272,8 +285,13 @@ def test_the_issues_bad_numbers_exit_2_with_one_line_each(tmp_path: Path, comman
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr
     lines = [line.strip() for line in r.stderr.splitlines()[1:]]
-    for field in ("dialnexa.rate_limit_period:", "dialnexa.timeout:", "poll.interval:",
-                  "windows:", "alerts.stale_after:"):  # fmt: skip
+    for field in (
+        "dialnexa.rate_limit_period:",
+        "dialnexa.timeout:",
+        "poll.interval:",
+        "windows:",
+        "alerts.stale_after:",
+    ):
         assert sum(line.startswith(field) for line in lines) == 1, (field, r.stderr)
 
 
@@ -381,8 +399,12 @@ def test_readme_check_config_on_a_workstation_names_the_state_path() -> None:
     check-config used to say OK while run refused to start."""
     if Path("/var/lib/dialnexa-watchdog").is_dir():
         pytest.skip("this machine has /var/lib/dialnexa-watchdog")
-    r = cli("check-config", "--config", "config/watchdog.example.yaml",
-            env={"DIALNEXA_API_KEY": "sk-not-a-real-key"})  # fmt: skip
+    r = cli(
+        "check-config",
+        "--config",
+        "config/watchdog.example.yaml",
+        env={"DIALNEXA_API_KEY": "sk-not-a-real-key"},
+    )
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr and "config OK" not in r.stderr
     assert "state.path: directory /var/lib/dialnexa-watchdog does not exist" in r.stderr
@@ -393,13 +415,15 @@ def test_readme_check_config_on_a_workstation_names_the_state_path() -> None:
 
 def test_check_config_ok_once_the_state_path_is_overridden(tmp_path: Path) -> None:
     r = cli(
-        "check-config", "--config", "config/watchdog.example.yaml",
+        "check-config",
+        "--config",
+        "config/watchdog.example.yaml",
         env={
             "DIALNEXA_API_KEY": "k",
             "WATCHDOG_STATE__PATH": str(tmp_path / "state.sqlite3"),
             "WATCHDOG_METRICS__LISTEN": "127.0.0.1:0",
         },
-    )  # fmt: skip
+    )
     assert r.returncode == 0, r.stderr
     assert "# config OK" in r.stderr
     assert "warning: rules" not in r.stderr  # the example ships rules
@@ -483,8 +507,8 @@ def test_preflight_slack_token_and_channel(tmp_path: Path) -> None:
 def test_config_warnings() -> None:
     s = load_settings(None, environ={})
     assert [w.split(":")[0] for w in config_warnings(s)] == ["rules", "slack"]
-    assert config_warnings(load_settings(EXAMPLE, overrides={"slack.webhook_url": "https://h/x"},
-                                         environ={})) == []  # fmt: skip
+    webhook = load_settings(EXAMPLE, overrides={"slack.webhook_url": "https://h/x"}, environ={})
+    assert config_warnings(webhook) == []
 
 
 # ---- --help (issue 9 item 19) -----------------------------------------------------------------

@@ -151,8 +151,10 @@ def test_sigterm_stops_the_daemon_within_5s(tmp_path: Path) -> None:
         env = {**os.environ, "DIALNEXA_API_KEY": KEY, "WATCHDOG_LOG__FORMAT": "json"}
         proc = subprocess.Popen(
             [sys.executable, "-m", "dialnexa_watchdog", "run", "--config", str(cfg)],
-            stderr=subprocess.PIPE, text=True, env=env,
-        )  # fmt: skip
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         assert proc.stderr is not None
         lines: list[str] = []
         backfilled = threading.Event()

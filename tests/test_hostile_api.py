@@ -180,9 +180,15 @@ def test_a_rate_limit_that_resets_far_ahead_defers_too(clock: FakeClock) -> None
     def responder(req: Request) -> Reply:
         t = created_in(req, T0 - 10)
         full = page([item(f"p{req.query['page']}_{i}", t) for i in range(100)])
-        return Reply(200, full, headers=[("X-RateLimit-Limit", "150"),
-                                         ("X-RateLimit-Remaining", "0"),
-                                         ("X-RateLimit-Reset", "900")])  # fmt: skip
+        return Reply(
+            200,
+            full,
+            headers=[
+                ("X-RateLimit-Limit", "150"),
+                ("X-RateLimit-Remaining", "0"),
+                ("X-RateLimit-Reset", "900"),
+            ],
+        )
 
     with HostileApi(responder) as api:
         c = client(api.url, clock, max_sleep=30.0)
@@ -206,13 +212,15 @@ def test_a_lone_surrogate_skips_only_the_item_that_carries_it_where_we_read(
 ) -> None:
     def responder(req: Request) -> Reply:
         t = created_in(req, T0 - 10)
-        body = page([
-            item("in_metadata", t, metadata={"note": "SURROGATE"}),
-            item("in_agent", t, agent="agt_SURROGATE"),
-            item("in_phone", t, from_number="+1555RAWBYTES"),
-            item("in_status", t, status="failed_SURROGATE"),
-            item("plain", t),
-        ])  # fmt: skip
+        body = page(
+            [
+                item("in_metadata", t, metadata={"note": "SURROGATE"}),
+                item("in_agent", t, agent="agt_SURROGATE"),
+                item("in_phone", t, from_number="+1555RAWBYTES"),
+                item("in_status", t, status="failed_SURROGATE"),
+                item("plain", t),
+            ]
+        )
         # a JSON escape msgspec rejects (json.loads accepts it), and raw bytes that are not UTF-8
         body = body.replace(b"SURROGATE", b"\\ud83d").replace(b"RAWBYTES", b"\xff\xfe")
         return Reply(200, body)

@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from dialnexa_watchdog import httpd
+from dialnexa_watchdog import readiness
 from dialnexa_watchdog.clock import FakeClock
 from dialnexa_watchdog.httpd import HttpServer, Limits, make_http_server
 from dialnexa_watchdog.metrics import Metrics
@@ -165,7 +165,7 @@ def status_of(response: bytes) -> int:
 
 # ---- the endpoints ----------------------------------------------------------------------------
 def test_get_and_head_on_every_endpoint_unknown_paths_404_other_methods_405() -> None:
-    served = FakeServed(ready=False, reasons=[httpd.BACKFILL_NOT_DONE])
+    served = FakeServed(ready=False, reasons=[readiness.BACKFILL_NOT_DONE])
     with running(served) as server, httpx.Client(base_url=base(server), timeout=10) as c:
         index = c.get("/")
         assert index.status_code == 200
@@ -284,9 +284,9 @@ def test_readyz_serves_fixed_reasons_and_never_api_text() -> None:
     served = FakeServed(
         ready=False,
         reasons=[
-            httpd.BACKFILL_NOT_DONE,
-            httpd.stale_reason(95.7, "http_403"),
-            httpd.STATE_STORE_FAILING,
+            readiness.BACKFILL_NOT_DONE,
+            readiness.stale_reason(95.7, "http_403"),
+            readiness.STATE_STORE_FAILING,
             leak,
         ],
     )
@@ -303,40 +303,46 @@ def test_readyz_serves_fixed_reasons_and_never_api_text() -> None:
 
 
 def test_stale_reason_and_error_kind_only_build_vocabulary() -> None:
-    assert httpd.stale_reason(None) == "no successful poll yet"
-    assert httpd.stale_reason(None, "timeout") == "no successful poll yet (last error: timeout)"
-    assert httpd.stale_reason(95.9, "http_403").endswith("95s (last error: http_403)")
-    assert httpd.error_kind(code=429) == "http_429"
-    assert httpd.error_kind("dns", code=None) == "dns"
-    assert httpd.error_kind("auth", code=403) == "http_403"  # the status says more
-    assert httpd.error_kind("deferred") == "deferred" and httpd.error_kind("http_503") == "http_503"
-    assert httpd.error_kind(f"Bearer {KEY}") == "other" and httpd.error_kind("http_999") == "other"
-    reasons = ["backfill not done", httpd.stale_reason(1e12, f"{KEY}")]
-    assert httpd.readyz_text(False, reasons).count("unrecognised") == 0
-    assert KEY not in httpd.readyz_text(False, reasons)
+    assert readiness.stale_reason(None) == "no successful poll yet"
+    assert readiness.stale_reason(None, "timeout") == "no successful poll yet (last error: timeout)"
+    assert readiness.stale_reason(95.9, "http_403").endswith("95s (last error: http_403)")
+    assert readiness.error_kind(code=429) == "http_429"
+    assert readiness.error_kind("dns", code=None) == "dns"
+    assert readiness.error_kind("auth", code=403) == "http_403"  # the status says more
+    assert (
+        readiness.error_kind("deferred") == "deferred"
+        and readiness.error_kind("http_503") == "http_503"
+    )
+    assert (
+        readiness.error_kind(f"Bearer {KEY}") == "other"
+        and readiness.error_kind("http_999") == "other"
+    )
+    reasons = ["backfill not done", readiness.stale_reason(1e12, f"{KEY}")]
+    assert readiness.readyz_text(False, reasons).count("unrecognised") == 0
+    assert KEY not in readiness.readyz_text(False, reasons)
 
 
 @given(st.lists(st.text(max_size=80), max_size=5))
 def test_readyz_text_never_echoes_a_string_outside_the_vocabulary(reasons: list[str]) -> None:
-    text = httpd.readyz_text(False, reasons)
+    text = readiness.readyz_text(False, reasons)
     assert text.startswith("not ready: ") and text.endswith("\n")
     for part in text[len("not ready: ") : -1].split("; "):
-        assert part == httpd.UNRECOGNISED or httpd._REASON.fullmatch(part), part
-        assert part in reasons or part == httpd.UNRECOGNISED
+        assert part == readiness.UNRECOGNISED or readiness._REASON.fullmatch(part), part
+        assert part in reasons or part == readiness.UNRECOGNISED
 
 
 def test_poll_reasons_from_poll_status() -> None:
     s = PollStatus(started_at=T0)
-    assert httpd.poll_reasons(s, T0 + 5, 90) == [httpd.BACKFILL_NOT_DONE]
+    assert readiness.poll_reasons(s, T0 + 5, 90) == [readiness.BACKFILL_NOT_DONE]
     s = PollStatus(started_at=T0, last_error=f"403: Bearer {KEY}")
-    assert httpd.poll_reasons(s, T0 + 5, 90, "http_403") == [
-        httpd.BACKFILL_NOT_DONE,
+    assert readiness.poll_reasons(s, T0 + 5, 90, "http_403") == [
+        readiness.BACKFILL_NOT_DONE,
         "no successful poll yet (last error: http_403)",
     ]
     s = PollStatus(started_at=T0, last_success=T0 + 10, backfilled=True)
-    assert httpd.poll_reasons(s, T0 + 50, 90) == []
+    assert readiness.poll_reasons(s, T0 + 50, 90) == []
     s = PollStatus(started_at=T0, last_success=T0 + 10, last_error="x", backfilled=True)
-    assert httpd.poll_reasons(s, T0 + 105, 90, "timeout") == [
+    assert readiness.poll_reasons(s, T0 + 105, 90, "timeout") == [
         "no successful poll for 95s (last error: timeout)"
     ]
 

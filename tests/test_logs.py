@@ -109,9 +109,10 @@ def test_formatters_apply_the_registered_secrets_to_everything_they_print() -> N
         log.addHandler(handler)
         try:
             log.warning(
-                "answer was %s", f"echo key={quote(SECRET, safe='')}",
+                "answer was %s",
+                f"echo key={quote(SECRET, safe='')}",
                 extra={"body": {"nested": [SECRET]}, "hdr": f"Basic {SECRET}"},
-            )  # fmt: skip
+            )
             try:
                 raise ValueError(f"server said {SECRET}")
             except ValueError:
@@ -157,8 +158,11 @@ def test_throttle_writes_one_line_per_kind_per_interval_with_a_count() -> None:
         t = Throttle(log, 60.0, now=clock.now, max_kinds=3)
         # a million unknown agents in one cycle, one warning call each
         for i in range(100_000):
-            t.warning("unknown_agent", "agent ignored: poll.max_agents reached",
-                      extra={"agent_id": f"agt_{i}"})  # fmt: skip
+            t.warning(
+                "unknown_agent",
+                "agent ignored: poll.max_agents reached",
+                extra={"agent_id": f"agt_{i}"},
+            )
         t.warning("unknown_status", "unknown call status", n=900_000)
         assert t.held() == {"unknown_agent": 99_999}
         clock.advance(59)

@@ -28,8 +28,9 @@ from dialnexa_watchdog.notify.limits import (
     fit,
     units,
 )
-from dialnexa_watchdog.notify.message import SlackMessage, escape
+from dialnexa_watchdog.notify.message import SlackMessage
 from dialnexa_watchdog.notify.slack import EVENT_TYPE, SlackBotNotifier, build_message
+from dialnexa_watchdog.notify.wording import escape
 from fakeslack import CHANNEL_ID, TOKEN, FakeSlack
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

@@ -88,16 +88,26 @@ def test_bare_array_camel_case_and_end_reasons() -> None:
     page = parse_page(body)
     assert page.bare and page.total is None
     assert [c.status for c in page.calls] == [
-        "busy", "voicemail", "failed", "no_answer", "ongoing", "completed",
-    ]  # fmt: skip
+        "busy",
+        "voicemail",
+        "failed",
+        "no_answer",
+        "ongoing",
+        "completed",
+    ]
     assert page.calls[0].settled_at == page.calls[0].created_at + 20
 
 
 @pytest.mark.parametrize(
     ("raw", "norm"),
-    [("No-Answer", "no_answer"), ("in-progress", "in_progress"), ("CANCELED", "cancelled"),
-     ("did_not_pick", "did_not_pick"), ("retry_expired", "retry_expired")],
-)  # fmt: skip
+    [
+        ("No-Answer", "no_answer"),
+        ("in-progress", "in_progress"),
+        ("CANCELED", "cancelled"),
+        ("did_not_pick", "did_not_pick"),
+        ("retry_expired", "retry_expired"),
+    ],
+)
 def test_status_normalisation(raw: str, norm: str) -> None:
     assert normalise_status(raw) == norm
 
@@ -139,8 +149,13 @@ def test_unusable_bodies_raise_page_error(body: bytes, words: str) -> None:
 
 
 def _item(call_id: str, agent: str = "a", **extra: str) -> dict[str, str]:
-    return {"id": call_id, "agent_id": agent, "status": "failed",
-            "created_at": "2024-05-01T14:18:00Z", **extra}  # fmt: skip
+    return {
+        "id": call_id,
+        "agent_id": agent,
+        "status": "failed",
+        "created_at": "2024-05-01T14:18:00Z",
+        **extra,
+    }
 
 
 def test_bad_text_only_costs_the_items_whose_read_fields_carry_it() -> None:

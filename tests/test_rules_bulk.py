@@ -58,9 +58,13 @@ def test_bulk_filter_is_equivalent(
     w.advance(now)
     limits = Limits(threshold, threshold * 0.8, min_calls, 0.0)
     rule = Rule(
-        "r", "failed", "5m", limits, confidence=confidence,
+        "r",
+        "failed",
+        "5m",
+        limits,
+        confidence=confidence,
         overrides={"a3": Limits(override, override * 0.8, min_calls, 0.0)},
-    )  # fmt: skip
+    )
     poll = PollStatus(started_at=now, last_success=now, backfilled=True)
     fast_states: dict = {}  # type: ignore[type-arg]
     slow_states: dict = {}  # type: ignore[type-arg]

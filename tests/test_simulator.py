@@ -7,6 +7,7 @@ import itertools
 import math
 import subprocess
 import sys
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -384,6 +385,7 @@ def test_injected_timeout_and_disconnect(sim: Simulator, http: httpx.Client) -> 
     sim.inject("timeout", seconds=5)
     with pytest.raises(httpx.ReadTimeout):
         http.get("/calls", timeout=0.2)
+    assert sim.wait_for_requests(1)  # the held request reached the server: it comes first
     sim.release_held()
     sim.inject("disconnect")
     with pytest.raises(httpx.RemoteProtocolError):
@@ -391,6 +393,25 @@ def test_injected_timeout_and_disconnect(sim: Simulator, http: httpx.Client) -> 
     assert http.get("/calls").status_code == 200
     assert [r.fault for r in sim.requests] == ["timeout", "disconnect", None]
     assert sim.requests[1].status == 0
+
+
+def test_requests_are_recorded_in_arrival_order_while_one_is_held(sim: Simulator) -> None:
+    sim.inject("timeout", seconds=30)
+    held = threading.Thread(target=sim.handle, args=("GET", "/v1/calls", "page=1", f"Bearer {KEY}"))
+    held.start()
+    try:
+        assert sim.wait_for_requests(1)
+        answered = sim.handle("GET", "/v1/calls", "page=2", f"Bearer {KEY}")
+        first, second = sim.requests
+        assert (first.params, first.fault, first.status) == ({"page": "1"}, "timeout", -1)
+        assert (second.params, second.fault, second.status) == ({"page": "2"}, None, 200)
+        assert answered.status == 200
+    finally:
+        sim.release_held()  # reaches the hold even if it had not started waiting yet
+        held.join(timeout=10)
+    assert not held.is_alive()
+    assert [(r.params["page"], r.status) for r in sim.requests] == [("1", 200), ("2", 200)]
+    assert not sim.wait_for_requests(3, timeout=0.01)
 
 
 def test_wsgi_transport_in_process(clock: FakeClock) -> None:

@@ -17,19 +17,18 @@ import pytest
 from dialnexa_watchdog.cli import main
 from dialnexa_watchdog.notify import AlertSnapshot, MessageRef, Notice
 from dialnexa_watchdog.notify.console import ConsoleNotifier
-from dialnexa_watchdog.notify.message import escape, render_slack, render_text, sparkline
+from dialnexa_watchdog.notify.message import render_slack, render_text
 from dialnexa_watchdog.notify.slack import (
     CLOCK_SKEW,
     EVENT_TYPE,
     HISTORY_PAGE,
     SlackBotNotifier,
     SlackWebhookNotifier,
-    classify,
-    classify_exception,
     incident_key,
     incident_metadata,
-    transport_failure,
 )
+from dialnexa_watchdog.notify.slack_errors import classify, classify_exception, transport_failure
+from dialnexa_watchdog.notify.wording import escape, sparkline
 from fakeslack import CHANNEL_ID, TOKEN, FakeSlack
 
 T0 = 1_750_000_000.0
@@ -141,8 +140,10 @@ def test_network_errors_name_the_host_and_what_failed(slack: FakeSlack) -> None:
     slack.fail("chat.postMessage", drop=True)
     r = bot(slack).send(main_notice(snap()), None)
     host = slack.base.removeprefix("http://")
-    assert (r.reason, r.error) == ("network_error", f"the connection to {host} was lost "
-                                   "(RemoteDisconnected)")  # fmt: skip
+    assert (r.reason, r.error) == (
+        "network_error",
+        f"the connection to {host} was lost (RemoteDisconnected)",
+    )
     assert r.maybe_delivered  # the request went out: Slack may have posted it
     port = free_port()
     r = SlackBotNotifier(TOKEN, CHANNEL_ID, f"http://127.0.0.1:{port}/api/").send(
@@ -156,17 +157,25 @@ def test_network_errors_name_the_host_and_what_failed(slack: FakeSlack) -> None:
 
 def test_transport_failures_without_a_wire_to_provoke_them() -> None:
     """DNS and certificate failures need a resolver or a CA this test cannot stand up."""
-    dns = transport_failure(URLError(socket.gaierror(-2, "Name or service not known")),
-                            "slack.example", 3, posting=True)  # fmt: skip
+    dns = transport_failure(
+        URLError(socket.gaierror(-2, "Name or service not known")), "slack.example", 3, posting=True
+    )
     assert (dns.reason, dns.error, dns.maybe_delivered) == (
-        "network_error", "DNS lookup failed for slack.example", False)  # fmt: skip
-    cert = transport_failure(URLError(ssl.SSLCertVerificationError(1, "self-signed")),
-                             "slack.example", 3, posting=True)  # fmt: skip
+        "network_error",
+        "DNS lookup failed for slack.example",
+        False,
+    )
+    cert = transport_failure(
+        URLError(ssl.SSLCertVerificationError(1, "self-signed")), "slack.example", 3, posting=True
+    )
     assert "TLS certificate of slack.example is not trusted" in cert.error
     assert not cert.maybe_delivered
     slow = transport_failure(TimeoutError("timed out"), "slack.example", 2.5, posting=True)
     assert (slow.reason, slow.error, slow.maybe_delivered) == (
-        "timeout", "no answer from slack.example within 2.5s", True)  # fmt: skip
+        "timeout",
+        "no answer from slack.example within 2.5s",
+        True,
+    )
     assert not transport_failure(TimeoutError(), "h", 1, posting=False).maybe_delivered
 
 

@@ -10,12 +10,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 CLASSES = StatusClasses()
-STATUSES = ["completed", "failed", "busy", "no_answer", "did_not_pick", "voicemail",
-            "cancelled", "weird_status"]  # fmt: skip
+STATUSES = [
+    "completed",
+    "failed",
+    "busy",
+    "no_answer",
+    "did_not_pick",
+    "voicemail",
+    "cancelled",
+    "weird_status",
+]
 
 
-def brute(calls: list[tuple[str, str, float]], now: float, size: float, bucket: float,
-          agent: str | None) -> tuple[int, dict[str, int]]:  # fmt: skip
+def brute(
+    calls: list[tuple[str, str, float]], now: float, size: float, bucket: float, agent: str | None
+) -> tuple[int, dict[str, int]]:
     cut = math.floor((now - size) / bucket)
     denom, outcomes = 0, {o: 0 for o in CLASSES.outcomes}
     for a, status, t in calls:
@@ -42,8 +51,9 @@ op = st.tuples(
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(op, max_size=60), st.sampled_from([(60, 300), (300, 900, 3600), (45, 90)]))
-def test_counts_match_brute_force(ops: list[tuple[float, str, str, float, bool]],
-                                  sizes: tuple[int, ...]) -> None:  # fmt: skip
+def test_counts_match_brute_force(
+    ops: list[tuple[float, str, str, float, bool]], sizes: tuple[int, ...]
+) -> None:
     spec = {f"{s}s": float(s) for s in sizes}
     w = Windows(spec, CLASSES)
     now = 1_000_000.0

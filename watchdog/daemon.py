@@ -176,10 +176,8 @@ class Watchdog:
 
     def readiness(self) -> tuple[bool, list[str]]:
         """Ready, or why not: fixed phrases from httpd's vocabulary, never text from the API."""
-        reasons = poll_reasons(
-            self.status, self.clock.now(), 3 * self.settings.poll.interval,
-            self.status.last_error_kind,
-        )  # fmt: skip
+        status, fresh_for = self.status, 3 * self.settings.poll.interval
+        reasons = poll_reasons(status, self.clock.now(), fresh_for, status.last_error_kind)
         if self.alerting is not None:
             reasons.extend(self.alerting.readiness())
         return not reasons, reasons
@@ -266,9 +264,18 @@ class Watchdog:
         seconds = self.timer() - started
         self.metrics.poll_seconds.observe(seconds)
         report = CycleReport(
-            applied_at, ok, requests, len(calls), len(applied.new_terminal), pending,
-            len(chosen), deferred, seconds, error, tuple(applied.settled_ids),
-        )  # fmt: skip
+            applied_at,
+            ok,
+            requests,
+            len(calls),
+            len(applied.new_terminal),
+            pending,
+            len(chosen),
+            deferred,
+            seconds,
+            error,
+            tuple(applied.settled_ids),
+        )
         if ok and backfill:
             self._choose_listing(calls, chosen)
             log.info(

@@ -9,10 +9,14 @@ closes the oldest idle one to get in), and a scrape gets through while hundreds 
 sockets are open. A client that disconnects or times out is one debug line, never a
 traceback.
 
-/readyz serves a fixed sentence from a closed vocabulary (the constants below, plus
-integers), never text that came from the API: the daemon's ``readiness()`` returns reasons
-built with ``stale_reason`` or taken from the constants, and any other string is replaced by
-``UNRECOGNISED`` before it is served.
+What each path answers and the HTTP messages are in ``endpoints.py``; what /readyz may say
+(a closed vocabulary, never text that came from the API) is in ``readiness.py``.
+
+Longer than ~400 lines because ``HttpServer`` is one state machine over one connection table
+and one selector: every handler (accept, read, dispatch, write, linger, expire, shed, close)
+moves connections between the same four states, keeps each socket registered exactly while
+its state needs it, and keeps the two shared counters (queued requests, buffered bytes)
+exact. Split across modules, those invariants could no longer be checked in one reading.
 """
 
 from __future__ import annotations
@@ -21,9 +25,7 @@ import collections
 import contextlib
 import errno
 import functools
-import gzip
 import logging
-import re
 import selectors
 import socket
 import threading
@@ -32,245 +34,23 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Protocol, runtime_checkable
 
-from prometheus_client.exposition import gzip_accepted
+from .endpoints import (
+    BUSY_RESPONSE,
+    GZIP_LEVEL,
+    Request,
+    Response,
+    Served,
+    error_response,
+    parse_head,
+    respond,
+    serialize,
+)
 
-from .model import PollStatus
+# re-exported: daemon.py, app.py and bench/httpd.py import these from here
+from .readiness import STATE_STORE_FAILING, error_kind, poll_reasons
 
 log = logging.getLogger("watchdog.httpd")
-
-TEXT = "text/plain; charset=utf-8"
-ENDPOINTS = (
-    ("/metrics", "Prometheus metrics (text format, or OpenMetrics when asked; gzip)"),
-    ("/healthz", "200 while the poll loop is alive (liveness)"),
-    ("/readyz", "200 once backfilled and polling; 503 with a fixed reason otherwise"),
-)
-
-# ---- /readyz: the closed vocabulary -----------------------------------------------------------
-BACKFILL_NOT_DONE = "backfill not done"
-NO_POLL_YET = "no successful poll yet"
-NO_POLL_FOR = "no successful poll for {seconds}s"  # seconds: an integer
-LAST_ERROR = "last error: {kind}"  # kind: one of ERROR_KINDS or http_NNN, see error_kind()
-STATE_STORE_FAILING = "state store commit failing"
-ANOTHER_REPLICA_LEADS = "another replica leads"
-UNRECOGNISED = "unrecognised reason"  # served in place of a string outside the vocabulary
-POLL_LOOP_STALLED = "poll loop stalled"  # /healthz
-REASONS = (
-    BACKFILL_NOT_DONE,
-    NO_POLL_YET,
-    NO_POLL_FOR,
-    STATE_STORE_FAILING,
-    ANOTHER_REPLICA_LEADS,
-    UNRECOGNISED,
-)
-# what a failed poll's error is called on /readyz besides http_NNN: ApiError.kind's vocabulary
-ERROR_KINDS = frozenset(
-    {
-        "auth",  # 401 / 403
-        "client_error",  # another 4xx
-        "server_error",  # 5xx
-        "rate_limited",  # 429 after every retry
-        "deferred",  # held until a long Retry-After has passed
-        "timeout",  # no complete answer within the deadline
-        "dns",  # the API host name does not resolve
-        "refused",  # connection refused
-        "tls",  # TLS handshake or certificate error
-        "network",  # any other connection error
-        "too_large",  # a response over dialnexa.max_response_bytes
-        "invalid",  # a 200 whose body is not a List Calls page
-        "page_cap",  # a listing stopped at the page cap
-        "other",  # anything else (and any kind not in this set)
-    }
-)
-_HTTP_KIND = re.compile(r"http_[1-5][0-9][0-9]")
-_KIND = "|".join([_HTTP_KIND.pattern, *sorted(ERROR_KINDS)])
-_STALE = rf"no successful poll (?:yet|for [0-9]{{1,15}}s)(?: \(last error: (?:{_KIND})\))?"
-_FIXED = "|".join(re.escape(r) for r in REASONS if "{" not in r and r != NO_POLL_YET)
-_REASON = re.compile(rf"(?:{_FIXED}|{_STALE})")
-
-
-def error_kind(kind: str | None = None, code: int | None = None) -> str:
-    """The name /readyz shows for a poll error: ``http_403`` when there is an HTTP status
-    (the most precise), else the kind when it is in ERROR_KINDS, else ``other``."""
-    if code is not None and 100 <= code <= 599:
-        return f"http_{code}"
-    if kind is not None and (kind in ERROR_KINDS or _HTTP_KIND.fullmatch(kind)):
-        return kind
-    return "other"
-
-
-def stale_reason(seconds: float | None, kind: str | None = None) -> str:
-    """``no successful poll for 95s (last error: http_403)``; ``seconds`` None: ``yet``."""
-    text = NO_POLL_YET if seconds is None else NO_POLL_FOR.format(seconds=max(0, int(seconds)))
-    if kind is not None:
-        text += " (" + LAST_ERROR.format(kind=error_kind(kind)) + ")"
-    return text
-
-
-def poll_reasons(
-    status: PollStatus, now: float, fresh_for: float, kind: str | None = None
-) -> list[str]:
-    """The polling part of readiness: the backfill, and a success within ``fresh_for``
-    seconds. ``kind`` names the last error (ApiError.kind) when the last poll failed."""
-    reasons = []
-    if not status.backfilled:
-        reasons.append(BACKFILL_NOT_DONE)
-    last_error = kind if status.last_error is not None else None
-    if status.last_success is None:
-        if last_error is not None:
-            reasons.append(stale_reason(None, last_error))
-    elif now - status.last_success >= fresh_for:
-        reasons.append(stale_reason(now - status.last_success, last_error))
-    return reasons
-
-
-def readyz_text(ok: bool, reasons: list[str]) -> str:
-    """The /readyz body: ``ready`` or ``not ready: <reason>; <reason>``, each reason checked
-    against the vocabulary (anything else becomes UNRECOGNISED and is not echoed)."""
-    if ok:
-        return "ready\n"
-    safe = [r if isinstance(r, str) and _REASON.fullmatch(r) else UNRECOGNISED for r in reasons]
-    return "not ready: " + "; ".join(dict.fromkeys(safe) or [UNRECOGNISED]) + "\n"
-
-
-# ---- what the endpoints read ------------------------------------------------------------------
-class Exposition(Protocol):
-    def exposition(self, accept: str | None) -> tuple[bytes, str]:
-        """The /metrics body and its Content-Type for an ``Accept`` header."""
-        ...
-
-
-@runtime_checkable
-class Served(Protocol):
-    """What the endpoints read (``daemon.Watchdog``). Called from worker threads, several at
-    once: keep ``readiness`` and ``liveness`` cheap and free of the windows lock."""
-
-    @property
-    def metrics(self) -> Exposition: ...
-
-    def readiness(self) -> tuple[bool, list[str]]:
-        """(ready, reasons): reasons from the vocabulary above (constants, stale_reason())."""
-        ...
-
-    def liveness(self) -> bool:
-        """False when the poll loop is stuck (/healthz answers 503)."""
-        ...
-
-
-# ---- HTTP messages (pure) ---------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Request:
-    method: str
-    path: str
-    headers: dict[str, str]  # lower-case names; repeated headers joined with ", "
-    keep_alive: bool
-    has_body: bool  # Content-Length > 0 or Transfer-Encoding: the connection closes after
-
-
-@dataclass(frozen=True, slots=True)
-class Response:
-    status: int
-    body: bytes
-    content_type: str = TEXT
-    headers: tuple[tuple[str, str], ...] = ()
-    close: bool = False
-
-
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_VERSION = re.compile(r"HTTP/([0-9])\.([0-9])")
-MAX_HEADERS = 100
-
-
-def _error(status: HTTPStatus, text: str) -> Response:
-    return Response(int(status), (text + "\n").encode(), close=True)
-
-
-def parse_head(head: bytes) -> Request | Response:
-    """A request head (request line and header lines, without the blank line) -> Request,
-    or the error Response to send before closing the connection."""
-    lines = head.decode("latin-1").split("\n")
-    lines = [line.removesuffix("\r") for line in lines]
-    parts = lines[0].split(" ")
-    if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or not parts[1]:
-        return _error(HTTPStatus.BAD_REQUEST, "bad request line")
-    method, target, version = parts
-    v = _VERSION.fullmatch(version)
-    if v is None:
-        return _error(HTTPStatus.BAD_REQUEST, "bad request line")
-    if v.group(1) != "1":
-        return _error(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, "HTTP/1.0 and HTTP/1.1 only")
-    if len(lines) - 1 > MAX_HEADERS:
-        return _error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "too many header fields")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, colon, value = line.partition(":")
-        if not colon or not _TOKEN.fullmatch(name) or any(c in value for c in "\r\0"):
-            return _error(HTTPStatus.BAD_REQUEST, "bad header field")
-        name, value = name.lower(), value.strip(" \t")
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
-    http11 = v.group(2) != "0"
-    keep_alive = "close" not in tokens if http11 else "keep-alive" in tokens
-    length = headers.get("content-length", "0").strip()
-    has_body = "transfer-encoding" in headers or length not in ("", "0")
-    if target.startswith(("http://", "https://")):  # absolute-form
-        target = "/" + target.split("://", 1)[1].partition("/")[2]
-    path = target.split("?", 1)[0]
-    return Request(method, path, headers, keep_alive, has_body)
-
-
-def respond(served: Served, req: Request) -> Response:
-    """The response to one request (runs on a worker thread)."""
-    if req.method not in ("GET", "HEAD"):
-        return Response(
-            int(HTTPStatus.METHOD_NOT_ALLOWED),
-            b"method not allowed\n",
-            headers=(("Allow", "GET, HEAD"),),
-            close=req.has_body,
-        )
-    if req.path == "/metrics":
-        body, content_type = served.metrics.exposition(req.headers.get("accept"))
-        headers: tuple[tuple[str, str], ...] = (("Vary", "Accept, Accept-Encoding"),)
-        if gzip_accepted(req.headers.get("accept-encoding", "")):
-            body = gzip.compress(body, compresslevel=GZIP_LEVEL)
-            headers += (("Content-Encoding", "gzip"),)
-        return Response(200, body, content_type, headers)
-    if req.path == "/healthz":
-        if served.liveness():
-            return Response(200, b"ok\n")
-        return Response(503, f"not alive: {POLL_LOOP_STALLED}\n".encode())
-    if req.path == "/readyz":
-        ok, reasons = served.readiness()
-        return Response(200 if ok else 503, readyz_text(ok, reasons).encode())
-    if req.path == "/":
-        lines = [f"{path}  {what}" for path, what in ENDPOINTS]
-        return Response(200, ("dialnexa-watchdog\n" + "\n".join(lines) + "\n").encode())
-    return Response(int(HTTPStatus.NOT_FOUND), b"not found\n")
-
-
-def serialize(resp: Response, head_only: bool, keep_alive: bool) -> list[bytes]:
-    """Status line and headers, then the body (left out for HEAD; Content-Length stays)."""
-    reason = HTTPStatus(resp.status).phrase
-    lines = [
-        f"HTTP/1.1 {resp.status} {reason}",
-        f"Content-Type: {resp.content_type}",
-        f"Content-Length: {len(resp.body)}",
-        f"Connection: {'keep-alive' if keep_alive else 'close'}",
-        *(f"{k}: {v}" for k, v in resp.headers),
-    ]
-    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-    if head_only or not resp.body:
-        return [head]
-    if len(resp.body) <= 65536:  # one segment (and no copy of a big body)
-        return [head + resp.body]
-    return [head, resp.body]
-
-
-# ---- the server -------------------------------------------------------------------------------
-# gzip level: 10.7 MB of /metrics (10,000 agents) compresses to about the same size at level 1
-# as at 9 in a fraction of the time (bench/httpd.py prints both)
-GZIP_LEVEL = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,8 +70,8 @@ class Limits:
 
 _READ, _WORK, _WRITE, _LINGER = range(4)
 _SHED_LIMITED = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
-_BUSY_RESPONSE = Response(503, b"busy\n", headers=(("Retry-After", "1"),), close=True)
-_BUSY = b"".join(serialize(_BUSY_RESPONSE, False, False))
+_BUSY = b"".join(serialize(BUSY_RESPONSE, False, False))
+_TIMED_OUT = error_response(HTTPStatus.REQUEST_TIMEOUT, "request timeout")
 
 
 @dataclass(eq=False, slots=True)
@@ -528,7 +308,7 @@ class HttpServer:
                 status = HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
                 if first_line < 0:
                     status = HTTPStatus.REQUEST_URI_TOO_LONG
-                self._send(conn, _error(status, status.phrase.lower()), False)
+                self._send(conn, error_response(status, status.phrase.lower()), False)
             return
         head = bytes(conn.buf[:end])
         del conn.buf[: end + sep]
@@ -539,7 +319,7 @@ class HttpServer:
         if self._working >= self.limits.max_queued or (
             self._buffered >= self.limits.max_buffered_bytes
         ):
-            self._send(conn, _BUSY_RESPONSE, parsed)  # closes: no loop over pipelined requests
+            self._send(conn, BUSY_RESPONSE, parsed)  # closes: no loop over pipelined requests
             return
         conn.state = _WORK
         self._sel.unregister(conn.sock)  # pipelined bytes wait in the kernel meanwhile
@@ -558,7 +338,7 @@ class HttpServer:
             return
         resp = fut.result()  # _respond never raises
         if self._buffered and self._buffered + len(resp.body) > self.limits.max_buffered_bytes:
-            resp = _BUSY_RESPONSE  # slow readers hold enough already: bound the memory
+            resp = BUSY_RESPONSE  # slow readers hold enough already: bound the memory
         self._sel.register(conn.sock, selectors.EVENT_READ, conn)
         self._send(conn, resp, req)
 
@@ -616,8 +396,7 @@ class HttpServer:
         for conn in [c for c in self._conns.values() if c.state != _WORK and c.deadline <= now]:
             if conn.state == _READ and not conn.idle:
                 log.debug("http request head timed out")
-                self._guarded(conn, lambda c: self._send(c, _error(
-                    HTTPStatus.REQUEST_TIMEOUT, "request timeout"), False))  # fmt: skip
+                self._guarded(conn, lambda c: self._send(c, _TIMED_OUT, False))
             elif conn.state == _WRITE:
                 log.debug("http response write timed out")
                 self._close(conn)
@@ -668,3 +447,14 @@ def make_http_server(
     now: Callable[[], float] = time.monotonic,
 ) -> HttpServer:
     return HttpServer(wd, host, port, limits, now)
+
+
+__all__ = [
+    "GZIP_LEVEL",
+    "STATE_STORE_FAILING",
+    "HttpServer",
+    "Limits",
+    "error_kind",
+    "make_http_server",
+    "poll_reasons",
+]

@@ -10,13 +10,15 @@ def _pct(r: float | None) -> str:
 
 
 def rate_table(windows: Windows, limit: int = 50) -> str:
-    """Agents worst first by failed share in the shortest window with calls."""
-    labels = windows.labels
+    """The ``limit`` worst agents, one line per window. Worst first by the first outcome's
+    ratio (``classes.outcomes``' first, ``failed`` by default) in the shortest window; an
+    agent without calls there counts as 0; ties go by agent id."""
+    labels = windows.labels  # shortest window first
     outcomes = list(windows.classes.outcomes)
     rows = []
     for agent in windows.agents():
         per = {w: windows.counts(agent, w) for w in labels}
-        key = max((per[w].ratio(outcomes[0]) or 0.0) for w in labels[:1])
+        key = (per[labels[0]].ratio(outcomes[0]) or 0.0) if labels and outcomes else 0.0
         rows.append((key, agent, per))
     rows.sort(key=lambda r: (-r[0], r[1]))
     head = f"{'agent':<24} {'window':>6} {'calls':>7} " + " ".join(f"{o:>9}" for o in outcomes)

@@ -57,18 +57,28 @@ def run(
 
     scheduler = BackgroundScheduler(timezone="UTC")
     scheduler.add_job(
-        job, "interval", seconds=interval, id="poll", max_instances=1, coalesce=True,
-        misfire_grace_time=max(1, int(interval)), next_run_time=_utcnow(),
-    )  # fmt: skip
+        job,
+        "interval",
+        seconds=interval,
+        id="poll",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=max(1, int(interval)),
+        next_run_time=_utcnow(),
+    )
     if wd.alerting is not None:
         scheduler.add_job(
             wd.deliver, "interval", seconds=1, id="deliver", max_instances=1, coalesce=True
         )
         # the stale rule on its own timer: it fires even while a poll is stuck
         scheduler.add_job(
-            wd.tick, "interval", seconds=TICK_SECONDS, id="tick", max_instances=1,
+            wd.tick,
+            "interval",
+            seconds=TICK_SECONDS,
+            id="tick",
+            max_instances=1,
             coalesce=True,
-        )  # fmt: skip
+        )
     scheduler.start()
     try:
         while not stop.is_set():

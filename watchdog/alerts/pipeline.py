@@ -181,9 +181,11 @@ class AlertPipeline:
         self._closed = True
 
     def _run(
-        self, step: Callable[[Mapping[Key, AlertState]], Evaluation], view: CountsView | None,
+        self,
+        step: Callable[[Mapping[Key, AlertState]], Evaluation],
+        view: CountsView | None,
         now: float,
-    ) -> None:  # fmt: skip
+    ) -> None:
         if self._closed:
             return
         try:
@@ -219,8 +221,12 @@ class AlertPipeline:
                 rate = "n/a" if t.alert.rate is None else f"{t.alert.rate:.3f}"
                 log.info(
                     "alert %s %s: %s -> %s (rate %s)",
-                    t.key[0], t.key[1], t.old.value, t.new.value, rate,
-                )  # fmt: skip
+                    t.key[0],
+                    t.key[1],
+                    t.old.value,
+                    t.new.value,
+                    rate,
+                )
 
     def _read_silences(self, now: float) -> list[Silence]:
         try:

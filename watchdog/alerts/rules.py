@@ -212,9 +212,15 @@ def step_stale(
     limits = Limits(threshold=1.0, clear_below=1.0, min_calls=0, for_s=0.0)
     nxt = step(prev, obs, STALE_RULE, WORKSPACE_AGENT, stale.severity, limits, now)
     nxt = _evolve(
-        nxt, rate=None, calls=0, hits=0, threshold=0.0, clear_below=0.0, age=age,
+        nxt,
+        rate=None,
+        calls=0,
+        hits=0,
+        threshold=0.0,
+        clear_below=0.0,
+        age=age,
         stale_after=stale.after,
-    )  # fmt: skip
+    )
     if nxt.state in (State.PENDING, State.FIRING):
         earlier = prev.last_error if prev is not None else None
         nxt = _evolve(nxt, last_error=poll.last_error or earlier)

@@ -145,8 +145,10 @@ def cmd_slack_test(args: argparse.Namespace) -> int:
         )
         result, who = bot.auth_test()
         if result.reason in unreachable:
-            _err(f"{describe(result)}\n  the token was not checked: fix the network (DNS, "
-                 "proxy, firewall, TLS) or slack.api_url first")  # fmt: skip
+            _err(
+                f"{describe(result)}\n  the token was not checked: fix the network (DNS, "
+                "proxy, firewall, TLS) or slack.api_url first"
+            )
             return 1
         if not result.ok:
             _err(f"the bot token does not work: {describe(result)}")

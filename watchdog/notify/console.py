@@ -13,7 +13,8 @@ import logging
 from typing import TextIO
 
 from . import MessageRef, Notice, NoticeKind, SendResult
-from .message import render_text, utc_seconds
+from .message import render_text
+from .wording import utc_seconds
 
 log = logging.getLogger("watchdog.alerts")
 

@@ -215,8 +215,9 @@ def _check_block(problems: list[str], where: str, block: Any) -> int:
         total = 0
         for j, el in enumerate(elements):
             if isinstance(el, dict) and el.get("type") == "image":
-                _check_string(problems, f"{where}.elements[{j}].image_url", el.get("image_url"),
-                              1, MAX_URL)  # fmt: skip
+                _check_string(
+                    problems, f"{where}.elements[{j}].image_url", el.get("image_url"), 1, MAX_URL
+                )
                 continue
             total += _check_text_object(problems, f"{where}.elements[{j}]", el, MAX_TEXT_OBJECT)
         return total
@@ -227,8 +228,9 @@ def _check_block(problems: list[str], where: str, block: Any) -> int:
             return 0
         if len(elements) > MAX_ACTIONS_ELEMENTS:
             problems.append(f"{where}.elements: {len(elements)} > {MAX_ACTIONS_ELEMENTS}")
-        return sum(_check_element(problems, f"{where}.elements[{j}]", el)
-                   for j, el in enumerate(elements))  # fmt: skip
+        return sum(
+            _check_element(problems, f"{where}.elements[{j}]", el) for j, el in enumerate(elements)
+        )
     if kind == "divider":
         return 0
     problems.append(f"{where}.type: {kind!r} is not a block this project sends")

@@ -9,17 +9,7 @@ clock. ``Scenario.realistic`` is the realistic traffic (``realistic.RealisticPar
 """
 
 from .agents import AGENTS_APIS, AGENTS_SHAPES, AgentsApi, AgentsShape
-from .app import (
-    FAULT_KINDS,
-    BurstRecord,
-    Disconnect,
-    FaultKind,
-    Latency,
-    RequestRecord,
-    Response,
-    SettledCall,
-    Simulator,
-)
+from .app import Simulator
 from .calls import (
     ANSWERED,
     OUTCOMES,
@@ -33,22 +23,20 @@ from .calls import (
     observed_outcome,
     status_text,
 )
+from .profiles import STEADY_MIX, AgentInfo, AgentProfile, Bursts, diurnal_factor
 from .realistic import HOSTILE_TITLES, PERSONAS, Persona, RealisticParams, lognormal_share_over
 from .scenario import (
     DEGRADATION_SHARE,
     DEGRADATION_SIZES,
-    STEADY_MIX,
-    AgentInfo,
-    AgentProfile,
-    Bursts,
     Degradation,
     DegradationSize,
     InjectedDegradation,
     Scenario,
-    diurnal_factor,
 )
 from .server import RunningServer, serve
 from .truth import TruthWindows
+from .wire import FAULT_KINDS, Disconnect, FaultKind, Latency, RequestRecord, Response
+from .workspace import BurstRecord, SettledCall
 
 __all__ = [
     "AGENTS_APIS",

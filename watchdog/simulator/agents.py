@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from .profiles import AgentInfo
 from .render import fake_phone, iso
-from .scenario import AgentInfo
 
 AgentsShape = Literal["snake", "camel"]
 AGENTS_SHAPES: tuple[AgentsShape, ...] = ("snake", "camel")

@@ -49,6 +49,9 @@ OUTCOMES: tuple[str, ...] = (
 OUTCOME_CODE: dict[str, int] = {name: i for i, name in enumerate(OUTCOMES)}
 ANSWERED: frozenset[str] = frozenset({"completed", "voicemail", "dropped"})
 ANSWERED_CODES: frozenset[int] = frozenset(OUTCOME_CODE[o] for o in ANSWERED)
+# The store keeps one byte per call: ov = outcome code << VOCAB_BITS | vocabulary code.
+VOCAB_BITS = 2
+VOCAB_MASK = (1 << VOCAB_BITS) - 1
 
 # Phases before the outcome. A "status code" is a phase index (0..2) or 3 + outcome code.
 PHASES: tuple[str, ...] = ("initiated", "ringing", "in_progress")

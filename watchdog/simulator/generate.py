@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from math import cos, exp, log, pi, sqrt
 
 from .calls import OUTCOME_CODE
-from .scenario import ABSOLUTE_THRESHOLD, DIURNAL_AMPLITUDE, AgentProfile, Bursts, diurnal_factor
+from .profiles import ABSOLUTE_THRESHOLD, DIURNAL_AMPLITUDE, AgentProfile, Bursts, diurnal_factor
 
 _COMPLETED = OUTCOME_CODE["completed"]
 _FAILED = OUTCOME_CODE["failed"]

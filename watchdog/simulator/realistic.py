@@ -2,6 +2,7 @@
 
 Everything is drawn from the seed (``random.Random("realistic:<seed>")``), so the same seed
 gives the same agents; the calls are then drawn by the store as for every scenario.
+``Scenario.realistic`` (``scenario.py``) wraps these profiles in a scenario.
 
 * **Volumes**: Zipf-like, agent of rank ``i`` (ranks shuffled over the ids) gets a share
   ``1 / i**zipf``: with 2,000 agents and ``zipf`` 1, the top 1% carry ~44% of the calls.
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 from random import Random
 
 from .calls import VOCABS, Vocab
-from .scenario import AgentInfo, AgentProfile, Bursts, Scenario
+from .profiles import AgentInfo, AgentProfile, Bursts
 
 Z99 = 2.3263478740408408  # the standard normal's 99th percentile
 
@@ -219,16 +220,11 @@ def _mix(rng: Random, persona: Persona, jitter: float) -> dict[str, float]:
 
 
 def build_realistic(
-    agents: int,
-    calls_per_day: float,
-    seed: int,
-    *,
-    history: float,
-    diurnal: bool,
-    params: RealisticParams,
-) -> Scenario:
-    """``agents`` agents placing ``calls_per_day`` calls in all, plus the deleted and
-    unpublished extras. Deterministic from ``seed``."""
+    agents: int, calls_per_day: float, seed: int, params: RealisticParams
+) -> tuple[AgentProfile, ...]:
+    """The profiles of ``agents`` agents placing ``calls_per_day`` calls in all, plus the
+    deleted and unpublished extras (``Scenario.realistic`` makes the scenario of them).
+    Deterministic from ``seed``."""
     if agents < 1:
         raise ValueError("agents must be >= 1")
     if calls_per_day < 0:
@@ -290,11 +286,4 @@ def build_realistic(
                 drop_share=params.drop_share,
             )
         )
-    return Scenario(
-        agents=tuple(profiles),
-        seed=seed,
-        diurnal=diurnal,
-        history=history,
-        traffic="realistic",
-        bursts=params.bursts,
-    )
+    return tuple(profiles)

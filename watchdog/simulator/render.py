@@ -10,12 +10,14 @@ from .calls import (
     BARE_REASONS,
     FINAL_BASE,
     OUTCOMES,
+    VOCAB_BITS,
     VOCAB_CODE,
+    VOCAB_MASK,
     WEBHOOK_REASONS,
     Shape,
     status_table,
 )
-from .store import VOCAB_BITS, VOCAB_MASK, CallStore
+from .store import CallStore
 
 Item = dict[str, Any]
 

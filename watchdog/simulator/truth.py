@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from .calls import to_ms
 
 if TYPE_CHECKING:
-    from .app import Simulator
+    from .workspace import Workspace
 
 Counts = dict[str, dict[str, int]]  # agent -> observed status -> calls
 
@@ -18,7 +18,7 @@ Counts = dict[str, dict[str, int]]  # agent -> observed status -> calls
 class TruthWindows:
     """``advance(t)`` then ``counts(w)``: agent -> status -> calls settling in (t - w, t]."""
 
-    def __init__(self, sim: Simulator, windows: Sequence[float]) -> None:
+    def __init__(self, sim: Workspace, windows: Sequence[float]) -> None:
         if not windows or any(not w > 0 for w in windows):
             raise ValueError("windows must be positive numbers of seconds")
         self._sim = sim
