@@ -27,6 +27,7 @@ PURE = [
     "alerts.rules",
     "alerts.incidents",
     "alerts.state",
+    "readiness",
     "alerts.snapshots",
 ]
 IMPURE_IMPORTS = {

@@ -30,7 +30,6 @@ from .alerts.store import Store
 from .clock import Clock
 from .config import ConfigError, Settings, SlackSettings, validate_rules
 from .daemon import ApiMetrics, CycleReport, Heartbeat, Watchdog
-from .httpd import STATE_STORE_FAILING
 from .ingest.client import ApiClient, RateLimiter
 from .ingest.tracker import Tracker, TrackerConfig
 from .metrics import Metrics
@@ -38,6 +37,7 @@ from .model import CountsView, PollStatus
 from .notify import Notifier
 from .notify.console import ConsoleNotifier
 from .notify.slack import SlackBotNotifier, SlackWebhookNotifier
+from .readiness import STATE_STORE_FAILING
 from .redact import register_secrets, secrets_in
 from .windows import Windows
 

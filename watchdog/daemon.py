@@ -13,12 +13,12 @@ from typing import Protocol
 from . import sdnotify
 from .clock import Clock
 from .config import Settings
-from .httpd import error_kind, poll_reasons
 from .ingest.client import ApiClient, ApiError, Listing, Stopped
 from .ingest.tracker import Applied, Tracker, listing_costs
 from .logs import Throttle
 from .metrics import Metrics
 from .model import Call, CountsView, PollStatus, Range
+from .readiness import error_kind, poll_reasons
 from .windows import Windows
 
 log = logging.getLogger("watchdog.daemon")
