@@ -23,13 +23,16 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from ..model import PAGE, UNKNOWN, Call, Range, RangeKind, StatusClasses
 from ..windows import Windows
 
 CHUNK_CALLS = 10 * PAGE  # a pending range holds at most about this many known calls
+# A tracked call as a warm restart saves it: (agent_id, status, created_at, counted_as or
+# None while pending, window bucket or None, next_check).
+SavedCall = tuple[str, str, float, str | None, int | None, float]
 
 
 @dataclass(slots=True)
@@ -339,6 +342,37 @@ class Tracker:
         ]
         for cid in old:
             del self._calls[cid]
+
+    # ---- warm restart: exporting and importing the state to resume from ---------------
+    def export_calls(self) -> dict[str, SavedCall]:
+        """Every tracked call (pending, and settled within the re-read horizon) by id."""
+        return {
+            cid: (t.agent_id, t.status, t.created_at, t.counted_as, t.bucket, t.next_check)
+            for cid, t in self._calls.items()
+        }
+
+    def cursor(self) -> dict[str | None, float]:
+        """Listing key (None: the workspace, else an agent) -> end of its last full head."""
+        return dict(self._last_end)
+
+    def restore(
+        self,
+        calls: Mapping[str, SavedCall],
+        cursor: Mapping[str | None, float],
+        *,
+        backfilled: bool,
+        per_agent: bool,
+        agents: Iterable[str] = (),
+    ) -> None:
+        """Resume from ``export_calls`` and ``cursor`` as saved after a cycle; the windows
+        are rebuilt apart (from the recorded history) with every settled call in it.
+        ``agents``: ids already counted in the windows (admitted under max_agents)."""
+        self._calls = {cid: _Tracked(*saved) for cid, saved in calls.items()}
+        self._pending = {cid for cid, t in self._calls.items() if t.counted_as is None}
+        self._last_end = dict(cursor)
+        self._agents = {t.agent_id for t in self._calls.values()} | set(agents)
+        self.backfilled = backfilled
+        self.per_agent = per_agent and bool(self.cfg.agents)
 
 
 def listing_costs(
