@@ -56,8 +56,10 @@ class HistoryReader:
     def rebuild(self, windows: Windows, at: float) -> None:
         """Make ``windows`` what the recording daemon's were after its last cycle at or
         before ``at``, advanced to ``at`` (exact at a recorded cycle's time)."""
-        first = replay.first_needed(windows, at)
-        replay.rebuild(windows, self.cycles(first, at), at)
+        rows = list(self.store.history_rows(replay.first_needed(windows, at), at))
+        # rows before the last reset do not count (and a damaged one there does no harm)
+        start = max((i for i, r in enumerate(rows) if r.reset is not None), default=0)
+        replay.rebuild(windows, (self._decode(r) for r in rows[start:]), at)
 
     def replay(self, windows: Windows, start: float, end: float) -> Iterator[float]:
         """Rebuild ``windows`` at ``start``, then apply each recorded cycle after it up to

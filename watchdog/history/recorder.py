@@ -81,7 +81,9 @@ class Recorder:
             self._codes[(kind, name)] = code
             self._next[kind] = max(self._next.get(kind, 1), code + 1)
         self._new_names: list[tuple[int, int, str]] = []
-        self._shadow: dict[str, SavedCall] = dict(saved_calls or {})
+        self._saved_ids = set(saved_calls or ())  # calls the tracker has exported
+        self._upserts: dict[str, SavedCall] = {}  # exported, not yet written
+        self._deletes: set[str] = set()
         self._replace = saved_calls is None
         self._snapshot = saved_calls is None
         self._taken: list[_Taken] = []
@@ -114,16 +116,20 @@ class Recorder:
         if not self._taken:
             return True
         try:
-            calls = self.tracker.export_calls()
-            checkpoint = self._checkpoint(calls)
-            self.store.save_history(checkpoint)
+            upserts, gone = self.tracker.export_changes(self._saved_ids)
+            for cid in gone:
+                self._upserts.pop(cid, None)
+            self._deletes = (self._deletes | gone) - upserts.keys()
+            self._upserts.update(upserts)
+            self.store.save_history(self._checkpoint())
         except Exception as exc:
             self._failed(exc)
             return False
         self.saved_at = self._taken[-1].at
         self._taken.clear()
         self._new_names.clear()
-        self._shadow = calls
+        self._upserts.clear()
+        self._deletes.clear()
         self._replace = False
         if self.failures:
             log.warning(
@@ -175,11 +181,8 @@ class Recorder:
         kmin, kmax, data = codec.encode(cells)
         return HistoryRow(taken.at, self.windows.bucket, kmin, kmax, taken.reset, data)
 
-    def _checkpoint(self, calls: dict[str, SavedCall]) -> Checkpoint:
+    def _checkpoint(self) -> Checkpoint:
         rows = [self._row(t) for t in self._taken]
-        shadow = self._shadow
-        upserts = [(cid, c) for cid, c in calls.items() if shadow.get(cid) != c]
-        deletes = [cid for cid in shadow if cid not in calls]
         last = self._taken[-1]
         point = ResumePoint(
             at=last.at,
@@ -192,8 +195,8 @@ class Recorder:
         return Checkpoint(
             rows=rows,
             names=list(self._new_names),
-            upserts=upserts,
-            deletes=deletes,
+            upserts=list(self._upserts.items()),
+            deletes=list(self._deletes),
             replace_calls=self._replace,
             resume=point.to_json(),
             prune_before=last.at - self.retention,

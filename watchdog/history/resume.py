@@ -74,13 +74,7 @@ def warm_start(
             exc,
         )
         return None
-    tracker.restore(
-        saved.calls,
-        point.cursor,
-        backfilled=True,
-        per_agent=point.per_agent,
-        agents=windows.agents(),
-    )
+    tracker.restore(saved.calls, point.cursor, at=point.at, per_agent=point.per_agent)
     log.info(
         "warm restart: windows rebuilt from the recorded history; listing the %.0fs since the "
         "last saved cycle",

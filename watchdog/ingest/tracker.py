@@ -25,14 +25,14 @@ import bisect
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from ..model import PAGE, UNKNOWN, Call, Range, RangeKind, StatusClasses
 from ..windows import Windows
 
 CHUNK_CALLS = 10 * PAGE  # a pending range holds at most about this many known calls
-# A tracked call as a warm restart saves it: (agent_id, status, created_at, counted_as or
-# None while pending, window bucket or None, next_check).
-SavedCall = tuple[str, str, float, str | None, int | None, float]
+SavedCall = tuple[str, str, float, str | None, int | None, float]  # _Tracked's fields (restarts)
+_saved = attrgetter("agent_id", "status", "created_at", "counted_as", "bucket", "next_check")
 
 
 @dataclass(slots=True)
@@ -84,6 +84,7 @@ class Tracker:
         self._seen_unknown: set[str] = set()
         self.backfilled = False
         self.per_agent = config.per_agent and bool(config.agents)
+        self._touched: set[str] | None = None  # known calls that settled or moved (saving)
 
     # ---- introspection ----------------------------------------------------------------
     @property
@@ -290,6 +291,8 @@ class Tracker:
             self._pending.discard(call.id)
             self._settle(t, call, now, out)
             out.settled_ids.append(call.id)
+            if self._touched is not None:
+                self._touched.add(call.id)
             return
         # already counted: move it only if the status it counts under changed
         if pending:
@@ -302,6 +305,8 @@ class Tracker:
             t.bucket = self.windows.add(t.agent_id, status, settled)
             t.counted_as = status
             out.moved += 1
+            if self._touched is not None:
+                self._touched.add(call.id)
 
     def _note_unknown(self, raw: str, out: Applied) -> None:
         if raw not in self._seen_unknown and len(self._seen_unknown) < 1000:
@@ -344,12 +349,16 @@ class Tracker:
             del self._calls[cid]
 
     # ---- warm restart: exporting and importing the state to resume from ---------------
-    def export_calls(self) -> dict[str, SavedCall]:
-        """Every tracked call (pending, and settled within the re-read horizon) by id."""
-        return {
-            cid: (t.agent_id, t.status, t.created_at, t.counted_as, t.bucket, t.next_check)
-            for cid, t in self._calls.items()
-        }
+    def export_changes(self, saved: set[str]) -> tuple[dict[str, SavedCall], set[str]]:
+        """(Calls new, settled or moved since the ids ``saved`` were exported, ids gone);
+        ``saved`` becomes the tracked ids. A pending call is saved as first seen."""
+        calls, touched, keys = self._calls, self._touched, self._calls.keys()
+        new, gone = keys - saved, saved - keys
+        new |= (touched or set()) & keys
+        self._touched = set()
+        saved -= gone
+        saved |= new
+        return {c: _saved(calls[c]) for c in new}, gone
 
     def cursor(self) -> dict[str | None, float]:
         """Listing key (None: the workspace, else an agent) -> end of its last full head."""
@@ -360,19 +369,19 @@ class Tracker:
         calls: Mapping[str, SavedCall],
         cursor: Mapping[str | None, float],
         *,
-        backfilled: bool,
+        at: float,
         per_agent: bool,
-        agents: Iterable[str] = (),
     ) -> None:
-        """Resume from ``export_calls`` and ``cursor`` as saved after a cycle; the windows
-        are rebuilt apart (from the recorded history) with every settled call in it.
-        ``agents``: ids already counted in the windows (admitted under max_agents)."""
+        """Resume (backfilled) from the cycle at ``at``; the windows are rebuilt apart."""
         self._calls = {cid: _Tracked(*saved) for cid, saved in calls.items()}
         self._pending = {cid for cid, t in self._calls.items() if t.counted_as is None}
+        for t in (self._calls[cid] for cid in self._pending):  # as if rechecked at ``at``
+            t.next_check = max(t.next_check, self._next_check(t, at))
         self._last_end = dict(cursor)
-        self._agents = {t.agent_id for t in self._calls.values()} | set(agents)
-        self.backfilled = backfilled
+        self._agents = {t.agent_id for t in self._calls.values()} | set(self.windows.agents())
+        self.backfilled = True
         self.per_agent = per_agent and bool(self.cfg.agents)
+        self._touched = set()  # from here on, calls that settle or move are noted
 
 
 def listing_costs(
