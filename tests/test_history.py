@@ -340,3 +340,29 @@ def test_a_cold_restart_is_recorded_as_a_reset_and_nothing_is_counted_twice(tmp_
         for at in reader.replay(replayed, times[0], times[-1]):
             assert snapshot(replayed) == after[at]
         second.app.close()
+
+
+def test_the_recorder_prunes_past_retention_as_it_goes(tmp_path: Path) -> None:
+    from dialnexa_watchdog.app import build_tracker
+    from dialnexa_watchdog.history import Recorder
+
+    s = load_settings(None, overrides={}, environ={})
+    store = Store(tmp_path / "s.sqlite3", now=T0)
+    w = Windows(s.window_seconds, s.status_classes)
+    rec = Recorder(store, w, build_tracker(s, w), retention=600.0)
+    for i in range(60):  # 30 minutes of cycles, one call each
+        now = T0 + 30 * i
+        w.advance(now)
+        w.add(f"agt{i % 3}", "failed", now - 1)
+        assert rec.record(now)
+    times = [r.at for r in store.history_rows(0, math.inf)]
+    assert times == [T0 + 30 * i for i in range(60) if T0 + 30 * i >= T0 + 30 * 59 - 600]
+    reader = HistoryReader(store)
+    rebuilt = Windows(s.window_seconds, s.status_classes)
+    reader.rebuild(rebuilt, T0 + 30 * 59)
+    for agent in w.agents():  # what the kept rows cover is rebuilt...
+        assert rebuilt.counts(agent, "5m") == w.counts(agent, "5m")
+    # ...and not the 1h window's pruned part: the totals a warm start checks tell them apart
+    assert rebuilt.workspace("1h").calls < w.workspace("1h").calls
+    assert rebuilt.checksum() != w.checksum()
+    store.close()

@@ -116,7 +116,9 @@ def sim(clock: FakeClock) -> Simulator:
     return Simulator(clock, scenario, keys=(KEY,), rate_limit=None)
 
 
-@pytest.mark.parametrize("gap", [INTERVAL, 10 * INTERVAL, 60 * INTERVAL])
+@pytest.mark.parametrize(
+    "gap", [INTERVAL, 10 * INTERVAL, pytest.param(60 * INTERVAL, marks=pytest.mark.slow)]
+)
 def test_a_warm_restart_lists_only_the_gap_and_matches_an_uninterrupted_run(
     sim: Simulator, clock: FakeClock, sim_url: str, tmp_path: Path, gap: float
 ) -> None:
