@@ -370,12 +370,18 @@ def test_sigkill_then_restart_is_ready_within_one_poll_interval(tmp_path: Path) 
         finally:
             cold.kill()
         before = sim.request_count
-        warm = Daemon(cfg, env)
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # as systemd's Type=notify
+        notify.bind(str(tmp_path / "notify.sock"))
+        notify.settimeout(10)
+        warm = Daemon(cfg, {**env, "NOTIFY_SOCKET": str(tmp_path / "notify.sock")})
         try:
             warm_ready = warm.wait_ready(readyz, 60)
             warm_requests = sim.request_count - before
+            messages = [notify.recv(4096) for _ in range(2)]  # READY=1 and a watchdog ping
         finally:
             warm.kill()
+            notify.close()
+        assert b"READY=1" in messages, messages
     log = "".join(warm.lines)
     print(
         f"\nrestart-to-ready: cold {cold_ready:.2f}s ({cold_requests} requests), "
