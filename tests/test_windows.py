@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from dialnexa_watchdog.model import StatusClasses
 from dialnexa_watchdog.windows import Windows, choose_bucket
 from hypothesis import given, settings
@@ -129,3 +130,97 @@ def test_series_splits_window_into_points() -> None:
     s = w.series("a", "failed", "1m", 2)
     assert s == [1.0, 0.0]
     assert w.series(None, "failed", "1m", 2) == [1.0, 0.0]
+
+
+# ---- the journal: what the recorded history is made of --------------------------------------
+def state(w: Windows) -> tuple[list[tuple[int, str, int, int]], list[int], dict[str, object]]:
+    """Everything a reader can see: every live cell, the kept totals, every agent's counts."""
+    per_agent = {
+        a: [w.counts(a, label) for label in w.labels] + [w.raw_counts(a, w.labels[-1])]
+        for a in w.agents()
+    }
+    return sorted(w.content()), w.checksum(), per_agent
+
+
+cycle_op = st.tuples(
+    st.sampled_from(["a1", "a2", "a3", "a\udc80"]),  # a lone surrogate: ids are untrusted
+    st.sampled_from(STATUSES),
+    st.floats(-4000, 5),  # settle offset from the cycle's time
+    st.integers(0, 3),  # 0: add; else move an earlier call (if any) to another status
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(0, 900), st.lists(cycle_op, max_size=12)), max_size=25),
+    st.sampled_from([(60, 300), (300, 900, 3600), (45, 90)]),
+)
+def test_a_replay_of_the_drained_journal_rebuilds_the_windows_exactly(
+    cycles: list[tuple[float, list[tuple[str, str, float, int]]]], sizes: tuple[int, ...]
+) -> None:
+    spec = {f"{s}s": float(s) for s in sizes}
+    live, replayed = Windows(spec, CLASSES), Windows(spec, CLASSES)
+    live.start_journal()
+    now = 1_000_000.0
+    counted: list[tuple[str, str, int]] = []  # (agent, status, bucket) of counted calls
+    for step, ops in cycles:
+        now += step
+        live.advance(now)
+        for agent, status, offset, move in ops:
+            if move and counted:
+                a, old, k = counted.pop(move % len(counted))
+                live.remove(a, old, k)  # a no-op when the bucket has expired: not journalled
+                moved = live.add(a, status, k * live.bucket)
+                if moved is not None:
+                    counted.append((a, live.counted_as(status), moved))
+                continue
+            k = live.add(agent, status, now + offset)
+            if k is not None:
+                counted.append((agent, live.counted_as(status), k))
+        journal = live.drain_journal()
+        assert all(n != 0 for *_, n in journal)
+        # the replay: advance to the cycle's time, then the same deltas
+        replayed.advance(now)
+        for k, agent, slot, n in journal:
+            assert replayed.apply(agent, slot, k, n)  # every journalled cell is still live
+        assert state(replayed) == state(live)
+        for label in live.labels:
+            got = replayed.candidates(label, "failed", 0.3, 1)
+            assert sorted(got) == sorted(live.candidates(label, "failed", 0.3, 1))
+        # and from the content alone, as a warm restart rebuilds
+        rebuilt = Windows(spec, CLASSES)
+        rebuilt.advance(now)
+        for k, agent, slot, n in live.content():
+            rebuilt.apply(agent, slot, k, n)
+        assert state(rebuilt) == state(live)
+    assert live.drain_journal() == []
+
+
+def test_apply_refuses_to_go_below_zero_and_changes_nothing() -> None:
+    w = Windows({"5m": 300}, CLASSES)
+    w.advance(10_000)
+    k = w.add("a", "failed", 9_990)
+    assert k is not None
+    before = state(w)
+    with pytest.raises(ValueError, match="does not hold"):
+        w.apply("a", w.slot("failed"), k, -2)
+    with pytest.raises(ValueError, match="does not hold"):
+        w.apply("b", w.slot("completed"), k, -1)
+    assert state(w) == before
+    assert w.apply("a", w.slot("failed"), k, -1) and w.agents() == []
+    assert not w.apply("a", w.slot("failed"), w.horizon, 1)  # out of the window: left alone
+
+
+def test_the_journal_is_off_until_started_and_clear_forgets_everything() -> None:
+    w = Windows({"1m": 60, "5m": 300}, CLASSES)
+    w.advance(10_000)
+    w.add("a", "failed", 9_999)
+    assert w.drain_journal() == []
+    w.start_journal()
+    k = w.add("a", "busy", 9_999)
+    assert w.drain_journal() == [(k, "a", w.slot("busy"), 1)]
+    w.take_dirty()
+    w.clear()
+    assert w.agents() == [] and w.content() == [] and w.now == -math.inf
+    assert w.take_dirty() == {"a"}  # the metrics renderer drops the agent's lines
+    assert w.checksum() == [0] * (len(w.checksum()) - 1) + [0]

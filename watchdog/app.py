@@ -1,7 +1,8 @@
 """The composition root: the one place that builds the object graph from ``Settings``.
 
 ``build`` returns an ``App`` holding every part (client, tracker, windows, metrics, state
-store, alert pipeline, delivery worker, notifier, daemon). ``run``, ``once``, ``demo``, the
+store, alert pipeline, delivery worker, notifier, history recorder, daemon); with a state
+store it resumes from the saved state when it can (a warm restart). ``run``, ``once``, ``demo``, the
 tests and the benchmarks all go through it; nothing else assembles parts by hand.
 """
 
@@ -30,6 +31,7 @@ from .alerts.store import Store
 from .clock import Clock
 from .config import ConfigError, Settings, SlackSettings, validate_rules
 from .daemon import ApiMetrics, CycleReport, Heartbeat, Watchdog
+from .history import Recorder, Resumed, start_history
 from .ingest.client import ApiClient, RateLimiter
 from .ingest.tracker import Tracker, TrackerConfig
 from .metrics import Metrics
@@ -163,6 +165,8 @@ class App:
     metrics: Metrics
     daemon: Watchdog
     alerts: Alerts | None
+    recorder: Recorder | None = None  # the recorded history (with the state store)
+    resumed: Resumed | None = None  # set when this start resumed from the saved state
 
     def close(self) -> None:
         self.daemon.close()
@@ -245,6 +249,21 @@ def build(
         except BaseException:
             client.close()
             raise
+    recorder, resumed = None, None
+    if alerts is not None:  # the history lives in the state store: resume, then record
+        try:
+            recorder, resumed = start_history(
+                alerts.store,
+                windows,
+                tracker,
+                retention=settings.history.retention,
+                warm=settings.history.warm_restart,
+                now=clock.now(),
+            )
+        except BaseException:
+            client.close()
+            alerts.close()
+            raise
     daemon = Watchdog(
         settings,
         clock,
@@ -258,5 +277,18 @@ def build(
         on_cycle=on_cycle,
         timer=timer,
         memory=alerts.store if alerts is not None else None,
+        record=recorder.record if recorder is not None else None,
     )
-    return App(settings, clock, registry, windows, tracker, client, metrics, daemon, alerts)
+    return App(
+        settings,
+        clock,
+        registry,
+        windows,
+        tracker,
+        client,
+        metrics,
+        daemon,
+        alerts,
+        recorder,
+        resumed,
+    )

@@ -108,6 +108,7 @@ class Watchdog:
         on_cycle: Callable[[CycleReport], None] | None = None,
         timer: Callable[[], float] = time.perf_counter,
         memory: Memory | None = None,
+        record: Callable[[float], object] | None = None,  # history.Recorder.record
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -123,6 +124,8 @@ class Watchdog:
         self.status = PollStatus(started_at=clock.now())
         self.listing_estimates: dict[str, int] = {}
         self.memory = memory
+        self.record = record
+        self._resuming = tracker.backfilled  # a warm restart: no backfill, the gap is listed
         self._held: float | None = None
         self._throttle = Throttle(log, max(60.0, settings.poll.interval), now=clock.now)
         self._restore_hold()
@@ -257,6 +260,8 @@ class Watchdog:
                 self.tracker.backfilled = False
             self._record(applied)
             pending = self.tracker.pending_count
+        if self.record is not None:  # the history row and resume point (never raises)
+            self.record(applied_at)
         first = errors[0] if errors else None
         error = first.reason if first is not None else (None if ok else "stopped")
         self._update_status(ok, applied_at, first)
@@ -282,6 +287,9 @@ class Watchdog:
                 "backfill done",
                 extra={"requests": requests, "calls": len(calls), "pending": pending},
             )
+            sdnotify.ready()
+        elif ok and self._resuming:
+            self._resuming = False
             sdnotify.ready()
         elif not ok:
             kind = error_kind(first.kind, first.code) if first is not None else "other"

@@ -7,6 +7,11 @@ Time is cut into buckets of ``bucket`` seconds (bucket ``k`` holds settle times 
 Each window keeps running totals per agent (and for the workspace). Adding a call touches one
 bucket and each window's totals: O(windows). Advancing time subtracts the buckets that fell
 out of each window: O(1) amortised per call. Memory: (agents x live buckets) + totals.
+
+With ``start_journal`` every change to a bucket is also journalled as a delta (bucket, agent,
+status slot, +n/-n), merged per cell and drained once per poll cycle (``drain_journal``): the
+recorded history (``history/``) is exactly the windows' content, cycle by cycle. ``apply``
+plays such a delta back (a replay, a warm restart), ``content`` lists every live cell.
 """
 
 from __future__ import annotations
@@ -86,6 +91,8 @@ class Windows:
         # exactly while it has a call in the longest window.
         self._totals: dict[str, list[int]] = {}
         self._dirty: set[str] = set()  # agents whose totals changed since take_dirty()
+        # (bucket, agent, slot) -> net change since the last drain_journal(); None: off
+        self._journal: dict[tuple[int, str, int], int] | None = None
         self._now = -math.inf
         self._now_k = -(2**62)
         self._cuts: list[int] = [-(2**62)] * len(self.labels)
@@ -158,6 +165,10 @@ class Windows:
             counts = per_agent[agent_id] = [0] * self._n
         counts[slot] += 1
         self._dirty.add(agent_id)
+        journal = self._journal
+        if journal is not None:
+            cell = (k, agent_id, slot)
+            journal[cell] = journal.get(cell, 0) + 1
         offsets = self._offsets_for(slot, k)
         totals = self._totals
         for key in (agent_id, WORKSPACE):
@@ -181,6 +192,9 @@ class Windows:
             if not per_agent:
                 del self._buckets[bucket]
         self._dirty.add(agent_id)
+        if self._journal is not None:
+            cell = (bucket, agent_id, slot)
+            self._journal[cell] = self._journal.get(cell, 0) - 1
         offsets = self._offsets_for(slot, bucket)
         for key in (agent_id, WORKSPACE):
             t = self._totals[key]
@@ -304,3 +318,83 @@ class Windows:
     def memory_cells(self) -> int:
         """Live counter rows (for the benchmark): bucket rows + total rows."""
         return sum(len(b) for b in self._buckets.values()) + len(self._totals)
+
+    # ---- the journal, replay and snapshots (recorded history, warm restarts) ------------
+    def start_journal(self) -> None:
+        self._journal = {} if self._journal is None else self._journal
+
+    def drain_journal(self) -> list[tuple[int, str, int, int]]:
+        """Net changes since the last drain as (bucket, agent, slot, +n/-n), n != 0. Applied
+        after ``advance`` to the same times, they rebuild exactly these windows."""
+        journal = self._journal
+        if not journal:
+            return []
+        self._journal = {}
+        return [(k, agent, slot, n) for (k, agent, slot), n in journal.items() if n]
+
+    @property
+    def horizon(self) -> int:
+        """The newest bucket that has left the longest window (none up to it is counted)."""
+        return self._cuts[-1]
+
+    def apply(self, agent_id: str, slot: int, bucket: int, n: int) -> bool:
+        """Add ``n`` (negative: remove) calls of status ``slot`` to ``bucket``, as ``add`` and
+        ``remove`` do; False for a bucket outside the longest window (left alone). Raises
+        ValueError, changing nothing, for a count that would go below zero."""
+        if n == 0 or bucket <= self._cuts[-1]:
+            return False
+        if not 0 <= slot < self._n:
+            raise ValueError(f"status slot {slot} out of range")
+        per_agent = self._buckets.setdefault(bucket, {})
+        counts = per_agent.setdefault(agent_id, [0] * self._n)
+        if counts[slot] + n < 0:
+            if not any(counts):
+                del per_agent[agent_id]
+            if not per_agent:
+                del self._buckets[bucket]
+            raise ValueError(f"removes {-n} call(s) that bucket {bucket} does not hold")
+        counts[slot] += n
+        if not any(counts):
+            del per_agent[agent_id]
+            if not per_agent:
+                del self._buckets[bucket]
+        self._dirty.add(agent_id)
+        if self._journal is not None:
+            cell = (bucket, agent_id, slot)
+            self._journal[cell] = self._journal.get(cell, 0) + n
+        offsets = self._offsets_for(slot, bucket)
+        totals = self._totals
+        for key in (agent_id, WORKSPACE):
+            t = totals.setdefault(key, [0] * self._width)
+            for o in offsets:
+                t[o] += n
+            if not any(t):
+                del totals[key]
+        return True
+
+    def content(self) -> list[tuple[int, str, int, int]]:
+        """Every live cell as (bucket, agent, slot, calls): what ``apply`` needs to rebuild
+        these windows from empty after ``advance(now)``."""
+        return [
+            (k, agent, slot, c)
+            for k, per_agent in self._buckets.items()
+            for agent, counts in per_agent.items()
+            for slot, c in enumerate(counts)
+            if c
+        ]
+
+    def checksum(self) -> list[int]:
+        """The workspace totals (all windows) and the number of rows: checks a rebuild."""
+        t = self._totals.get(WORKSPACE)
+        return [*(t if t is not None else [0] * self._width), len(self._totals)]
+
+    def clear(self) -> None:
+        """Forget every call and the time (as new); the journal, if on, starts empty."""
+        self._dirty.update(a for a in self._totals if a != WORKSPACE)
+        self._buckets.clear()
+        self._totals.clear()
+        self._now = -math.inf
+        self._now_k = -(2**62)
+        self._cuts = [-(2**62)] * len(self.labels)
+        if self._journal is not None:
+            self._journal = {}

@@ -10,6 +10,7 @@ from .load import load_settings, read_yaml, validate_rules, validate_settings
 from .settings import (
     DEFAULT_PORT,
     DialNexaSettings,
+    HistorySettings,
     LogSettings,
     MetricsSettings,
     PollSettings,
@@ -26,6 +27,7 @@ __all__ = [
     "ConfigError",
     "DialNexaSettings",
     "Duration",
+    "HistorySettings",
     "LogSettings",
     "MetricsSettings",
     "PollSettings",

@@ -139,6 +139,15 @@ class StateSettings(Section):
     path: Path = Path("dialnexa-watchdog.sqlite3")
 
 
+class HistorySettings(Section):
+    # Settled-call counts per agent, status and window bucket are recorded in the state
+    # store, cycle by cycle, and kept this long (the backtest replays them; restarts resume).
+    retention: Annotated[Duration, between(DAY, 366 * DAY)] = 14 * DAY
+    # Resume from the saved state at start (list only the gap since the last saved cycle);
+    # false: always backfill.
+    warm_restart: bool = True
+
+
 class LogSettings(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "text"] = "auto"
@@ -186,6 +195,7 @@ class Settings(BaseSettings):
     statuses: StatusSettings = StatusSettings()
     metrics: MetricsSettings = MetricsSettings()
     state: StateSettings = StateSettings()
+    history: HistorySettings = HistorySettings()
     log: LogSettings = LogSettings()
     rules: list[RuleSettings] = Field(default_factory=list)
     slack: SlackSettings = SlackSettings()

@@ -23,13 +23,16 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from ..model import PAGE, UNKNOWN, Call, Range, RangeKind, StatusClasses
 from ..windows import Windows
 
 CHUNK_CALLS = 10 * PAGE  # a pending range holds at most about this many known calls
+SavedCall = tuple[str, str, float, str | None, int | None, float]  # _Tracked's fields (restarts)
+_saved = attrgetter("agent_id", "status", "created_at", "counted_as", "bucket", "next_check")
 
 
 @dataclass(slots=True)
@@ -81,6 +84,7 @@ class Tracker:
         self._seen_unknown: set[str] = set()
         self.backfilled = False
         self.per_agent = config.per_agent and bool(config.agents)
+        self._touched: set[str] | None = None  # known calls that settled or moved (saving)
 
     # ---- introspection ----------------------------------------------------------------
     @property
@@ -287,6 +291,8 @@ class Tracker:
             self._pending.discard(call.id)
             self._settle(t, call, now, out)
             out.settled_ids.append(call.id)
+            if self._touched is not None:
+                self._touched.add(call.id)
             return
         # already counted: move it only if the status it counts under changed
         if pending:
@@ -299,6 +305,8 @@ class Tracker:
             t.bucket = self.windows.add(t.agent_id, status, settled)
             t.counted_as = status
             out.moved += 1
+            if self._touched is not None:
+                self._touched.add(call.id)
 
     def _note_unknown(self, raw: str, out: Applied) -> None:
         if raw not in self._seen_unknown and len(self._seen_unknown) < 1000:
@@ -339,6 +347,41 @@ class Tracker:
         ]
         for cid in old:
             del self._calls[cid]
+
+    # ---- warm restart: exporting and importing the state to resume from ---------------
+    def export_changes(self, saved: set[str]) -> tuple[dict[str, SavedCall], set[str]]:
+        """(Calls new, settled or moved since the ids ``saved`` were exported, ids gone);
+        ``saved`` becomes the tracked ids. A pending call is saved as first seen."""
+        calls, touched, keys = self._calls, self._touched, self._calls.keys()
+        new, gone = keys - saved, saved - keys
+        new |= (touched or set()) & keys
+        self._touched = set()
+        saved -= gone
+        saved |= new
+        return {c: _saved(calls[c]) for c in new}, gone
+
+    def cursor(self) -> dict[str | None, float]:
+        """Listing key (None: the workspace, else an agent) -> end of its last full head."""
+        return dict(self._last_end)
+
+    def restore(
+        self,
+        calls: Mapping[str, SavedCall],
+        cursor: Mapping[str | None, float],
+        *,
+        at: float,
+        per_agent: bool,
+    ) -> None:
+        """Resume (backfilled) from the cycle at ``at``; the windows are rebuilt apart."""
+        self._calls = {cid: _Tracked(*saved) for cid, saved in calls.items()}
+        self._pending = {cid for cid, t in self._calls.items() if t.counted_as is None}
+        for t in (self._calls[cid] for cid in self._pending):  # as if rechecked at ``at``
+            t.next_check = max(t.next_check, self._next_check(t, at))
+        self._last_end = dict(cursor)
+        self._agents = {t.agent_id for t in self._calls.values()} | set(self.windows.agents())
+        self.backfilled = True
+        self.per_agent = per_agent and bool(self.cfg.agents)
+        self._touched = set()  # from here on, calls that settle or move are noted
 
 
 def listing_costs(

@@ -1,7 +1,8 @@
 """The state store: SQLite from the standard library at ``state.path``.
 
 Holds alert states, incidents (with the Slack channel and ``ts`` of their main message), the
-outbox (notices are written here before anything is sent) and silences. One connection,
+outbox (notices are written here before anything is sent), silences, and (``history.py``)
+the recorded history and the state a warm restart resumes from. One connection,
 guarded by a lock, in WAL mode so the CLI (``silence add``, ``alerts``) can use the same file
 while the daemon runs.
 
@@ -38,13 +39,16 @@ from .codec import (
     state_to_json,
 )
 from .files import check_directory, move_aside, take_lock
+from .history import MIGRATION as HISTORY_MIGRATION
+from .history import HistoryTables
 
 log = logging.getLogger("watchdog.store")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Applied in order to bring an older file up to SCHEMA_VERSION (the base schema is version 1).
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: ("ALTER TABLE outbox ADD COLUMN uncertain INTEGER NOT NULL DEFAULT 0",),
+    3: HISTORY_MIGRATION,  # recorded history and the warm-restart state (history.py)
 }
 KEEP_DONE = 7 * 86400.0  # delivered/failed outbox rows and closed incidents are kept this long
 
@@ -96,8 +100,9 @@ CREATE TABLE IF NOT EXISTS silences (
 """
 
 
-class Store:
-    """SQLite-backed alert state. Thread-safe; every write is one transaction."""
+class Store(HistoryTables):
+    """SQLite-backed alert state (and, through ``HistoryTables``, the recorded history).
+    Thread-safe; every write is one transaction."""
 
     def __init__(
         self, path: Path | str, now: float | None = None, *, exclusive: bool = False
