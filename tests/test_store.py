@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from dialnexa_watchdog.alerts.incidents import Incident
 from dialnexa_watchdog.alerts.state import AlertState, State
-from dialnexa_watchdog.alerts.store import Changes, StateError, Store
+from dialnexa_watchdog.alerts.store import SCHEMA_VERSION, Changes, StateError, Store
 from dialnexa_watchdog.notify import AlertSnapshot, MessageRef, Notice
 
 T0 = 1_750_000_000.0
@@ -192,7 +192,7 @@ def test_a_version_1_file_is_migrated_and_a_newer_one_refused(tmp_path: Path) ->
     conn.commit()
     conn.close()
     store = Store(path, now=T0)
-    assert store.get_meta("schema_version") == "2"
+    assert store.get_meta("schema_version") == str(SCHEMA_VERSION)
     store.commit(T0, Changes(notices=[notice("i1")]))
     assert not store.due(T0)[0].uncertain
     store.set_meta("schema_version", "99")
