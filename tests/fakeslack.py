@@ -151,10 +151,17 @@ class FakeSlack:
         return True
 
     def answers(self) -> list[str]:
-        """The texts of every ephemeral answer (response_url and chat.postEphemeral)."""
+        """Every ephemeral answer (response_url and chat.postEphemeral): its fallback text
+        and the text of its sections, in arrival order per kind."""
+
+        def whole(body: dict[str, Any]) -> str:
+            blocks = body.get("blocks") or []
+            parts = [b.get("text", {}).get("text", "") for b in blocks if isinstance(b, dict)]
+            return "\n".join([str(body.get("text", "")), *parts])
+
         with self._lock:
-            out = [str(b.get("text", "")) for _, b in self.responses]
-            out += [str(e.get("text", "")) for e in self.ephemeral]
+            out = [whole(b) for _, b in self.responses]
+            out += [whole(e) for e in self.ephemeral]
         return out
 
     def close(self) -> None:

@@ -35,7 +35,8 @@ COMMANDS = ("status", "alerts", "silences", "help")
 
 HELP = [
     "*/dialnexa* asks the DialNexa watchdog (only you see the answers):",
-    "• `/dialnexa status AGENT`: rates per window and outcome, alert states, sparklines",
+    "• `/dialnexa status AGENT`: rates per window and outcome, alert states, sparklines "
+    "(`*`: the whole workspace)",
     "• `/dialnexa alerts`: what is firing or pending",
     "• `/dialnexa silences`: active silences, who made them, until when",
     "• `/dialnexa help`: this list",

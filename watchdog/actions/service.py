@@ -18,8 +18,9 @@ from typing import Any, Protocol
 from ..alerts.incidents import Book, Incident
 from ..alerts.pipeline import ActionRefused, AlertPipeline
 from ..alerts.state import AlertState, Silence
+from ..alerts.store.base import Decision
 from ..clock import Clock
-from ..model import CountsView
+from ..model import WORKSPACE_AGENT, CountsView
 from ..notify.controls import incident_key
 from ..notify.message import SlackMessage
 from .access import Access, Verdict
@@ -83,15 +84,17 @@ class StatusReader:
         silences: Sequence[Silence],
         acked: Mapping[str, tuple[str, float]],
     ) -> AgentStatus:
+        whole = agent_id == WORKSPACE_AGENT  # `/dialnexa status *`: the whole workspace
         with self.lock:
             labels = self.view.window_labels()
             windows = []
             for w in labels:
-                c = self.view.counts(agent_id, w)
+                c = self.view.workspace(w) if whole else self.view.counts(agent_id, w)
                 windows.append((w, c.calls, {o: c.ratio(o) for o in self.outcomes}))
             longest = labels[-1] if labels else ""
+            who = None if whole else agent_id
             sparks = [
-                (o, longest, tuple(self.view.series(agent_id, o, longest, self.points)))
+                (o, longest, tuple(self.view.series(who, o, longest, self.points)))
                 for o in self.outcomes
                 if longest
             ]
@@ -190,7 +193,7 @@ class ActionService:
 
         def decide_now(
             book: Book, states: Mapping[Key, AlertState], silences: Sequence[Silence]
-        ) -> Any:
+        ) -> Decision:
             return decide(click, book, states, silences, now, fallback)
 
         incident = fallback.id if fallback is not None else None

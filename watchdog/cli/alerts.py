@@ -206,50 +206,16 @@ def cmd_slack_test(args: argparse.Namespace) -> int:
 
 def _check_actions(settings: Settings, who: dict[str, object]) -> int:
     """The Slack actions part of ``slack-test``: 0 when it works (or is off), else 1."""
-    from ..actions.slackio import SlackIO
-    from ..actions.socket import check_connection
+    from ..actions.check import check_actions
 
-    slack = settings.slack
-    cfg = slack.actions
-    if cfg.mode == "off":
-        if slack.app_token is not None:
-            print("note: slack.app_token is set but slack.actions.mode is off: no buttons")
-        return 0
-    failed = 0
     team = who.get("team_id")
-    if cfg.team_id and team and cfg.team_id != team:
-        _err(
-            f"slack.actions.team_id is {cfg.team_id} but the bot token belongs to {team}: "
-            "every button press would be ignored"
-        )
-        failed = 1
-    if cfg.mode == "socket" and slack.app_token is not None:
-        ok, what = check_connection(
-            slack.app_token.get_secret_value(), slack.api_url, slack.timeout
-        )
+    failed = 0
+    for ok, line in check_actions(settings, team if isinstance(team, str) else None):
         if ok:
-            print(f"ok: {what}")
+            print(line)
         else:
-            _err(f"Slack actions: {what}")
+            _err(line)
             failed = 1
-    elif cfg.mode == "http":
-        print(
-            f"note: HTTP mode: Slack must reach https://<your host>/slack/actions (the app's "
-            f"Interactivity and Slash Command Request URL), forwarded to {cfg.listen}; "
-            "requests are checked with slack.signing_secret, which only Slack can test"
-        )
-    if cfg.allowed_usergroups and slack.token is not None:
-        io = SlackIO(slack.token.get_secret_value(), slack.api_url, slack.timeout)
-        for group in cfg.allowed_usergroups:
-            members = io.usergroup_members(group)
-            if members is None:
-                _err(
-                    f"cannot read user group {group} (usergroups.users.list): add the "
-                    "usergroups:read scope and reinstall the app, or check the group id"
-                )
-                failed = 1
-            else:
-                print(f"ok: user group {group} has {len(members)} member(s) who may act")
     return failed
 
 
