@@ -495,7 +495,7 @@ def test_a_grouped_message_offers_the_worst_agents_one_by_one() -> None:
     groups = {
         g["label"]["text"]: [o["text"]["text"] for o in g["options"]] for g in menu["option_groups"]
     }
-    assert groups["Silence 1h one agent"][:2] == ["agt_039", "agt_038"]  # worst first
+    assert groups["Silence one agent for 1h"][:2] == ["agt_039", "agt_038"]  # worst first
     assert groups["Unsilence one agent"] == ["agt_005"]
     assert control_blocks("inc", [snap("a", "resolved")], group=False, acked=False) == []
     assert set(CHOICES) == {"ack", "silence_1h", "silence_4h", "silence_resolved", "unsilence"}

@@ -461,3 +461,33 @@ def test_slack_test_checks_the_app_token_the_socket_and_the_user_groups(
     finally:
         ws.close()
         slack.close()
+
+
+def test_presses_on_a_resolved_or_an_unknown_alert_change_nothing(world: World) -> None:
+    world.fire("a1")
+    [post] = world.slack.posts()
+    old = {"ts": post.answer["ts"], "text": post.params["text"], "blocks": post.params["blocks"]}  # type: ignore[index]
+    world.view.rate("a1", 0.05)
+    world.poll()  # resolved: the message lost its buttons, but a stale client still shows them
+    outbox = world.store().outbox()
+
+    def press(control: dict[str, Any]) -> None:
+        env = block_actions(
+            control,
+            user=ALICE[0],
+            name=ALICE[1],
+            team=TEAM_ID,
+            channel=CHANNEL_ID,
+            message=old,
+            response_url=world.slack.response_url(),
+        )
+        world.ws.send(env)
+        world.acked(str(env["envelope_id"]))
+
+    press(find_control(old["blocks"], "dnx_silence_4h"))
+    world.answer("already resolved")
+    press({**find_control(old["blocks"], "dnx_ack"), "value": "0" * 32})
+    world.answer("not known to this watchdog")
+    assert world.store().silences(None) == []
+    assert all(i.acked_by is None for i in world.store().load_incidents(open_only=False).values())
+    assert world.store().outbox() == outbox

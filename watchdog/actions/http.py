@@ -113,10 +113,16 @@ class HttpTransport:
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:
-                transport._post(self)
+                try:
+                    transport._post(self)
+                except OSError:  # the client went away mid-answer
+                    self.close_connection = True
 
             def do_GET(self) -> None:
-                transport._reply(self, 405, "POST only")
+                try:
+                    transport._reply(self, 405, "POST only")
+                except OSError:
+                    self.close_connection = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 return None

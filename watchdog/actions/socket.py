@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -26,9 +28,33 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web import WebClient
 
 log = logging.getLogger("watchdog.actions")
+
+
+class _OncePerMinute(logging.Filter):
+    """slack-sdk retries a failing reconnect every ping interval and logs each attempt: keep
+    one line per kind of message per minute."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        kind = re.sub(r"\(session id: [^)]*\)|[0-9a-f-]{36}", "", str(record.msg))[:80]
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last.get(kind, -1e9) < 60.0:
+                return False
+            if len(self._last) > 1000:
+                self._last.clear()
+            self._last[kind] = now
+        return True
+
+
 # slack-sdk's own lines (reconnects, handshakes) at WARNING and above, through our formatters
 _sdk_logger = logging.getLogger("watchdog.actions.socket_mode")
 _sdk_logger.setLevel(logging.WARNING)
+_sdk_logger.addFilter(_OncePerMinute())
 
 KINDS = ("interactive", "slash_commands")
 FIXES = {
@@ -194,4 +220,5 @@ def check_connection(app_token: str, api_url: str, timeout: float = 10.0) -> tup
     except Exception as exc:
         return False, f"the WebSocket could not be opened: {describe(exc)}"
     finally:
+        _unblock(client)
         client.close()

@@ -60,9 +60,10 @@ def mark_silences(
     for a in alerts:
         match = [s for s in silences if s.matches(a.rule, a.agent_id, now)]
         if not match:
-            out.append(
-                a if a.silenced_until is None else replace(a, silenced_until=None, silenced_by=None)
+            unmarked = replace(
+                a, silenced_until=None, silenced_by=None, silenced_until_resolved=False
             )
+            out.append(a if a.silenced_until is None else unmarked)
             continue
         s = max(match, key=lambda s: (s.until_resolved, s.ends_at, s.id))
         out.append(

@@ -57,6 +57,11 @@ CHOICES: dict[str, Choice] = {
     )
 }
 SILENCES = ("silence_1h", "silence_4h", "silence_resolved")
+MENU_LABELS = {
+    "silence_1h": "Silence one agent for 1h",
+    "silence_4h": "Silence one agent for 4h",
+    "silence_resolved": "Silence one agent until resolved",
+}
 
 
 def incident_key(incident_id: str) -> str:
@@ -131,7 +136,7 @@ def _menu(firing: Sequence[AlertSnapshot], key: str) -> dict[str, Any]:
     silenced = [a for a in firing if a.silenced_until is not None][:MENU_AGENTS]
     groups = [
         {
-            "label": _plain(f"{CHOICES[name].label} one agent", MAX_BUTTON_TEXT),
+            "label": _plain(MENU_LABELS[name], MAX_BUTTON_TEXT),
             "options": [_option(a, name, key) for a in worst],
         }
         for name in SILENCES
