@@ -9,13 +9,21 @@ client's timeout expires for real while the test never sleeps). Every message pa
 checked against Slack's Block Kit limits (``check_blocks``) and refused with
 ``invalid_blocks`` when it breaks one, as Slack would. Point slack-sdk at it with
 ``slack.api_url = fake.api_url`` or ``slack.webhook_url = fake.webhook_url``.
+
+For Slack actions it also answers ``apps.connections.open`` (with the app-level token: the
+``ws://127.0.0.1`` URL of a ``FakeSocketMode`` server, a real WebSocket server in
+``fakesocket.py``), ``chat.postEphemeral``, ``usergroups.users.list``, and the
+``response_url`` of each interaction (``fake.response_url()``), recording what arrives.
+``wait(predicate)`` waits (with a deadline, never a sleep) until a request makes it true.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -27,6 +35,9 @@ TOKEN = "xoxb-fake-test-token-do-not-log"
 CHANNEL_ID = "C0ALERTS01"
 CHANNEL_NAME = "#alerts"
 WEBHOOK_PATH = "/services/T0000/B0000/s3cr3tw3bh00kp4th"
+APP_TOKEN = "xapp-1-A0FAKE-fake-app-token-do-not-log"
+TEAM_ID = "T0FAKE0001"
+RESPONSE_PREFIX = "/actions/T0FAKE0001/"
 
 
 @dataclass
@@ -83,6 +94,13 @@ class FakeSlack:
         self._failures: list[Failure] = []
         self._lock = threading.Lock()
         self._next_ts = 1_750_000_000_000_100
+        self.app_token = APP_TOKEN
+        self.socket: Any = None  # a fakesocket.FakeSocketMode, for apps.connections.open
+        self.usergroups: dict[str, list[str]] = {}
+        self.ephemeral: list[dict[str, Any]] = []  # chat.postEphemeral payloads
+        self.responses: list[tuple[str, dict[str, Any]]] = []  # (response_url path, body)
+        self._changed = threading.Condition()
+        self._response_ids = itertools.count(1)
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -115,6 +133,36 @@ class FakeSlack:
     @property
     def webhook_url(self) -> str:
         return self.base + WEBHOOK_PATH
+
+    def response_url(self) -> str:
+        """A fresh response_url, as Slack puts one in every interaction."""
+        return f"{self.base}{RESPONSE_PREFIX}{next(self._response_ids)}/r3sp0ns3s3cr3t"
+
+    def wait(self, predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+        """Wait until ``predicate()`` holds, re-checked after every request; False after
+        ``timeout`` seconds (a deadline for a failing test, not a pause)."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not predicate():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(min(left, 0.05))
+        return True
+
+    def answers(self) -> list[str]:
+        """Every ephemeral answer (response_url and chat.postEphemeral): its fallback text
+        and the text of its sections, in arrival order per kind."""
+
+        def whole(body: dict[str, Any]) -> str:
+            blocks = body.get("blocks") or []
+            parts = [b.get("text", {}).get("text", "") for b in blocks if isinstance(b, dict)]
+            return "\n".join([str(body.get("text", "")), *parts])
+
+        with self._lock:
+            out = [whole(b) for _, b in self.responses]
+            out += [whole(e) for e in self.ephemeral]
+        return out
 
     def close(self) -> None:
         self.release.set()
@@ -196,7 +244,9 @@ class FakeSlack:
         url = urlsplit(h.path)
         params.update(parse_qsl(url.query))
         path = url.path
-        if path == WEBHOOK_PATH:
+        if path.startswith(RESPONSE_PREFIX):
+            method = "response_url"
+        elif path == WEBHOOK_PATH:
             method = "webhook"
         elif path.startswith("/api/"):
             method = path[len("/api/") :]
@@ -216,7 +266,13 @@ class FakeSlack:
                     self._answer_failure(h, req, failure)
                     return
             problems = self._check(method, params)
-            if method == "webhook":
+            if method == "response_url":
+                req.answer = "invalid_blocks" if problems else "ok"
+                req.status = 400 if problems else 200
+                if not problems:
+                    self.responses.append((path, params))
+                reply = (req.status, req.answer, "text/plain")
+            elif method == "webhook":
                 req.answer = "invalid_blocks" if problems else "ok"
                 req.status = 400 if problems else 200
                 reply = (req.status, req.answer, "text/plain")
@@ -234,10 +290,13 @@ class FakeSlack:
             self._send(h, *reply)
         except OSError:  # the client gave up waiting and closed the connection
             h.close_connection = True
+        with self._changed:
+            self._changed.notify_all()
 
     def _check(self, method: str, p: dict[str, Any]) -> list[str]:
         """Block Kit problems of a message payload (``[]`` for other methods)."""
-        if not self.strict or method not in ("chat.postMessage", "chat.update", "webhook"):
+        messages = ("chat.postMessage", "chat.update", "webhook", "chat.postEphemeral")
+        if not self.strict or method not in (*messages, "response_url"):
             return []
         payload: dict[str, Any] = {}
         for key in ("text", "blocks", "metadata"):
@@ -293,10 +352,31 @@ class FakeSlack:
         return None
 
     def _api(self, method: str, p: dict[str, Any], auth: str) -> dict[str, Any]:
+        if method == "apps.connections.open":
+            return self._connections_open(auth)
         if auth != f"Bearer {self.token}":
             return {"ok": False, "error": "invalid_auth" if auth else "not_authed"}
         if method == "auth.test":
-            return {"ok": True, "user": "watchdog", "team": "Acme", "user_id": "U0BOT"}
+            return {
+                "ok": True,
+                "user": "watchdog",
+                "team": "Acme",
+                "user_id": "U0BOT",
+                "team_id": TEAM_ID,
+            }
+        if method == "usergroups.users.list":
+            users = self.usergroups.get(str(p.get("usergroup", "")))
+            if users is None:
+                return {"ok": False, "error": "no_such_subteam"}
+            return {"ok": True, "users": list(users)}
+        if method == "chat.postEphemeral":
+            if self._channel_id(str(p.get("channel", ""))) is None:
+                return {"ok": False, "error": "channel_not_found"}
+            blocks = p.get("blocks")
+            if isinstance(blocks, str):
+                p = {**p, "blocks": json.loads(blocks)}
+            self.ephemeral.append(p)
+            return {"ok": True, "message_ts": "1750000000.000001"}
         if method == "conversations.history":
             return self._history(p)
         channel = self._channel_id(str(p.get("channel", "")))
@@ -330,6 +410,15 @@ class FakeSlack:
             msg.blocks = blocks
             return {"ok": True, "channel": channel, "ts": msg.ts}
         return {"ok": False, "error": "unknown_method"}
+
+    def _connections_open(self, auth: str) -> dict[str, Any]:
+        if auth == f"Bearer {self.token}":
+            return {"ok": False, "error": "not_allowed_token_type"}
+        if auth != f"Bearer {self.app_token}":
+            return {"ok": False, "error": "invalid_auth" if auth else "not_authed"}
+        if self.socket is None:
+            return {"ok": False, "error": "internal_error"}
+        return {"ok": True, "url": self.socket.next_url()}
 
     def _history(self, p: dict[str, Any]) -> dict[str, Any]:
         """conversations.history: newest first, top-level messages only, cursor paging."""

@@ -170,7 +170,7 @@ def test_alerts_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     store.close()
     assert run("alerts", "-c", cfg) == 0
     out = capsys.readouterr().out.splitlines()
-    header = "RULE AGENT STATE SEVERITY RATE THRESHOLD CALLS SINCE SILENCED"
+    header = "RULE AGENT STATE SEVERITY RATE THRESHOLD CALLS SINCE SILENCED ACKED"
     assert " ".join(out[0].split()) == header
     assert " ".join(out[1].split()[:7]) == "failed-rate agt_k7m2 firing critical 31.0% 25.0% 42"
 

@@ -1,9 +1,10 @@
 """The composition root: the one place that builds the object graph from ``Settings``.
 
 ``build`` returns an ``App`` holding every part (client, tracker, windows, metrics, state
-store, alert pipeline, delivery worker, notifier, history recorder, daemon); with a state
-store it resumes from the saved state when it can (a warm restart). ``run``, ``once``, ``demo``, the
-tests and the benchmarks all go through it; nothing else assembles parts by hand.
+store, alert pipeline, delivery worker, notifier, Slack actions, history recorder,
+daemon); with a state store it resumes from the saved state when it can (a warm restart).
+``run``, ``once``, ``demo``, the tests and the benchmarks all go through it; nothing else
+assembles parts by hand.
 """
 
 from __future__ import annotations
@@ -15,11 +16,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Protocol, TextIO
 
 import httpx
 from prometheus_client import CollectorRegistry
 
+from .actions.access import Access
+from .actions.http import HttpTransport
+from .actions.service import ActionService, StatusReader
+from .actions.slackio import SlackIO
+from .actions.socket import SocketTransport
 from .alerts.collector import AlertCollector
 from .alerts.compile import compile_rules
 from .alerts.delivery import DeliveryWorker, RetryPolicy
@@ -55,6 +61,7 @@ def build_notifier(slack: SlackSettings, stream: TextIO | None) -> Notifier:
             api_url=slack.api_url,
             timeout=slack.timeout,
             dashboard_url=slack.dashboard_url,
+            buttons=slack.actions.mode != "off",
         )
     if slack.webhook_url is not None:
         return SlackWebhookNotifier(
@@ -63,6 +70,22 @@ def build_notifier(slack: SlackSettings, stream: TextIO | None) -> Notifier:
             dashboard_url=slack.dashboard_url,
         )
     return ConsoleNotifier(stream)
+
+
+class Closeable(Protocol):
+    def close(self) -> None: ...
+
+
+@dataclass
+class Actions:
+    """Slack actions: the service doing the work and the transport bringing requests in."""
+
+    service: ActionService
+    transport: SocketTransport | HttpTransport
+
+    def close(self) -> None:
+        self.transport.close()
+        self.service.close()
 
 
 @dataclass
@@ -75,6 +98,7 @@ class Alerts:
     notifier: Notifier
     collector: AlertCollector
     registry: CollectorRegistry
+    actions: Closeable | None = None  # Slack actions (stopped first on close)
 
     def on_poll(self, view: CountsView, poll: PollStatus, now: float) -> None:
         self.pipeline.on_poll(view, poll, now)
@@ -90,6 +114,9 @@ class Alerts:
         return [STATE_STORE_FAILING] if h.failing else []
 
     def close(self) -> None:
+        if self.actions is not None:
+            self.actions.close()
+            self.actions = None
         self.pipeline.close()
         with contextlib.suppress(KeyError):  # closed twice
             self.registry.unregister(self.collector)
@@ -154,6 +181,68 @@ def build_alerts(
     return Alerts(store, pipeline, delivery, sender, collector, registry)
 
 
+def build_actions(
+    settings: Settings,
+    clock: Clock,
+    alerts: Alerts,
+    view: CountsView,
+    lock: threading.Lock,
+    *,
+    socket_ping: float = 10.0,
+) -> Actions | None:
+    """Slack actions (``slack.actions.mode``), started: Socket Mode connects in the
+    background; HTTP mode listens on ``slack.actions.listen`` (``ConfigError`` when it
+    cannot). None when off."""
+    slack = settings.slack
+    cfg = slack.actions
+    if cfg.mode == "off" or slack.token is None:
+        return None
+    io = SlackIO(slack.token.get_secret_value(), slack.api_url, slack.timeout)
+    access = Access(
+        cfg.allowed_users, cfg.allowed_usergroups, io.usergroup_members, clock, cfg.usergroup_cache
+    )
+    names = dict(slack.agent_names)
+    reader = StatusReader(
+        view, lock, list(settings.outcomes), settings.alerts.sparkline_points, names.get
+    )
+    service = ActionService(
+        alerts.pipeline,
+        alerts.store,
+        io,
+        access,
+        clock,
+        reader,
+        team_id=cfg.team_id,
+        deliver=alerts.delivery.deliver_due,
+    )
+    transport: SocketTransport | HttpTransport
+    if cfg.mode == "socket" and slack.app_token is not None:
+        transport = SocketTransport(
+            slack.app_token.get_secret_value(),
+            slack.api_url,
+            service.dispatch,
+            timeout=slack.timeout,
+            ping_interval=socket_ping,
+        )
+    elif cfg.mode == "http" and slack.signing_secret is not None:
+        host, port = cfg.host_port
+        try:
+            transport = HttpTransport(
+                host, port, slack.signing_secret.get_secret_value(), clock, service.dispatch
+            )
+        except OSError as exc:
+            service.close()
+            raise ConfigError(
+                [f"slack.actions.listen: cannot listen on {cfg.listen}: {exc.strerror or exc}"]
+            ) from None
+    else:  # the settings' validation makes this unreachable
+        service.close()
+        return None
+    transport.start()
+    log.info("Slack actions on (%s): buttons on firing messages and the slash command", cfg.mode)
+    return Actions(service, transport)
+
+
 @dataclass
 class App:
     settings: Settings
@@ -205,10 +294,13 @@ def build(
     exclusive_state: bool = False,
     on_cycle: Callable[[CycleReport], None] | None = None,
     timer: Callable[[], float] = time.perf_counter,
+    socket_ping: float = 10.0,
 ) -> App:
     """Everything, from ``settings``. ``alerting=False`` leaves the alert path (and the state
     store) out, as ``once`` does; ``transport`` replaces the network (tests, benchmarks);
-    ``exclusive_state``: the daemon holds the state file's lock (``run``)."""
+    ``exclusive_state``: the daemon holds the state file's lock (``run``). Slack actions
+    (``slack.actions.mode``) start with the alert path; ``socket_ping``: seconds between
+    Socket Mode pings (a dropped connection is replaced within about one)."""
     # before anything can log or raise: every secret in the settings is masked everywhere
     register_secrets(*secrets_in(settings))
     registry = registry if registry is not None else CollectorRegistry()
@@ -259,6 +351,15 @@ def build(
                 retention=settings.history.retention,
                 warm=settings.history.warm_restart,
                 now=clock.now(),
+            )
+        except BaseException:
+            client.close()
+            alerts.close()
+            raise
+    if alerts is not None:
+        try:
+            alerts.actions = build_actions(
+                settings, clock, alerts, windows, lock, socket_ping=socket_ping
             )
         except BaseException:
             client.close()

@@ -5,7 +5,9 @@ when ``group_threshold`` of them start firing together. ``plan`` takes the open 
 (a ``Book``), the evaluation, the active silences and ``now``, and returns the book after
 this evaluation, every incident it created or changed (to be stored), and the notices to
 send. What to send follows Alertmanager's model: one living message per incident, edited
-when it resolves, with repeats and joins as thread replies.
+when it resolves, with repeats and joins as thread replies. An incident acknowledged from
+Slack gets no more repeats (its resolution is still posted), and every main message shows
+the silences that apply to its alerts (``mark_silences``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,41 @@ class Incident:
     members: Mapping[str, AlertSnapshot] = field(default_factory=dict)  # agent -> latest
     last_notified_at: float | None = None
     closed_at: float | None = None
+    acked_by: str | None = None  # "@alice": acknowledged from Slack; no more repeats
+    acked_at: float | None = None
+
+
+def acknowledge(inc: Incident, by: str, at: float) -> Incident:
+    """``inc`` acknowledged by ``by`` at ``at`` (the first acknowledgement stays)."""
+    if inc.acked_at is not None:
+        return inc
+    return replace(inc, acked_by=by, acked_at=at)
+
+
+def mark_silences(
+    alerts: Sequence[AlertSnapshot], silences: Sequence[Silence], now: float
+) -> tuple[AlertSnapshot, ...]:
+    """``alerts`` with the silence that applies to each (the one that lasts longest; an
+    until-resolved silence counts as lasting longest), or with none."""
+    out = []
+    for a in alerts:
+        match = [s for s in silences if s.matches(a.rule, a.agent_id, now)]
+        if not match:
+            unmarked = replace(
+                a, silenced_until=None, silenced_by=None, silenced_until_resolved=False
+            )
+            out.append(a if a.silenced_until is None else unmarked)
+            continue
+        s = max(match, key=lambda s: (s.until_resolved, s.ends_at, s.id))
+        out.append(
+            replace(
+                a,
+                silenced_until=s.ends_at,
+                silenced_by=s.created_by or None,
+                silenced_until_resolved=s.until_resolved,
+            )
+        )
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +167,7 @@ class _Planner:
     def _notice(
         self, inc: Incident, kind: NoticeKind, op: Op, alerts: Sequence[AlertSnapshot]
     ) -> None:
+        shown = mark_silences(alerts, self.silences, self.now) if kind == "main" else alerts
         self.notices.append(
             Notice(
                 kind=kind,
@@ -139,7 +177,9 @@ class _Planner:
                 group=inc.group,
                 at=self.now,
                 opened_at=inc.opened_at,
-                alerts=tuple(alerts),
+                alerts=tuple(shown),
+                acked_by=inc.acked_by,
+                acked_at=inc.acked_at,
             )
         )
         self._touch(inc)
@@ -246,7 +286,7 @@ class _Planner:
 
     def repeats(self, skip: set[str]) -> None:
         for inc in list(self.incidents.values()):
-            if inc.closed_at is not None or inc.id in skip:
+            if inc.closed_at is not None or inc.id in skip or inc.acked_at is not None:
                 continue
             loud = [
                 st

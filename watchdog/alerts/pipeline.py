@@ -14,6 +14,10 @@ notices reach Slack once a commit works again.
 
 Alerts that are not about one agent (``scope: workspace`` rules and the built-in ``stale``
 rule) carry the agent id ``"*"``, also as the ``agent_id`` metric label.
+
+``act`` applies a Slack action (acknowledge, silence, unsilence) between two evaluations:
+under the same lock, against the in-memory incidents, in one store transaction keyed by the
+action's id, so a replayed action changes nothing.
 """
 
 from __future__ import annotations
@@ -26,10 +30,10 @@ from typing import Protocol
 
 from ..model import WORKSPACE_AGENT, CountsView, PollStatus
 from ..notify import Notice
-from .incidents import Book, Incident, Policy, Snapshotter, new_incident_id, plan
+from .incidents import Book, Incident, Policy, Snapshotter, acknowledge, new_incident_id, plan
 from .rules import evaluate, evaluate_stale
 from .state import STALE_RULE, AlertState, Evaluation, Rule, Silence, StaleRule, State
-from .store import Changes
+from .store import ActionChanges, Changes, Decision
 
 log = logging.getLogger("watchdog.alerts")
 
@@ -50,6 +54,24 @@ class StateStore(Protocol):
     def load_incidents(self, open_only: bool = True) -> dict[str, Incident]: ...
     def commit(self, now: float, changes: Changes) -> None: ...
     def silences(self, now: float | None = None) -> list[Silence]: ...
+    def apply_action(self, changes: ActionChanges) -> str | None: ...
+    def action_answer(self, action_id: str) -> str | None: ...
+
+
+# (open incidents, alert states, active silences) -> what the action comes to
+Decide = Callable[[Book, Mapping[Key, AlertState], Sequence[Silence]], Decision]
+
+
+class ActionRefused(Exception):
+    """An action cannot be applied now (stopping, or the state store is failing); ``str()``
+    is the answer for the person. Nothing changed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Acted:
+    answer: str
+    applied: bool  # this call wrote the action
+    replay: bool = False  # the same action was applied before: nothing changed
 
 
 class Wakeable(Protocol):
@@ -179,6 +201,36 @@ class AlertPipeline:
 
     def close(self) -> None:
         self._closed = True
+
+    def act(self, action_id: str, decide: Decide, now: float) -> Acted:
+        """Apply one Slack action. Raises ``ActionRefused`` (nothing changed) while stopping or
+        while state commits fail, and whatever the store raises (nothing changed either)."""
+        with self._lock:
+            if self._closed:
+                raise ActionRefused("the watchdog is stopping; try again in a minute")
+            if self._health.failing:
+                raise ActionRefused(
+                    "the watchdog cannot write its state file right now, so nothing was "
+                    "changed; try again in a minute (or use `silence add` on its host)"
+                )
+            earlier = self.store.action_answer(action_id)
+            if earlier is not None:
+                return Acted(earlier, applied=False, replay=True)
+            decision = decide(self._book, self._states, self.store.silences(now))
+            changes = decision.changes
+            if changes is None:
+                return Acted(decision.answer, applied=False)
+            earlier = self.store.apply_action(changes)
+            if earlier is not None:  # another process applied it between our two reads
+                return Acted(earlier, applied=False, replay=True)
+            inc = self._book.incidents.get(changes.incident_id or "")
+            if changes.ack is not None and inc is not None:
+                incidents = dict(self._book.incidents)
+                incidents[inc.id] = acknowledge(inc, *changes.ack)
+                self._book = Book(incidents, self._book.incident_of)
+        if changes.notices and self.delivery is not None:
+            self.delivery.wake(len(changes.notices))
+        return Acted(decision.answer, applied=True)
 
     def _run(
         self,

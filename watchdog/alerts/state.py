@@ -132,6 +132,8 @@ class Silence:
     ends_at: float
     reason: str = ""
     created_at: float = 0.0
+    created_by: str = ""  # "@alice" (a Slack action) or "bob (cli)"; "" before schema 4
+    until_resolved: bool = False  # ends when its alert resolves (ends_at is only a cap)
 
     def matches(self, rule: str, agent_id: str, now: float) -> bool:
         return (

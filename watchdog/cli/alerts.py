@@ -1,5 +1,8 @@
 """Sub-commands about alerts: ``slack-test``, ``silence add|list|remove``, ``alerts``.
 
+``slack-test`` also checks Slack actions when they are on: the app-level token and a Socket
+Mode connection (socket mode), the user groups of ``allowed_usergroups``, and the team.
+
 ``register(subparsers)`` adds them to the main parser; each sets ``func`` to a function that
 takes the parsed ``argparse.Namespace`` and returns the exit code (0 ok, 1 failed, 2 bad
 usage, config or state file).
@@ -8,12 +11,14 @@ usage, config or state file).
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TextIO
 
-from ..alerts.state import STALE_RULE, AlertState, State, is_silenced
+from ..alerts.incidents import Incident
+from ..alerts.state import STALE_RULE, AlertState, Silence, State
 from ..alerts.store import StateError, Store
 from ..clock import SystemClock
 from ..config import Settings
@@ -176,7 +181,7 @@ def cmd_slack_test(args: argparse.Namespace) -> int:
                 "posted twice (add the channels:history scope, groups:history for a private "
                 "channel)"
             )
-        return 0
+        return _check_actions(settings, who)
     if slack.webhook_url is not None:
         hook = SlackWebhookNotifier(slack.webhook_url.get_secret_value(), slack.timeout)
         result = hook.post(SlackMessage(text, blocks))
@@ -199,7 +204,30 @@ def cmd_slack_test(args: argparse.Namespace) -> int:
     return 2
 
 
+def _check_actions(settings: Settings, who: dict[str, object]) -> int:
+    """The Slack actions part of ``slack-test``: 0 when it works (or is off), else 1."""
+    from ..actions.check import check_actions
+
+    team = who.get("team_id")
+    failed = 0
+    for ok, line in check_actions(settings, team if isinstance(team, str) else None):
+        if ok:
+            print(line)
+        else:
+            _err(line)
+            failed = 1
+    return failed
+
+
 # ---- silences --------------------------------------------------------------------------
+
+
+def _who() -> str:
+    """Who runs the CLI, for a silence's ``created_by``."""
+    try:
+        return f"{getpass.getuser()} (cli)"
+    except (KeyError, OSError):  # no user name for this uid (a container)
+        return "cli"
 
 
 def cmd_silence_add(args: argparse.Namespace) -> int:
@@ -223,7 +251,7 @@ def cmd_silence_add(args: argparse.Namespace) -> int:
         return 2
     with _open_store(settings, args) as store:
         now = SystemClock().now()
-        s = store.add_silence(agent, rule, now, now + seconds, args.reason)
+        s = store.add_silence(agent, rule, now, now + seconds, args.reason, _who())
     which = f"rule {rule}" if rule else "every rule"
     print(f"silence {s.id} added: agent {agent}, {which}, until {utc(s.ends_at)}")
     return 0
@@ -237,10 +265,24 @@ def cmd_silence_list(args: argparse.Namespace) -> int:
     if not silences:
         print("no silences" if args.all else "no active silences")
         return 0
-    rows = [["ID", "AGENT", "RULE", "UNTIL", "LEFT", "REASON"]]
+    rows = [["ID", "AGENT", "RULE", "UNTIL", "LEFT", "BY", "CREATED", "REASON"]]
     for s in silences:
         left = human_duration(s.ends_at - now) if s.ends_at > now else "expired"
-        rows.append([str(s.id), s.agent_id, s.rule or "*", utc(s.ends_at), left, s.reason])
+        until = utc(s.ends_at)
+        if s.until_resolved and s.ends_at > now:
+            until = f"resolved (at most {until})"
+        rows.append(
+            [
+                str(s.id),
+                s.agent_id,
+                s.rule or "*",
+                until,
+                left,
+                s.created_by or "-",
+                utc(s.created_at),
+                s.reason,
+            ]
+        )
     table(rows, sys.stdout)
     return 0
 
@@ -267,11 +309,28 @@ def _rate(st: AlertState) -> str:
     return pct(st.rate)
 
 
+def _silenced(silences: Sequence[Silence], st: AlertState, now: float) -> str:
+    """``until 2025-06-15 16:07 UTC by @bob`` for the longest silence that applies, or -."""
+    match = [s for s in silences if s.matches(st.rule, st.agent_id, now)]
+    if not match:
+        return "-"
+    s = max(match, key=lambda s: (s.until_resolved, s.ends_at))
+    until = "until resolved" if s.until_resolved else f"until {utc(s.ends_at)}"
+    return f"{until} by {s.created_by}" if s.created_by else until
+
+
+def _acked(inc: Incident | None) -> str:
+    if inc is None or not inc.acked_by or inc.acked_at is None:
+        return "-"
+    return f"{inc.acked_by} at {utc(inc.acked_at)}"
+
+
 def cmd_alerts(args: argparse.Namespace) -> int:
     settings = load_config(args)
     now = SystemClock().now()
     with _open_store(settings, args) as store:
-        states, _ = store.load_states()
+        states, incident_of = store.load_states()
+        incidents = store.load_incidents(open_only=True)
         silences = store.silences(now)
         waiting = store.pending_count()
     order = {State.FIRING: 0, State.PENDING: 1, State.RESOLVED: 2, State.INACTIVE: 3}
@@ -290,6 +349,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
                 "CALLS",
                 "SINCE",
                 "SILENCED",
+                "ACKED",
             ]
         ]
         for st in shown:
@@ -307,7 +367,8 @@ def cmd_alerts(args: argparse.Namespace) -> int:
                     threshold,
                     str(st.calls),
                     f"{utc(since)} ({human_duration(now - since)} ago)",
-                    "yes" if is_silenced(silences, st.rule, st.agent_id, now) else "-",
+                    _silenced(silences, st, now),
+                    _acked(incidents.get(incident_of.get(st.key, ""))),
                 ]
             )
         table(rows, sys.stdout)

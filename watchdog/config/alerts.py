@@ -142,9 +142,74 @@ class RuleSettings(Section):
         return self.threshold if self.clear_below is None else self.clear_below
 
 
+_USER_ID = re.compile(r"[UW][A-Z0-9]{2,30}")
+_USERGROUP_ID = re.compile(r"S[A-Z0-9]{2,30}")
+_TEAM_ID = re.compile(r"[TE][A-Z0-9]{2,30}")
+DEFAULT_ACTIONS_PORT = 10812
+
+
+class SlackActionsSettings(Section):
+    """``slack.actions:`` buttons on firing messages and the ``/dialnexa`` command."""
+
+    # off | socket (an outbound WebSocket: needs slack.app_token) | http (a Request URL:
+    # needs slack.signing_secret and a listener Slack can reach)
+    mode: Literal["off", "socket", "http"] = "off"
+    listen: str = f"127.0.0.1:{DEFAULT_ACTIONS_PORT}"  # http mode only
+    allowed_users: list[str] = Field(default_factory=list)  # user ids; "*": anyone in the team
+    allowed_usergroups: list[str] = Field(default_factory=list)  # user group ids (S...)
+    usergroup_cache: Annotated[Duration, between(10.0, DAY)] = 300.0
+    team_id: str | None = None  # default: the bot token's team (auth.test)
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _mode(cls, v: Any) -> Any:
+        return "off" if v is False else v  # YAML reads a bare `off` as false
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        _host, sep, port = v.strip().rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"must be HOST:PORT, e.g. 127.0.0.1:{DEFAULT_ACTIONS_PORT}; got {v!r}")
+        return v.strip()
+
+    @field_validator("allowed_users")
+    @classmethod
+    def _users(cls, v: list[str]) -> list[str]:
+        bad = [u for u in v if u != "*" and not _USER_ID.fullmatch(u)]
+        if bad:
+            raise ValueError(
+                f"{bad[0]!r} is not a Slack user id (U0123ABCD; in Slack: a profile's ⋮ menu, "
+                "Copy member ID); '*' allows everyone in the workspace"
+            )
+        return v
+
+    @field_validator("allowed_usergroups")
+    @classmethod
+    def _groups(cls, v: list[str]) -> list[str]:
+        bad = [g for g in v if not _USERGROUP_ID.fullmatch(g)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not a Slack user group id (S0123ABCD)")
+        return v
+
+    @field_validator("team_id")
+    @classmethod
+    def _team(cls, v: str | None) -> str | None:
+        if v is not None and not _TEAM_ID.fullmatch(v):
+            raise ValueError(f"{v!r} is not a Slack team id (T0123ABCD)")
+        return v
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]") or "0.0.0.0", int(port)
+
+
 class SlackSettings(Section):
     """``slack:``. Bot-token mode when ``token`` is set (needs ``channel``), else webhook mode
-    when ``webhook_url`` is set, else notifications go to the terminal/log."""
+    when ``webhook_url`` is set, else notifications go to the terminal/log. ``actions``:
+    buttons and a slash command, over Socket Mode (``app_token``) or HTTP
+    (``signing_secret``)."""
 
     token: SecretStr | None = None
     token_file: Path | None = None
@@ -157,6 +222,11 @@ class SlackSettings(Section):
     dashboard_url: str | None = None  # a template with {agent_id}
     agent_names: dict[str, str] = Field(default_factory=dict)
     timeout: Annotated[Duration, between(1.0, 2 * MINUTE)] = 10.0
+    app_token: SecretStr | None = None  # xapp-...: Socket Mode
+    app_token_file: Path | None = None
+    signing_secret: SecretStr | None = None  # HTTP mode: verifies Slack's requests
+    signing_secret_file: Path | None = None
+    actions: SlackActionsSettings = SlackActionsSettings()
 
     @field_validator("api_url")
     @classmethod
@@ -207,7 +277,47 @@ class SlackSettings(Section):
                 raise ValueError("webhook_url must start with https://")
         if self.token is not None and not self.channel:
             raise ValueError("channel is required with a bot token (e.g. C0123456789)")
+        self._action_secrets()
         return self
+
+    def _action_secrets(self) -> None:
+        if self.app_token is None and self.app_token_file is not None:
+            self.app_token = read_secret_file(self.app_token_file, "app_token_file")
+        if self.signing_secret is None and self.signing_secret_file is not None:
+            self.signing_secret = read_secret_file(self.signing_secret_file, "signing_secret_file")
+        for name in ("app_token", "signing_secret"):
+            value = getattr(self, name)
+            if value is not None and not value.get_secret_value().strip():
+                setattr(self, name, None)
+        # never echo the values: they are secrets
+        if self.app_token is not None and not self.app_token.get_secret_value().startswith("xapp-"):
+            raise ValueError(
+                "app_token must be an app-level token (xapp-...; Basic Information, App-Level "
+                "Tokens, with the connections:write scope), not a bot token"
+            )
+        mode = self.actions.mode
+        if mode == "off":
+            return
+        if self.token is None:
+            raise ValueError(
+                f"actions.mode {mode} needs a bot token (slack.token and slack.channel): the "
+                "buttons edit and answer through it"
+            )
+        if mode == "socket" and self.app_token is None:
+            raise ValueError(
+                "actions.mode socket needs an app-level token: set SLACK_APP_TOKEN or "
+                "slack.app_token_file"
+            )
+        if mode == "http" and self.signing_secret is None:
+            raise ValueError(
+                "actions.mode http needs the app's signing secret: set SLACK_SIGNING_SECRET or "
+                "slack.signing_secret_file"
+            )
+        if not self.actions.allowed_users and not self.actions.allowed_usergroups:
+            raise ValueError(
+                "actions: say who may act: actions.allowed_users (user ids, or '*' for "
+                "everyone in the workspace) and/or actions.allowed_usergroups"
+            )
 
     @property
     def mode(self) -> Literal["bot", "webhook", "none"]:

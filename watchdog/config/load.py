@@ -24,6 +24,8 @@ _ENV_ALIASES = {
     "DIALNEXA_API_KEY": ("dialnexa", "api_key"),
     "SLACK_BOT_TOKEN": ("slack", "token"),
     "SLACK_WEBHOOK_URL": ("slack", "webhook_url"),
+    "SLACK_APP_TOKEN": ("slack", "app_token"),
+    "SLACK_SIGNING_SECRET": ("slack", "signing_secret"),
 }
 
 

@@ -27,8 +27,11 @@ TRANSIENT: frozenset[Reason] = frozenset(
     {"rate_limited", "server_error", "timeout", "network_error"}
 )
 
-# What a notice is about: the incident's main message, or a follow-up.
-NoticeKind = Literal["main", "repeat", "resolved", "joined"]
+# What a notice is about: the incident's main message, or a follow-up ("action": someone
+# acknowledged, silenced or unsilenced it from Slack; a thread reply saying who).
+NoticeKind = Literal["main", "repeat", "resolved", "joined", "action"]
+# What a Slack action did (a notice of kind "action").
+Verb = Literal["ack", "silence", "unsilence"]
 # How it is delivered: a new message, a reply in the main message's thread, an edit of it.
 Op = Literal["post", "reply", "update"]
 
@@ -62,6 +65,10 @@ class AlertSnapshot:
     note: str | None = None
     age: float | None = None  # stale: seconds since the last successful poll
     stale_after: float | None = None  # stale: the age at which it fires
+    # an active silence (``silence add`` or a Slack action), shown on the message
+    silenced_until: float | None = None
+    silenced_by: str | None = None
+    silenced_until_resolved: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +82,15 @@ class Notice:
     group: bool
     at: float
     opened_at: float
-    # main: every member of the incident; repeat/resolved/joined: the alerts concerned
+    # main: every member of the incident; repeat/resolved/joined/action: the alerts concerned
     alerts: tuple[AlertSnapshot, ...] = field(default_factory=tuple)
+    acked_by: str | None = None  # "@alice": the incident was acknowledged from Slack
+    acked_at: float | None = None
+    # kind "action": who did what (until: the silence's end; None with until_resolved)
+    actor: str | None = None
+    verb: Verb | None = None
+    until: float | None = None
+    until_resolved: bool = False
 
 
 @dataclass(frozen=True, slots=True)

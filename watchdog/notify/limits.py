@@ -11,6 +11,9 @@ The limits, from Slack's reference pages (Block Kit blocks, text object, button 
 - a context block has 1 to 10 elements;
 - an actions block has at most 25 elements; a button's text at most 75 characters, its
   ``action_id`` 255, ``value`` 2,000, ``url`` 3,000;
+- a ``static_select`` has a placeholder of at most 150 characters and either ``options`` or
+  ``option_groups`` (at most 100 each; a group's label at most 75 characters), an option's
+  text at most 75 characters and its ``value`` at most 150;
 - a ``block_id`` has at most 255 characters;
 - metadata is ``{"event_type": ..., "event_payload": {...}}``; ``event_type`` starts with
   ``a-z`` and holds only ``a-z``, ``0-9`` and ``_``; payload values are strings, numbers,
@@ -43,6 +46,10 @@ MAX_ACTION_ID = 255
 MAX_BUTTON_VALUE = 2000
 MAX_URL = 3000
 MAX_BLOCK_ID = 255
+MAX_PLACEHOLDER = 150
+MAX_OPTIONS = 100
+MAX_OPTION_TEXT = 75
+MAX_OPTION_VALUE = 150
 MAX_BLOCKS_TEXT = 12000  # our budget below Slack's undocumented msg_blocks_too_long
 
 ELLIPSIS = "…"
@@ -259,9 +266,13 @@ def _check_section(problems: list[str], where: str, block: dict[str, Any]) -> in
 
 
 def _check_element(problems: list[str], where: str, el: Any) -> int:
+    if isinstance(el, dict) and el.get("type") == "static_select":
+        return _check_select(problems, where, el)
     if not isinstance(el, dict) or el.get("type") != "button":
-        problems.append(f"{where}: only buttons are checked; got {el!r:.40}")
+        problems.append(f"{where}: only buttons and static_select are checked; got {el!r:.40}")
         return 0
+    if el.get("style") not in (None, "primary", "danger"):
+        problems.append(f"{where}.style: {el.get('style')!r} is not primary or danger")
     text = el.get("text")
     if isinstance(text, dict) and text.get("type") != "plain_text":
         problems.append(f"{where}.text: a button takes plain_text only")
@@ -273,6 +284,56 @@ def _check_element(problems: list[str], where: str, el: Any) -> int:
     if "url" in el:
         _check_string(problems, f"{where}.url", el["url"], 1, MAX_URL)
     return n
+
+
+def _plain_text(problems: list[str], where: str, obj: Any, high: int) -> int:
+    if isinstance(obj, dict) and obj.get("type") != "plain_text":
+        problems.append(f"{where}: plain_text only")
+    return _check_text_object(problems, where, obj, high)
+
+
+def _check_options(problems: list[str], where: str, options: Any) -> int:
+    if not isinstance(options, list) or not options:
+        problems.append(f"{where}: at least one option")
+        return 0
+    if len(options) > MAX_OPTIONS:
+        problems.append(f"{where}: {len(options)} options > {MAX_OPTIONS}")
+    total = 0
+    for k, opt in enumerate(options):
+        at = f"{where}[{k}]"
+        if not isinstance(opt, dict):
+            problems.append(f"{at}: not an object")
+            continue
+        total += _plain_text(problems, f"{at}.text", opt.get("text"), MAX_OPTION_TEXT)
+        _check_string(problems, f"{at}.value", opt.get("value"), 1, MAX_OPTION_VALUE)
+    return total
+
+
+def _check_select(problems: list[str], where: str, el: dict[str, Any]) -> int:
+    total = 0
+    if "placeholder" in el:
+        total += _plain_text(problems, f"{where}.placeholder", el["placeholder"], MAX_PLACEHOLDER)
+    _check_string(problems, f"{where}.action_id", el.get("action_id"), 1, MAX_ACTION_ID)
+    has_options, has_groups = "options" in el, "option_groups" in el
+    if has_options == has_groups:
+        problems.append(f"{where}: options or option_groups (exactly one)")
+    if has_options:
+        total += _check_options(problems, f"{where}.options", el["options"])
+    if has_groups:
+        groups = el["option_groups"]
+        if not isinstance(groups, list) or not groups:
+            problems.append(f"{where}.option_groups: at least one group")
+            return total
+        if len(groups) > MAX_OPTIONS:
+            problems.append(f"{where}.option_groups: {len(groups)} > {MAX_OPTIONS}")
+        for g, group in enumerate(groups):
+            at = f"{where}.option_groups[{g}]"
+            if not isinstance(group, dict):
+                problems.append(f"{at}: not an object")
+                continue
+            total += _plain_text(problems, f"{at}.label", group.get("label"), MAX_OPTION_TEXT)
+            total += _check_options(problems, f"{at}.options", group.get("options"))
+    return total
 
 
 def _check_metadata(problems: list[str], meta: Any) -> None:

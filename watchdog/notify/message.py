@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import AlertSnapshot, Notice
+from .controls import ack_line, control_blocks, controls_units, silence_line, silence_words
 from .limits import (
     MAX_BLOCKS_TEXT,
     MAX_FIELD_TEXT,
@@ -62,6 +63,17 @@ MEMBERS_BUDGET = MAX_BLOCKS_TEXT - 3000  # member lines of a grouped message, al
 MAX_LINK = 1000  # a longer dashboard link is left out
 
 # ---- Slack -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Marks:
+    """What a main message shows besides its alerts: its buttons (Slack actions are on) and
+    who acknowledged it."""
+
+    incident: str
+    buttons: bool = False
+    acked_by: str | None = None
+    acked_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +160,8 @@ def _member_line(a: AlertSnapshot) -> str:
         rate = "" if a.resolved_rate is None else f" at {pct(a.resolved_rate)}"
         return f"✅ ~{code(a.agent_id)}~{name} resolved{rate}" + (f", {tail}" if tail else "")
     spark = clip(spark_of(a), 60)
-    return f"🔴 {code(a.agent_id)}{name}: {SLACK.bold(pct(a.rate))} of {a.calls} calls" + (
+    quiet = " 🔕" if a.silenced_until is not None else ""
+    return f"🔴 {code(a.agent_id)}{name}{quiet}: {SLACK.bold(pct(a.rate))} of {a.calls} calls" + (
         f"  {spark}" if spark else ""
     )
 
@@ -171,8 +184,9 @@ def _sections(lines: Sequence[str]) -> list[dict[str, Any]]:
 
 
 def _group_blocks(
-    alerts: Sequence[AlertSnapshot], word: str, dashboard_url: str | None
+    alerts: Sequence[AlertSnapshot], word: str, dashboard_url: str | None, reserve: int = 0
 ) -> list[dict[str, Any]]:
+    """``reserve``: units of block text the caller adds (status lines, controls)."""
     first = alerts[0]
     blocks = [
         _header(f"{_icon(word)} {word}: {_rule(first)} · {count_label(alerts)}"),
@@ -185,7 +199,8 @@ def _group_blocks(
     ordered = sorted(alerts, key=lambda a: (a.state == "resolved", -(a.rate or 0.0), a.agent_id))
     shown = [_member_line(a) for a in ordered[:MAX_GROUP_LINES]]
     unshown = len(ordered) - len(shown)
-    kept, tail = fit(shown, "\n", MEMBERS_BUDGET, lambda k: and_more(k + unshown, "\n"))
+    budget = MEMBERS_BUDGET - reserve
+    kept, tail = fit(shown, "\n", budget, lambda k: and_more(k + unshown, "\n"))
     blocks += _sections([*kept, tail.strip()] if tail else kept)
     if first.fired_at is not None:
         ctx = f"Firing since {slack_date(min(a.fired_at or first.fired_at for a in alerts))}"
@@ -215,25 +230,63 @@ def _fallback(alerts: Sequence[AlertSnapshot], word: str, group: bool) -> str:
     return clip_mrkdwn(text, FALLBACK_BUDGET)
 
 
+def _status_lines(alerts: Sequence[AlertSnapshot], group: bool, marks: Marks | None) -> list[str]:
+    lines = []
+    if marks is not None and marks.acked_by and marks.acked_at is not None:
+        lines.append(ack_line(marks.acked_by, marks.acked_at))
+    quiet = silence_line(alerts, group)
+    if quiet:
+        lines.append(quiet)
+    return lines
+
+
 def render_main(
     alerts: Sequence[AlertSnapshot],
     group: bool,
     dashboard_url: str | None,
     word: str | None = None,
+    marks: Marks | None = None,
 ) -> SlackMessage:
-    """An incident's main message (posted when it fires, edited as it changes)."""
+    """An incident's main message (posted when it fires, edited as it changes). ``marks``:
+    its acknowledgement, and its buttons when Slack actions are on."""
     word = word or header_word(alerts)
+    status = _status_lines(alerts, group, marks)
+    controls: list[dict[str, Any]] = []
+    if marks is not None and marks.buttons and word != "RESOLVED":
+        controls = control_blocks(marks.incident, alerts, group, bool(marks.acked_by))
+    extra = []
+    if status:
+        extra.append({"type": "context", "elements": [_mrkdwn("  ·  ".join(status))]})
     if group:
-        blocks = _group_blocks(alerts, word, dashboard_url)
+        reserve = controls_units(controls) + sum(units(x) for x in status)
+        blocks = _group_blocks(alerts, word, dashboard_url, reserve)
     else:
         blocks = _single_blocks(alerts[0], word, dashboard_url)
-    return SlackMessage(_fallback(alerts, word, group), blocks)
+    return SlackMessage(_fallback(alerts, word, group), blocks + extra + controls)
+
+
+def _action_text(notice: Notice, budget: int) -> str:
+    """The thread reply saying who acknowledged, silenced or unsilenced the incident."""
+    by = untrusted(notice.actor or "someone", NAME_CHARS)
+    if notice.verb == "ack":
+        return clip_mrkdwn(f"✅ Acknowledged by {by}: no more reminders in this thread.", budget)
+    if notice.verb == "silence":
+        what = f"🔕 Silenced {silence_words(notice.until, notice.until_resolved)} by {by}"
+    else:
+        what = f"🔔 Unsilenced by {by}"
+    alerts = notice.alerts
+    if not notice.group and len(alerts) <= 1:
+        return clip_mrkdwn(what + ".", budget)
+    items = [code(a.agent_id) for a in alerts[:MAX_REPLY_ITEMS]]
+    return _listing(what + ": ", items, len(alerts), ".", budget)
 
 
 def _reply_text(notice: Notice) -> str:
     alerts = notice.alerts
     st = SLACK
     budget = MAX_TEXT_OBJECT  # the reply is also the text of its one section
+    if notice.kind == "action":
+        return _action_text(notice, budget)
     if notice.kind == "resolved":
         if len(alerts) == 1 and not notice.group:
             a = alerts[0]
@@ -266,18 +319,19 @@ def _reply_text(notice: Notice) -> str:
     return _listing(prefix, items, len(alerts), ".", budget)
 
 
-def render_slack(notice: Notice, dashboard_url: str | None) -> SlackMessage:
+def render_slack(notice: Notice, dashboard_url: str | None, buttons: bool = False) -> SlackMessage:
     """The Slack message for a notice, by its ``op``.
 
-    ``post``/``update`` of kind ``main``: the incident's main message. ``reply``: a short
-    thread reply. ``post`` of a follow-up kind (webhook mode, which cannot edit or thread):
-    a standalone message with the full content.
+    ``post``/``update`` of kind ``main``: the incident's main message (with its buttons when
+    ``buttons``). ``reply``: a short thread reply. ``post`` of a follow-up kind (webhook mode,
+    which cannot edit or thread): a standalone message with the full content.
     """
-    if notice.op == "reply":
+    if notice.op == "reply" or notice.kind == "action":
         text = _reply_text(notice)
         return SlackMessage(text, [_section(text)])
+    marks = Marks(notice.incident, buttons, notice.acked_by, notice.acked_at)
     if notice.kind == "main":
-        return render_main(notice.alerts, notice.group, dashboard_url)
+        return render_main(notice.alerts, notice.group, dashboard_url, marks=marks)
     word = {"repeat": "STILL FIRING", "resolved": "RESOLVED", "joined": "FIRING"}[notice.kind]
     return render_main(notice.alerts, notice.group, dashboard_url, word)
 
@@ -288,6 +342,14 @@ def render_slack(notice: Notice, dashboard_url: str | None) -> SlackMessage:
 def render_text(notice: Notice) -> str:
     """Readable lines for a terminal or log: one per alert, no escaping, no markup."""
     st = PLAIN
+    if notice.kind == "action":
+        who = printable(notice.actor or "someone")
+        if notice.verb == "ack":
+            return f"ACKED    {printable(notice.rule)}: acknowledged by {who}"
+        if notice.verb == "silence":
+            until = "until resolved" if notice.until is None else f"until {utc(notice.until)}"
+            return f"SILENCED {printable(notice.rule)}: silenced {until} by {who}"
+        return f"UNSILENCED {printable(notice.rule)}: unsilenced by {who}"
     word = {
         "main": "FIRING",
         "repeat": "STILL FIRING",
@@ -319,6 +381,7 @@ def render_text(notice: Notice) -> str:
 
 # re-exported: cli/alerts.py imports these from here
 __all__ = [
+    "Marks",
     "SlackMessage",
     "escape",
     "human_duration",

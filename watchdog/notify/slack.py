@@ -18,7 +18,6 @@ What each answer and failure means is in ``slack_errors.py``.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from dataclasses import replace
@@ -29,6 +28,7 @@ from slack_sdk.web import WebClient
 from slack_sdk.webhook import WebhookClient
 
 from . import MessageRef, Notice, NoticeKind, SendResult
+from .controls import incident_key
 from .message import SlackMessage, render_slack
 from .slack_errors import (
     ERROR_CODE,
@@ -57,12 +57,6 @@ CLOCK_SKEW = 120.0  # seconds subtracted from ``since``: our clock may run ahead
 # ---- the incident marker -------------------------------------------------------------------
 
 
-def incident_key(incident_id: str) -> str:
-    """The incident as it appears in message metadata: a hash, so no agent id leaves the
-    message text (and a 5,000-character id stays 32 characters)."""
-    return hashlib.sha256(incident_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-
-
 def incident_metadata(incident_id: str, kind: NoticeKind, at: float) -> dict[str, Any]:
     """Slack message metadata marking a top-level message as this notice's."""
     return {
@@ -71,10 +65,10 @@ def incident_metadata(incident_id: str, kind: NoticeKind, at: float) -> dict[str
     }
 
 
-def build_message(notice: Notice, dashboard_url: str | None) -> SlackMessage:
-    """What the bot notifier sends for ``notice``: the rendered message, plus the incident
-    marker in its metadata when it is a top-level post."""
-    msg = render_slack(notice, dashboard_url)
+def build_message(notice: Notice, dashboard_url: str | None, buttons: bool = False) -> SlackMessage:
+    """What the bot notifier sends for ``notice``: the rendered message (with its buttons when
+    ``buttons``), plus the incident marker in its metadata when it is a top-level post."""
+    msg = render_slack(notice, dashboard_url, buttons)
     if notice.op != "post":
         return msg
     return replace(msg, metadata=incident_metadata(notice.incident, notice.kind, notice.at))
@@ -83,11 +77,13 @@ def build_message(notice: Notice, dashboard_url: str | None) -> SlackMessage:
 RENDER_FAILED = SendResult("client_error", error="the message could not be rendered (a bug)")
 
 
-def _render(notice: Notice, dashboard_url: str | None, marker: bool = True) -> SlackMessage | None:
+def _render(
+    notice: Notice, dashboard_url: str | None, marker: bool = True, buttons: bool = False
+) -> SlackMessage | None:
     """``build_message`` that never raises (a notifier never does): None, logged, on a bug."""
     try:
         if marker:
-            return build_message(notice, dashboard_url)
+            return build_message(notice, dashboard_url, buttons)
         return render_slack(notice, dashboard_url)
     except Exception:
         log.exception(
@@ -116,7 +112,8 @@ def _marks(message: Any, key: str, kind: NoticeKind, at: float | None) -> bool:
 class SlackBotNotifier:
     """Bot-token mode: main message via chat.postMessage, follow-ups in its thread, edits via
     chat.update, look-ups via conversations.history. Needs the ``chat:write`` scope, and
-    ``channels:history`` (``groups:history`` for a private channel) for ``find_posted``."""
+    ``channels:history`` (``groups:history`` for a private channel) for ``find_posted``.
+    ``buttons``: firing messages carry the Slack action buttons (``slack.actions.mode``)."""
 
     name = "slack"
     can_edit = True
@@ -128,9 +125,11 @@ class SlackBotNotifier:
         api_url: str = "https://slack.com/api/",
         timeout: float = 10.0,
         dashboard_url: str | None = None,
+        buttons: bool = False,
     ) -> None:
         self.channel = channel
         self.dashboard_url = dashboard_url
+        self.buttons = buttons
         self.can_find_posted = True  # False once Slack said the token may not read history
         self._no_history: SendResult | None = None
         self._channel_id = channel if _CHANNEL_ID.fullmatch(channel) else None
@@ -146,7 +145,7 @@ class SlackBotNotifier:
         )
 
     def send(self, notice: Notice, ref: MessageRef | None) -> SendResult:
-        msg = _render(notice, self.dashboard_url)
+        msg = _render(notice, self.dashboard_url, buttons=self.buttons)
         if msg is None:
             return RENDER_FAILED
         if notice.op == "post":

@@ -37,3 +37,44 @@ class Changes:
 
     def __bool__(self) -> bool:
         return bool(self.states or self.deleted or self.incidents or self.notices)
+
+
+@dataclass(frozen=True, slots=True)
+class NewSilence:
+    """A silence to add (``silence add``, or a Slack action)."""
+
+    agent_id: str
+    rule: str | None
+    starts_at: float
+    ends_at: float
+    reason: str
+    created_by: str = ""
+    until_resolved: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ActionChanges:
+    """One Slack action's writes, committed in one transaction keyed by ``id`` (derived from
+    the action itself), so a replayed envelope (Slack's retry, a reconnect, another replica)
+    applies at most once: the second commit finds the id and changes nothing."""
+
+    id: str
+    at: float
+    user_id: str
+    action: str  # e.g. "ack", "silence_1h"
+    incident_id: str | None
+    answer: str  # what the person was told; a replay is told the same
+    ack: tuple[str, float] | None = None  # (by, at): acknowledge ``incident_id``
+    silences: Sequence[NewSilence] = ()
+    ended: Sequence[int] = ()  # silence ids that end now
+    ended_by: str = ""
+    notices: Sequence[Notice] = ()  # the message edit and the thread reply, to the outbox
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What a Slack action comes to: the answer for the person who acted, and the writes
+    (None: nothing changes, e.g. "already acknowledged")."""
+
+    answer: str
+    changes: ActionChanges | None = None

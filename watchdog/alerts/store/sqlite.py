@@ -1,8 +1,9 @@
 """The state store: SQLite from the standard library at ``state.path``.
 
-Holds alert states, incidents (with the Slack channel and ``ts`` of their main message), the
-outbox (notices are written here before anything is sent), silences, and (``history.py``)
-the recorded history and the state a warm restart resumes from. One connection,
+Holds alert states, incidents (with the Slack channel and ``ts`` of their main message, and
+who acknowledged them), the outbox (notices are written here before anything is sent),
+silences (with who made them), the Slack actions applied (``actions.py``), and
+(``history.py``) the recorded history and the state a warm restart resumes from. One connection,
 guarded by a lock, in WAL mode so the CLI (``silence add``, ``alerts``) can use the same file
 while the daemon runs.
 
@@ -24,12 +25,20 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ...notify import MessageRef
 from ..incidents import Incident
-from ..state import AlertState, Silence
-from .base import Changes, OutboxEntry, StateError
+from ..state import AlertState, Silence, State
+from .actions import (
+    ACTIONS_MIGRATION,
+    SILENCE_COLUMNS,
+    apply_action,
+    end_until_resolved,
+    insert_silence,
+)
+from .base import ActionChanges, Changes, NewSilence, OutboxEntry, StateError
 from .codec import (
     members_from_json,
     members_to_json,
@@ -44,11 +53,12 @@ from .history import HistoryTables
 
 log = logging.getLogger("watchdog.store")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Applied in order to bring an older file up to SCHEMA_VERSION (the base schema is version 1).
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: ("ALTER TABLE outbox ADD COLUMN uncertain INTEGER NOT NULL DEFAULT 0",),
     3: HISTORY_MIGRATION,  # recorded history and the warm-restart state (history.py)
+    4: ACTIONS_MIGRATION,  # Slack actions: acks, who silenced, until-resolved silences
 }
 KEEP_DONE = 7 * 86400.0  # delivered/failed outbox rows and closed incidents are kept this long
 
@@ -210,17 +220,25 @@ class Store(HistoryTables):
                     incident_of[(rule, agent)] = incident
         return states, incident_of
 
-    def load_incidents(self, open_only: bool = True) -> dict[str, Incident]:
+    def load_incidents(
+        self, open_only: bool = True, only: str | None = None
+    ) -> dict[str, Incident]:
         sql = (
-            "SELECT id, rule, grouped, opened_at, closed_at, last_notified_at, members "
-            "FROM incidents"
+            "SELECT id, rule, grouped, opened_at, closed_at, last_notified_at, members, "
+            "acked_by, acked_at FROM incidents"
         )
+        where, args = [], []
         if open_only:
-            sql += " WHERE closed_at IS NULL"
+            where.append("closed_at IS NULL")
+        if only is not None:
+            where.append("id = ?")
+            args.append(only)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         out: dict[str, Incident] = {}
         with self._lock:
-            for row in self._conn.execute(sql).fetchall():
-                iid, rule, grouped, opened, closed, notified, members = row
+            for row in self._conn.execute(sql, args).fetchall():
+                iid, rule, grouped, opened, closed, notified, members, by, at = row
                 out[iid] = Incident(
                     id=iid,
                     rule=rule,
@@ -229,6 +247,8 @@ class Store(HistoryTables):
                     members=members_from_json(members),
                     last_notified_at=notified,
                     closed_at=closed,
+                    acked_by=by,
+                    acked_at=at,
                 )
         return out
 
@@ -262,9 +282,11 @@ class Store(HistoryTables):
             )
             c.executemany(
                 "INSERT INTO incidents (id, rule, grouped, opened_at, closed_at, "
-                "last_notified_at, members) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO "
-                "UPDATE SET closed_at = excluded.closed_at, "
-                "last_notified_at = excluded.last_notified_at, members = excluded.members",
+                "last_notified_at, members, acked_by, acked_at) VALUES (?, ?, ?, ?, ?, ?, ?, "
+                "?, ?) ON CONFLICT (id) DO UPDATE SET closed_at = excluded.closed_at, "
+                "last_notified_at = excluded.last_notified_at, members = excluded.members, "
+                "acked_by = COALESCE(incidents.acked_by, excluded.acked_by), "
+                "acked_at = COALESCE(incidents.acked_at, excluded.acked_at)",
                 [
                     (
                         i.id,
@@ -274,10 +296,16 @@ class Store(HistoryTables):
                         i.closed_at,
                         i.last_notified_at,
                         members_to_json(i.members),
+                        i.acked_by,
+                        i.acked_at,
                     )
                     for i in changes.incidents
                 ],
             )
+            ended = [
+                s.key for s, _ in changes.states if s.state in (State.RESOLVED, State.INACTIVE)
+            ]
+            end_until_resolved(c, [*ended, *changes.deleted], now)
             c.executemany(
                 "INSERT INTO outbox (incident_id, op, kind, notice, created_at, next_attempt_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -414,36 +442,73 @@ class Store(HistoryTables):
                 (cutoff,),
             )
             c.execute("DELETE FROM silences WHERE ends_at < ?", (cutoff,))
+            c.execute("DELETE FROM actions WHERE at < ?", (cutoff,))
 
     # ---- silences ----------------------------------------------------------------------
 
     def add_silence(
-        self, agent_id: str, rule: str | None, starts_at: float, ends_at: float, reason: str
+        self,
+        agent_id: str,
+        rule: str | None,
+        starts_at: float,
+        ends_at: float,
+        reason: str,
+        created_by: str = "",
     ) -> Silence:
+        new = NewSilence(agent_id, rule, starts_at, ends_at, reason, created_by)
         with self._tx() as c:
-            cur = c.execute(
-                "INSERT INTO silences (agent_id, rule, starts_at, ends_at, reason, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (agent_id, rule, starts_at, ends_at, reason, starts_at),
-            )
-            sid = int(cur.lastrowid or 0)
-        return Silence(sid, agent_id, rule, starts_at, ends_at, reason, starts_at)
+            sid = insert_silence(c, new, starts_at)
+        return Silence(sid, agent_id, rule, starts_at, ends_at, reason, starts_at, created_by)
 
     def silences(self, now: float | None = None) -> list[Silence]:
         """All silences, or those still active at ``now``."""
-        sql = "SELECT id, agent_id, rule, starts_at, ends_at, reason, created_at FROM silences"
+        sql = f"SELECT {SILENCE_COLUMNS} FROM silences"
         args: tuple[float, ...] = ()
         if now is not None:
             sql += " WHERE ends_at > ?"
             args = (now,)
         with self._lock:
             rows = self._conn.execute(sql + " ORDER BY id", args).fetchall()
-        return [Silence(*r) for r in rows]
+        return [
+            Silence(sid, agent, rule, start, end, reason, created, by, bool(until))
+            for sid, agent, rule, start, end, reason, created, by, until in rows
+        ]
 
     def remove_silence(self, silence_id: int) -> bool:
         with self._tx() as c:
             cur = c.execute("DELETE FROM silences WHERE id = ?", (silence_id,))
             return cur.rowcount > 0
+
+    # ---- Slack actions -----------------------------------------------------------------
+
+    def apply_action(self, changes: ActionChanges) -> str | None:
+        """One Slack action in one transaction (see ``actions.apply_action``): None when it
+        was applied, else the answer it got the first time (a replay changes nothing)."""
+        with self._tx() as c:
+            return apply_action(c, changes)
+
+    def action_answer(self, action_id: str) -> str | None:
+        """The answer of an action already applied, or None."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT answer FROM actions WHERE id = ?", (action_id,)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def incident_by_key(self, key: str, hash_of: Callable[[str], str]) -> Incident | None:
+        """The stored incident (open or closed, within ``KEEP_DONE``) whose ``hash_of(id)``
+        is ``key`` (the key a Slack button carries)."""
+        with self._lock:
+            ids = [r[0] for r in self._conn.execute("SELECT id FROM incidents").fetchall()]
+        for iid in ids:
+            if hash_of(iid) == key:
+                found = self.load_incident(iid)
+                if found is not None:
+                    return found
+        return None
+
+    def load_incident(self, incident_id: str) -> Incident | None:
+        return self.load_incidents(open_only=False, only=incident_id).get(incident_id)
 
 
 class _Tx:
