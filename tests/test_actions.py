@@ -134,6 +134,7 @@ json_values = st.recursive(
 
 @settings(max_examples=200, deadline=None)
 @given(kind=st.sampled_from(["interactive", "slash_commands", "x"]), payload=json_values)
+@pytest.mark.slow
 def test_no_payload_makes_the_decoder_raise(kind: str, payload: Any) -> None:
     assert isinstance(parse(kind, payload), Click | Command | Ignored)
 
@@ -444,6 +445,7 @@ actors = st.one_of(st.sampled_from(HOSTILE), st.text(max_size=40).map(lambda t: 
     silenced=st.sampled_from(["none", "some", "all", "until_resolved"]),
     by=st.one_of(st.none(), actors),
 )
+@pytest.mark.slow
 def test_every_message_with_buttons_keeps_every_limit(
     n: Notice, acked: str | None, silenced: str, by: str | None
 ) -> None:

@@ -100,6 +100,7 @@ def hw(tmp_path: Path) -> Iterator[HttpWorld]:
     w.close()
 
 
+@pytest.mark.slow
 def test_a_signed_click_is_answered_200_and_applied(hw: HttpWorld) -> None:
     hw.fire("a1")
     body = hw.click_body("dnx_silence_4h")
@@ -111,6 +112,7 @@ def test_a_signed_click_is_answered_200_and_applied(hw: HttpWorld) -> None:
     assert hw.silences() == 1
 
 
+@pytest.mark.slow
 def test_the_answer_comes_before_the_work(hw: HttpWorld) -> None:
     """200 is sent while the work (here: answering through response_url) is still held."""
     hw.fire("a1")
@@ -127,6 +129,7 @@ def test_the_answer_comes_before_the_work(hw: HttpWorld) -> None:
     "tamper",
     ["wrong signature", "wrong secret", "stale", "future", "no timestamp", "garbage timestamp"],
 )
+@pytest.mark.slow
 def test_bad_requests_are_401_and_change_nothing(hw: HttpWorld, tamper: str) -> None:
     hw.fire("a1")
     outbox = hw.alerts.store.outbox()
@@ -189,6 +192,7 @@ def test_not_allowed_over_http(hw: HttpWorld) -> None:
     assert hw.silences() == 0
 
 
+@pytest.mark.slow
 def test_other_paths_methods_and_sizes(hw: HttpWorld) -> None:
     body = b"x=1"
     now = int(hw.clock.now())

@@ -353,6 +353,7 @@ def test_another_team_is_ignored_without_an_answer(world: World) -> None:
     assert len(world.slack.answers()) == 1
 
 
+@pytest.mark.slow
 def test_an_action_sent_just_before_a_disconnect_applies_once(world: World) -> None:
     world.fire("a1")
     # the daemon applies the click, but its acknowledgement never reaches Slack
@@ -429,6 +430,7 @@ def test_no_secret_reaches_a_log_line(world: World, caplog: pytest.LogCaptureFix
         assert secret not in text
 
 
+@pytest.mark.slow
 def test_slack_test_checks_the_app_token_the_socket_and_the_user_groups(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

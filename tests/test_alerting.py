@@ -558,6 +558,7 @@ def test_a_store_that_refuses_writes_keeps_alerting_in_memory_and_pages_once_it_
     assert len(slack.posts()) == 1
 
 
+@pytest.mark.slow
 def test_a_slow_slack_gets_one_top_level_message_per_incident(
     tmp_path: Path, slack: FakeSlack
 ) -> None:

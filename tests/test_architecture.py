@@ -131,6 +131,7 @@ def find_cycle(g: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+@pytest.mark.slow
 def test_the_import_graph_has_no_cycle() -> None:
     cycle = find_cycle(graph())
     assert cycle is None, "import cycle: " + " -> ".join(x or PACKAGE for x in cycle or [])

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 KEYS = [
     "api_requests_per_cycle",
@@ -24,6 +26,7 @@ KEYS = [
 ]
 
 
+@pytest.mark.slow
 def test_quick_benchmark_writes_every_result(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

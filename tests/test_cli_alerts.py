@@ -239,6 +239,7 @@ def health_server() -> Iterator[tuple[http.server.HTTPServer, type[_Health]]]:
     thread.join()
 
 
+@pytest.mark.slow
 def test_healthcheck_follows_metrics_listen(
     tmp_path: Path,
     health_server: tuple[http.server.HTTPServer, type[_Health]],

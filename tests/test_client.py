@@ -141,6 +141,7 @@ def test_garbage_is_skipped_and_counted(sim: Simulator, sim_url: str, clock: Fak
     assert len(listing.calls) == 30
 
 
+@pytest.mark.slow
 def test_timeouts_are_retried(sim: Simulator, sim_url: str, clock: FakeClock) -> None:
     add_calls(sim, 2, T0 - 100)
     sim.inject("timeout", seconds=1.0)
@@ -150,6 +151,7 @@ def test_timeouts_are_retried(sim: Simulator, sim_url: str, clock: FakeClock) ->
     sim.release_held()
 
 
+@pytest.mark.slow
 def test_pacing_keeps_under_the_servers_rate_limit(
     sim: Simulator, sim_url: str, clock: FakeClock
 ) -> None:

@@ -46,6 +46,7 @@ def test_example_config_is_valid() -> None:
     assert s.poll.interval == 30 and s.poll.agents == "all"
 
 
+@pytest.mark.slow
 def test_bad_config_names_each_field_and_exits_2_without_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(
@@ -68,6 +69,7 @@ def test_bad_config_names_each_field_and_exits_2_without_traceback(tmp_path: Pat
         assert needle in r.stderr, needle
 
 
+@pytest.mark.slow
 def test_yaml_syntax_error_and_missing_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("poll:\n  interval: [30s\n")
@@ -77,6 +79,7 @@ def test_yaml_syntax_error_and_missing_file(tmp_path: Path) -> None:
     assert r.returncode == 2 and "no such file" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_environment_overrides_file_and_secret_is_masked(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("poll:\n  interval: 30s\n")
@@ -214,6 +217,7 @@ def test_the_audit_reaches_every_section() -> None:
 
 
 @pytest.mark.parametrize("path", numeric_keys())
+@pytest.mark.slow
 def test_every_number_rejects_nan_infinity_negative_and_huge(path: str) -> None:
     for value in (math.nan, math.inf, -math.inf, -1, 1e12, "nan", "1e999"):
         with pytest.raises(ConfigError) as caught:
@@ -271,6 +275,7 @@ def test_listen_address_is_checked() -> None:
 
 
 @pytest.mark.parametrize("command", ["check-config", "run"])
+@pytest.mark.slow
 def test_the_issues_bad_numbers_exit_2_with_one_line_each(tmp_path: Path, command: str) -> None:
     """The values from issue 9 item 5, as the CLI sees them: one line per field, exit 2, no
     traceback (run used to crash at start, or die every cycle on rate_limit_period: 0)."""
@@ -394,6 +399,7 @@ def settings_with(tmp_path: Path, **overrides: Any) -> Settings:
     return load_settings(None, overrides=base, environ={})
 
 
+@pytest.mark.slow
 def test_readme_check_config_on_a_workstation_names_the_state_path() -> None:
     """The README's command, as written, on a machine without /var/lib/dialnexa-watchdog:
     check-config used to say OK while run refused to start."""
@@ -413,6 +419,7 @@ def test_readme_check_config_on_a_workstation_names_the_state_path() -> None:
     assert "sk-not-a-real-key" not in r.stdout + r.stderr
 
 
+@pytest.mark.slow
 def test_check_config_ok_once_the_state_path_is_overridden(tmp_path: Path) -> None:
     r = cli(
         "check-config",
@@ -430,6 +437,7 @@ def test_check_config_ok_once_the_state_path_is_overridden(tmp_path: Path) -> No
     assert not (tmp_path / "state.sqlite3").exists(), "check-config must not create the state"
 
 
+@pytest.mark.slow
 def test_check_config_lists_every_problem_and_warns_about_no_rules(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text(

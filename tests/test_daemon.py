@@ -53,6 +53,7 @@ def expected(sim: Simulator, since: float, at: float, window: float, bucket: flo
     return totals, win
 
 
+@pytest.mark.slow
 def test_counts_and_ratios_match_the_simulators_ground_truth(tmp_path: Path) -> None:
     clock = FakeClock(T0)
     sim = Simulator(clock, Scenario.steady(agents=6, calls_per_day=40_000, seed=3), keys=(KEY,))
@@ -83,6 +84,7 @@ def test_counts_and_ratios_match_the_simulators_ground_truth(tmp_path: Path) -> 
         wd.close()
 
 
+@pytest.mark.slow
 def test_readyz_is_503_until_backfill_and_metrics_pass_promtool(tmp_path: Path) -> None:
     clock = FakeClock(T0)
     sim = Simulator(clock, Scenario.steady(agents=3, calls_per_day=20_000, seed=1), keys=(KEY,))
@@ -139,6 +141,7 @@ def test_a_403_key_keeps_the_daemon_up_and_not_ready(tmp_path: Path) -> None:
         wd.close()
 
 
+@pytest.mark.slow
 def test_sigterm_stops_the_daemon_within_5s(tmp_path: Path) -> None:
     sim = Simulator(SystemClock(), Scenario.demo(), keys=(KEY,), rate_limit=None)
     cfg = tmp_path / "c.yaml"
@@ -187,6 +190,7 @@ def test_sigterm_stops_the_daemon_within_5s(tmp_path: Path) -> None:
     ("watched", "calls_per_day", "want_per_agent"),
     [(2, 400_000, True), (30, 3_000, False)],
 )
+@pytest.mark.slow
 def test_auto_listing_picks_the_cheaper_way_for_an_agent_list(
     tmp_path: Path, watched: int, calls_per_day: float, want_per_agent: bool
 ) -> None:

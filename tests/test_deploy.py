@@ -258,6 +258,7 @@ def _kubernetes_validate(*paths: Path) -> None:
             assert not line.startswith("ERROR"), line
 
 
+@pytest.mark.slow
 def test_every_manifest_validates_strictly() -> None:
     paths = manifests()
     assert {p.name for p in paths} >= {
@@ -281,6 +282,7 @@ def kustomize_build(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield out
 
 
+@pytest.mark.slow
 def test_kustomize_base_builds_and_validates(kustomize_build: Path) -> None:
     docs = load_yaml_docs(kustomize_build)
     kinds = sorted(d["kind"] for d in docs)
@@ -695,6 +697,7 @@ def test_promtool_check_rules_of_the_prometheusrule(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_promtool_test_rules() -> None:
     promtool = tool("promtool")
     result = run(promtool, "test", "rules", RULE_TESTS.name, cwd=RULE_TESTS.parent)
@@ -735,6 +738,7 @@ def check_metric_names(expr: str, where: str) -> set[str]:
     return used
 
 
+@pytest.mark.slow
 def test_rules_use_only_the_daemons_metrics() -> None:
     rules = yaml.safe_load(RULES.read_text())
     for g in rules["groups"]:

@@ -47,6 +47,7 @@ cells = st.lists(
 
 @settings(max_examples=200, deadline=None)
 @given(cells)
+@pytest.mark.slow
 def test_cells_round_trip_through_the_encoding(
     given_cells: list[tuple[int, int, int, int]],
 ) -> None:
@@ -212,6 +213,7 @@ def truth(
     return out
 
 
+@pytest.mark.slow
 def test_the_history_equals_a_recount_of_the_simulators_ground_truth(recorded: Run) -> None:
     app, w = recorded.app, recorded.app.windows
     assert recorded.horizon is not None
@@ -233,6 +235,7 @@ def test_the_history_equals_a_recount_of_the_simulators_ground_truth(recorded: R
     assert {(a, s): sum(v) for a, per in series.items() for s, v in per.items()} == dict(per_agent)
 
 
+@pytest.mark.slow
 def test_a_replay_rebuilds_the_live_windows_at_every_recorded_cycle(recorded: Run) -> None:
     app = recorded.app
     reader = HistoryReader(app.alerts.store)  # type: ignore[union-attr]
@@ -277,6 +280,7 @@ class Flaky:
 
 
 @pytest.mark.parametrize("outage", [5, MAX_UNSAVED + 3])
+@pytest.mark.slow
 def test_cycles_a_failing_store_refused_are_written_later_or_replaced_by_a_reset(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, outage: int
 ) -> None:
@@ -311,6 +315,7 @@ def test_cycles_a_failing_store_refused_are_written_later_or_replaced_by_a_reset
         app.close()
 
 
+@pytest.mark.slow
 def test_a_cold_restart_is_recorded_as_a_reset_and_nothing_is_counted_twice(tmp_path: Path) -> None:
     clock = FakeClock(T0)
     sim = Simulator(clock, Scenario.steady(agents=5, calls_per_day=40_000, seed=9), keys=(KEY,))

@@ -95,6 +95,7 @@ def fine_page(req: Request) -> Reply:
 # ---- 1. secrets never leak -------------------------------------------------------------------
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 422, 500])
 @pytest.mark.parametrize("as_json", [True, False])
+@pytest.mark.slow
 def test_an_api_that_echoes_the_key_leaks_it_nowhere(
     clock: FakeClock, logs: tuple[io.StringIO, io.StringIO], status: int, as_json: bool
 ) -> None:
@@ -122,6 +123,7 @@ def test_an_api_that_echoes_the_key_leaks_it_nowhere(
 
 
 # ---- 2. every request has an overall deadline ------------------------------------------------
+@pytest.mark.slow
 def test_a_body_trickled_at_one_byte_a_second_ends_at_the_deadline(clock: FakeClock) -> None:
     body = page([item(f"c{i}", T0 - 10) for i in range(20)])
     obs = Obs()
@@ -135,6 +137,7 @@ def test_a_body_trickled_at_one_byte_a_second_ends_at_the_deadline(clock: FakeCl
     assert sent < len(body) // 2  # cut off mid-body, not read to the end
 
 
+@pytest.mark.slow
 def test_a_server_that_hangs_after_the_headers_times_out(clock: FakeClock) -> None:
     obs = Obs()
     with HostileApi(lambda req: Reply(200, content_length=5000, hang_after_headers=True)) as api:
@@ -249,6 +252,7 @@ def test_a_50_mb_body_is_refused_at_the_limit(clock: FakeClock, declared: bool) 
     assert sent < size // 2  # the rest was never read
 
 
+@pytest.mark.slow
 def test_gzip_pages_decode_and_a_gzip_bomb_stops_at_the_limit(clock: FakeClock) -> None:
     good = gzip.compress(page([item("z1", T0 - 10), item("z2", T0 - 10)]))
     bomb = gzip.compress(b'{"data": [{"id": "' + b"0" * (64 * 1024 * 1024) + b'"}]}')

@@ -245,6 +245,7 @@ def samples(body: bytes, openmetrics: bool) -> set[tuple[str, str, tuple[Any, ..
 
 
 @pytest.mark.parametrize("headers", REQUESTS)
+@pytest.mark.slow
 def test_gzip_and_openmetrics_negotiated_exactly_as_prometheus_clients_handler(
     headers: dict[str, str],
 ) -> None:
@@ -491,6 +492,7 @@ def test_http_10_closes_unless_keep_alive_is_asked() -> None:
         (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40 + b"\r\n\r\n", 400),
     ],
 )
+@pytest.mark.slow
 def test_bad_or_oversized_request_heads_get_a_clear_status_and_a_close(
     request_bytes: bytes, status: int
 ) -> None:
@@ -533,6 +535,7 @@ HEADS = [b"GET /metrics HTTP/1.1\r\n", b"Host: x\r\n", b"Content-Length: 5\r\n",
 
 @settings(max_examples=80, deadline=None)
 @given(st.lists(st.binary(max_size=300) | st.sampled_from(HEADS), max_size=8))
+@pytest.mark.slow
 def test_any_bytes_get_a_well_formed_answer_or_a_close(
     shared_server: HttpServer, pieces: list[bytes]
 ) -> None:

@@ -9,6 +9,7 @@ import logging
 import re
 from urllib.parse import quote, quote_plus
 
+import pytest
 from dialnexa_watchdog.clock import FakeClock
 from dialnexa_watchdog.config import load_settings
 from dialnexa_watchdog.logs import JsonFormatter, TextFormatter, Throttle, scrub, setup_logging
@@ -87,6 +88,7 @@ def test_redactor_masks_exact_values_and_obvious_encodings() -> None:
     before=st.text(max_size=20),
     after=st.text(max_size=20),
 )
+@pytest.mark.slow
 def test_redactor_property_no_spelling_survives(secret: str, before: str, after: str) -> None:
     secret = secret.strip()
     assume(len(secret) >= 8)

@@ -368,6 +368,7 @@ def notices(draw: st.DrawFn) -> Notice:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(n=notices(), dashboard=st.sampled_from([None, DASHBOARD]))
+@pytest.mark.slow
 def test_every_generated_message_keeps_every_limit(n: Notice, dashboard: str | None) -> None:
     p = payload(n, dashboard)
     assert check_blocks(p) == []

@@ -81,6 +81,7 @@ def build(ops: list[tuple[str, str, float, float, bool]], ready: bool = True) ->
 
 @settings(max_examples=80, deadline=None)
 @given(ops_strategy, st.booleans())
+@pytest.mark.slow
 def test_cached_render_matches_prometheus_client_in_both_formats(
     ops: list[tuple[str, str, float, float, bool]], ready: bool
 ) -> None:

@@ -63,7 +63,7 @@ AGENTS = (
 MIN_PROMQL_CALLS = 250  # per agent, in Prometheus's rate() window, before comparing
 DEADLINE = 75.0  # seconds for the stack to produce enough data
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 
 
 # ---- helpers ---------------------------------------------------------------------------------

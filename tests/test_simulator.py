@@ -490,6 +490,7 @@ def brute_changed(sim: Simulator, t0: float, t1: float) -> int:
 
 
 @pytest.mark.parametrize("shape", ["v1", "bare"])
+@pytest.mark.slow
 def test_ground_truth_matches_a_brute_force_recount(clock: FakeClock, shape: str) -> None:
     sim = Simulator(clock, Scenario.steady(8, 60_000, seed=5, history=1800), shape=shape)  # type: ignore[arg-type]
     sim.set_final(sim.calls(until=T0)[-1].id, "failed", at=T0 + 400)
@@ -611,6 +612,7 @@ def _fingerprint(scenario: Scenario, shape: str, advance: float) -> str:
     return h.hexdigest()[:16]
 
 
+@pytest.mark.slow
 def test_kind_scenarios_serve_exactly_what_they_served_before_realistic_traffic() -> None:
     """Golden fingerprints of calls, pages and ground truth, computed with the simulator as
     it was before realistic traffic existed (commit 24829f1): the published benchmark
@@ -642,6 +644,7 @@ def realistic_sim(
     return sim, clock
 
 
+@pytest.mark.slow
 def test_talk_times_are_heavy_tailed_with_one_percent_over_30_minutes() -> None:
     params = RealisticParams(max_call_durations=((10800, 1.0),), bursts=None)
     assert lognormal_share_over(params.talk_median, params.talk_sigma, 1800) == pytest.approx(0.01)
@@ -655,6 +658,7 @@ def test_talk_times_are_heavy_tailed_with_one_percent_over_30_minutes() -> None:
     assert max(talks) <= 10800
 
 
+@pytest.mark.slow
 def test_calls_respect_each_agents_call_limits() -> None:
     sim, _ = realistic_sim(60, 400_000, 4)
     limits = {a: sim.agent_info(a) for a in sim.agent_ids}
@@ -683,6 +687,7 @@ def test_calls_respect_each_agents_call_limits() -> None:
     assert all(20 <= r <= 45 for r in rings)  # type: ignore[operator]
 
 
+@pytest.mark.slow
 def test_volumes_are_zipf_like_and_outcome_mixes_differ_by_agent() -> None:
     sim, _ = realistic_sim(500, 500_000, 5, history=0, advance=2 * 3600, diurnal=False)
     per_agent = Counter(s.agent_id for s in sim.calls())
@@ -706,6 +711,7 @@ def test_volumes_are_zipf_like_and_outcome_mixes_differ_by_agent() -> None:
         assert got == pytest.approx(want, abs=4 * math.sqrt(want * (1 - want) / n) + 0.005)
 
 
+@pytest.mark.slow
 def test_campaign_bursts_run_at_ten_times_the_agents_rate() -> None:
     bursts = Bursts(per_agent_per_day=24.0, multiplier=10.0, minutes=(3.0, 6.0))
     params = RealisticParams(bursts=bursts)
@@ -739,6 +745,7 @@ def test_campaign_bursts_run_at_ten_times_the_agents_rate() -> None:
     assert len(calls) == pytest.approx(100_000 / 4, rel=0.1)
 
 
+@pytest.mark.slow
 def test_failures_after_answer_are_failed_calls_that_ended_after_a_conversation(
     clock: FakeClock,
 ) -> None:
@@ -772,6 +779,7 @@ def test_failures_after_answer_are_failed_calls_that_ended_after_a_conversation(
 
 
 @pytest.mark.parametrize("shape", ["v1", "v2", "bare"])
+@pytest.mark.slow
 def test_every_served_call_parses_to_its_ground_truth_incl_hangup_reasons(shape: str) -> None:
     """End to end over loopback: what the simulator serves (all vocabularies, hangup with
     reasons, drops after answer) is what the real parser concludes, call by call."""
@@ -813,6 +821,7 @@ def test_every_served_call_parses_to_its_ground_truth_incl_hangup_reasons(shape:
         assert {"user_unreachable", "sip_auth_failed", "user_busy", "unknown", ""} <= set(reasons)
 
 
+@pytest.mark.slow
 def test_hangup_calls_count_in_the_denominator() -> None:
     sim, clock = realistic_sim(40, 400_000, 9)
     truth = sim.settled_counts(None, T0, clock.now())
@@ -839,6 +848,7 @@ def test_realistic_generation_is_deterministic_and_independent_of_how_time_moves
     assert len({s.id for s in jump}) == len(jump)
 
 
+@pytest.mark.slow
 def test_degradations_of_three_sizes_change_only_the_degraded_agent() -> None:
     base = Scenario.realistic(30, 300_000, 10, history=0, diurnal=False)
     busiest = max(base.agents, key=lambda a: a.calls_per_minute)
@@ -941,6 +951,7 @@ def test_quiet_periods_stop_one_agents_calls_and_nothing_else() -> None:
 # ---- ground truth ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_realistic_ground_truth_equals_a_brute_force_recount() -> None:
     sim, clock = realistic_sim(10, 60_000, 11, history=2 * 3600, advance=1800)
     sim.truth_windows([60]).advance(T0)  # builds the settle index ...
@@ -983,6 +994,7 @@ def test_realistic_ground_truth_equals_a_brute_force_recount() -> None:
     assert sim.in_flight() == sum(1 for s in specs if s.created_at <= now < s.settled_at)
 
 
+@pytest.mark.slow
 def test_in_progress_filter_lists_every_call_in_conversation_even_hours_long() -> None:
     params = RealisticParams(max_call_durations=((10800, 1.0),))
     sim, clock = realistic_sim(20, 300_000, 12, history=3 * 3600, advance=600, params=params)

@@ -272,6 +272,7 @@ def history_requests(fake: FakeSlack) -> list[Any]:
     return [r for r in fake.requests if r.method == "conversations.history"]
 
 
+@pytest.mark.slow
 def test_a_post_answered_too_late_is_maybe_delivered_and_found_again(slack: FakeSlack) -> None:
     n = bot(slack, timeout=0.3)
     slack.slow("chat.postMessage")  # Slack stores the message, answers after the timeout
@@ -309,6 +310,7 @@ def test_find_posted_pages_through_history_and_honours_since(slack: FakeSlack) -
     assert n.find_posted("inc-old", since=T0 - 9000).ref is not None
 
 
+@pytest.mark.slow
 def test_a_slow_history_says_ask_again_later(slack: FakeSlack) -> None:
     n = bot(slack, timeout=0.3)
     slack.slow("conversations.history")
@@ -347,6 +349,7 @@ def test_a_channel_name_is_looked_up_by_the_id_slack_answered_with(slack: FakeSl
     assert "channel ID" in r.fix and not fresh.can_find_posted
 
 
+@pytest.mark.slow
 def test_a_webhook_cannot_look_up_and_says_so(slack: FakeSlack) -> None:
     hook = SlackWebhookNotifier(slack.webhook_url, timeout=0.3)
     slack.slow("webhook")
@@ -360,6 +363,7 @@ def test_a_webhook_cannot_look_up_and_says_so(slack: FakeSlack) -> None:
     assert not console.can_find_posted and not console.find_posted("inc-1", T0).ok
 
 
+@pytest.mark.slow
 def test_only_failures_after_sending_are_maybe_delivered(slack: FakeSlack) -> None:
     n = bot(slack)
     slack.rate_limit("chat.postMessage")
@@ -448,6 +452,7 @@ def test_slack_test_names_a_tls_failure(tmp_path: Path, capsys: pytest.CaptureFi
     assert "the token was not checked" in err
 
 
+@pytest.mark.slow
 def test_slack_test_with_a_slow_webhook(
     tmp_path: Path, slack: FakeSlack, capsys: pytest.CaptureFixture[str]
 ) -> None:

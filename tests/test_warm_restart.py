@@ -119,6 +119,7 @@ def sim(clock: FakeClock) -> Simulator:
 @pytest.mark.parametrize(
     "gap", [INTERVAL, 10 * INTERVAL, pytest.param(60 * INTERVAL, marks=pytest.mark.slow)]
 )
+@pytest.mark.slow
 def test_a_warm_restart_lists_only_the_gap_and_matches_an_uninterrupted_run(
     sim: Simulator, clock: FakeClock, sim_url: str, tmp_path: Path, gap: float
 ) -> None:
@@ -161,6 +162,7 @@ def test_a_warm_restart_lists_only_the_gap_and_matches_an_uninterrupted_run(
     pair.close()
 
 
+@pytest.mark.slow
 def test_a_kill_between_apply_and_save_resumes_from_the_cycle_before(
     sim: Simulator, clock: FakeClock, sim_url: str, tmp_path: Path
 ) -> None:
@@ -233,6 +235,7 @@ def _file_garbage(path: Path) -> None:
         (_file_garbage, "STATE FILE UNUSABLE"),
     ],
 )
+@pytest.mark.slow
 def test_damaged_or_absent_history_means_a_cold_start_with_a_loud_log_line(
     sim: Simulator,
     clock: FakeClock,
@@ -275,6 +278,7 @@ def test_damaged_or_absent_history_means_a_cold_start_with_a_loud_log_line(
         ({}, "older than the backfill span"),
     ],
 )
+@pytest.mark.slow
 def test_what_a_saved_state_cannot_answer_is_a_cold_start_that_says_why(
     sim: Simulator,
     clock: FakeClock,

@@ -52,6 +52,7 @@ op = st.tuples(
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(op, max_size=60), st.sampled_from([(60, 300), (300, 900, 3600), (45, 90)]))
+@pytest.mark.slow
 def test_counts_match_brute_force(
     ops: list[tuple[float, str, str, float, bool]], sizes: tuple[int, ...]
 ) -> None:
@@ -155,6 +156,7 @@ cycle_op = st.tuples(
     st.lists(st.tuples(st.floats(0, 900), st.lists(cycle_op, max_size=12)), max_size=25),
     st.sampled_from([(60, 300), (300, 900, 3600), (45, 90)]),
 )
+@pytest.mark.slow
 def test_a_replay_of_the_drained_journal_rebuilds_the_windows_exactly(
     cycles: list[tuple[float, list[tuple[str, str, float, int]]]], sizes: tuple[int, ...]
 ) -> None:

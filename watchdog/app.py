@@ -36,7 +36,8 @@ from .alerts.state import StaleRule
 from .alerts.store import Store
 from .clock import Clock
 from .config import ConfigError, Settings, SlackSettings, validate_rules
-from .daemon import ApiMetrics, CycleReport, Heartbeat, Watchdog
+from .daemon import CycleReport, Watchdog
+from .heartbeat import ApiMetrics, Heartbeat
 from .history import Recorder, Resumed, start_history
 from .ingest.client import ApiClient, RateLimiter
 from .ingest.tracker import Tracker, TrackerConfig

@@ -3,12 +3,16 @@
 Errors surface as ``ApiError``: a fixed ``kind`` from :data:`ERROR_KINDS` (safe for /readyz and
 metric labels), the HTTP ``code`` where there is one, and a ``reason`` for people that names
 the host and what failed, with every registered secret (and anything shaped like one) masked,
-even when the API echoes the key back.
+even when the API echoes the key back (the kinds and reasons live in ``errors``, pacing in
+``ratelimit``).
 
 Every request has an overall deadline (``timeout``) and a body limit
 (``max_response_bytes``); a wait longer than ``max_sleep`` (a long ``Retry-After``, a rate
 limit that resets far ahead) is never slept inside a fetch: the client records ``hold_until``
 and ends the listing with a ``deferred`` error, and requests stay held until then.
+
+Longer than ~400 lines: one request's life (pacing, deadline, the streamed body with its limits,
+retries, the mapping of every failure to a kind) reads best in one class.
 """
 
 from __future__ import annotations
@@ -21,14 +25,10 @@ import socket
 import ssl
 import threading
 import time
-import unicodedata
 import zlib
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import Final, Protocol
+from typing import Protocol
 
 import httpx
 from pydantic import SecretStr
@@ -36,8 +36,33 @@ from pydantic import SecretStr
 from ..clock import Clock
 from ..logs import Throttle
 from ..model import Call, Range
-from ..redact import REDACTOR, Redactor, redact
+from ..redact import REDACTOR, Redactor
+from .errors import (
+    ERROR_KINDS,
+    ApiError,
+    Stopped,
+    _auth_reason,
+    _Failed,
+    _host_of,
+    _printable,
+    _root_causes,
+)
 from .parse import PageError, ParsedPage, parse_page
+from .ratelimit import RateLimiter, iso, parse_reset, parse_retry_after
+
+__all__ = [
+    "ERROR_KINDS",
+    "ApiClient",
+    "ApiError",
+    "ApiObserver",
+    "Listing",
+    "NullObserver",
+    "RateLimiter",
+    "Stopped",
+    "iso",
+    "parse_reset",
+    "parse_retry_after",
+]
 
 log = logging.getLogger("watchdog.client")
 
@@ -45,66 +70,6 @@ MAX_PAGES = 10_000  # default cap on the pages of one listing (1,000,000 calls)
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024  # default body limit; a full page is ~35 kB
 MAX_HOLD = 3600.0  # the longest Retry-After / rate-limit wait believed, in seconds
 ERROR_BODY_BYTES = 64 * 1024  # what is read of a non-200 body (for its message)
-
-# Why a request or a listing failed: a closed set, safe to show and to use as a label.
-ERROR_KINDS: Final = (
-    "auth",  # 401 / 403: the key is wrong or may not read calls (permanent)
-    "client_error",  # another 4xx: the request was rejected (permanent)
-    "server_error",  # 5xx (or an unexpected status): retried, then given up
-    "rate_limited",  # 429 after every retry
-    "deferred",  # held until hold_until: a wait longer than max_sleep was not slept
-    "timeout",  # no complete answer within the deadline
-    "dns",  # the host name does not resolve
-    "refused",  # nothing listens on the host and port
-    "tls",  # the TLS handshake failed
-    "network",  # any other connection failure (reset, protocol error)
-    "too_large",  # the body is over max_response_bytes
-    "invalid",  # a 200 whose body is not a List Calls page
-    "page_cap",  # the listing stopped at max_pages
-)
-
-
-class ApiError(Exception):
-    """A request or listing that failed for good.
-
-    ``kind`` is one of :data:`ERROR_KINDS`; ``code`` the HTTP status (or None); ``reason`` is
-    short, human, names the host, and is redacted (secrets and their shapes masked) even if it
-    quotes the API; ``retry_at`` is when a ``deferred`` error lifts.
-    """
-
-    def __init__(
-        self,
-        reason: str,
-        code: int | None = None,
-        permanent: bool = False,
-        *,
-        kind: str | None = None,
-        retry_at: float | None = None,
-    ) -> None:
-        reason = redact(reason)  # the process-wide secrets, whoever built the error
-        super().__init__(reason)
-        self.reason = reason
-        self.code = code
-        self.permanent = permanent
-        self.kind = kind or _kind_of_status(code)
-        self.retry_at = retry_at
-
-    def __repr__(self) -> str:
-        return f"ApiError(kind={self.kind!r}, code={self.code!r}, reason={self.reason!r})"
-
-
-def _kind_of_status(code: int | None) -> str:
-    if code in (401, 403):
-        return "auth"
-    if code == 429:
-        return "rate_limited"
-    if code is not None and 400 <= code < 500:
-        return "client_error"
-    return "server_error" if code is not None else "network"
-
-
-class Stopped(Exception):
-    """The daemon is shutting down; abandon the listing."""
 
 
 class ApiObserver(Protocol):
@@ -124,119 +89,6 @@ class NullObserver:
         pass
 
 
-def iso(ts: float, up: bool = False) -> str:
-    """ISO 8601 UTC with milliseconds, rounded down (or up) so bounds stay inclusive."""
-    ms = math.ceil(ts * 1000) if up else math.floor(ts * 1000)
-    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta seconds or an HTTP date)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-    except (TypeError, ValueError, IndexError):
-        return None
-
-
-def parse_reset(value: str | None, now: float) -> float | None:
-    """``X-RateLimit-Reset`` as an absolute time: an epoch above 1e9, else seconds from now."""
-    if not value:
-        return None
-    try:
-        v = float(value)
-    except ValueError:
-        return None
-    return v if v > 1e9 else now + max(0.0, v)
-
-
-class RateLimiter:
-    """Paces requests under the API key's limit.
-
-    Without headers it keeps its own sliding window of ``limit`` requests per ``period``.
-    With ``X-RateLimit-*`` headers it trusts the server: requests go out freely while more than
-    a twentieth of the limit remains, are spread evenly over the time to reset below that, and
-    wait for the reset at zero.
-    """
-
-    def __init__(self, limit: int, period: float) -> None:
-        self.limit = limit
-        self.period = period
-        self.remaining: float | None = None
-        self.reset_at: float | None = None
-        self._sent: deque[float] = deque()
-        self._last = -math.inf
-        self._lock = threading.Lock()
-
-    def delay(self, now: float) -> float:
-        """Seconds to wait before the next request may go out."""
-        with self._lock:
-            while self._sent and self._sent[0] <= now - self.period:
-                self._sent.popleft()
-            wait = 0.0
-            if len(self._sent) >= self.limit:
-                wait = self._sent[0] + self.period - now
-            if self.remaining is not None and self.reset_at is not None and now < self.reset_at:
-                reserve = max(1.0, self.limit * 0.05)
-                if self.remaining < 1:
-                    wait = max(wait, self.reset_at - now)
-                elif self.remaining <= reserve:
-                    gap = (self.reset_at - now) / self.remaining
-                    wait = max(wait, self._last + gap - now)
-            return max(0.0, wait)
-
-    def sent(self, now: float) -> None:
-        with self._lock:
-            self._sent.append(now)
-            self._last = now
-            if self.remaining is not None:
-                self.remaining -= 1
-
-    def update(self, headers: httpx.Headers, now: float) -> None:
-        with self._lock:
-            limit = headers.get("x-ratelimit-limit")
-            remaining = headers.get("x-ratelimit-remaining")
-            reset = parse_reset(headers.get("x-ratelimit-reset"), now)
-            try:
-                if limit is not None:
-                    self.limit = max(1, int(float(limit)))
-                if remaining is not None:
-                    self.remaining = float(remaining)
-            except ValueError:
-                return
-            if reset is not None:
-                self.reset_at = reset
-
-    def hold(self, until: float) -> None:
-        """After a 429: nothing goes out before ``until``."""
-        with self._lock:
-            self.remaining = 0
-            self.reset_at = max(self.reset_at or 0.0, until)
-
-    def budget(self, now: float, seconds: float) -> int:
-        """Requests that may go out over the next ``seconds``: this interval's even share of
-        the limit, less what the server (or our own window) says is already used up. Spending
-        only the share keeps the rate even, so pacing never has to hold back a head listing.
-        """
-        with self._lock:
-            while self._sent and self._sent[0] <= now - self.period:
-                self._sent.popleft()
-            share = self.limit * min(1.0, seconds / self.period)
-            available = self.limit - len(self._sent) + share  # our window frees up meanwhile
-            if self.remaining is not None and self.reset_at is not None and now < self.reset_at:
-                left = self.remaining
-                if self.reset_at - now < seconds:  # the server's window resets within it
-                    left += share
-                available = min(available, left)
-            return int(max(0.0, min(share, available)))
-
-
 @dataclass(slots=True)
 class Listing:
     calls: list[Call] = field(default_factory=list)
@@ -244,17 +96,6 @@ class Listing:
     complete: bool = False
     error: ApiError | None = None
     invalid: int = 0
-
-
-class _Failed(Exception):
-    """One request failed below HTTP (or its body broke a limit): the metric label and the
-    error to retry or give up with."""
-
-    def __init__(self, label: str, error: ApiError, retry: bool = True) -> None:
-        super().__init__(error.reason)
-        self.label = label
-        self.error = error
-        self.retry = retry
 
 
 @dataclass(frozen=True, slots=True)
@@ -637,14 +478,6 @@ class ApiClient:
         return out
 
 
-def _host_of(url: httpx.URL) -> str:
-    """``host[:port]`` of the API, never its user info, path or query."""
-    host = url.host or "?"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{host}:{url.port}" if url.port is not None else host
-
-
 def _content_length(headers: httpx.Headers) -> int | None:
     try:
         return int(headers.get("content-length", ""))
@@ -661,27 +494,3 @@ def _decoder(encoding: str) -> zlib._Decompress | None:
     if enc in ("gzip", "x-gzip", "deflate"):
         return zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib header, detected
     raise ValueError(enc)
-
-
-def _root_causes(exc: BaseException) -> list[BaseException]:
-    out: list[BaseException] = []
-    cur: BaseException | None = exc
-    while cur is not None and len(out) < 10:
-        out.append(cur)
-        cur = cur.__cause__ or cur.__context__
-    return out
-
-
-def _printable(text: str) -> str:
-    """Control and format characters (newlines, bidi overrides, lone surrogates) become
-    spaces; runs of whitespace become one."""
-    cleaned = "".join(
-        " " if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp") else ch for ch in text
-    )
-    return " ".join(cleaned.split())
-
-
-def _auth_reason(code: int) -> str:
-    if code == 403:
-        return "403 Forbidden: this API key cannot read calls on this workspace"
-    return "401 Unauthorized: DialNexa rejected the API key (check DIALNEXA_API_KEY)"
