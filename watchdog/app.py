@@ -22,6 +22,7 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from .actions.access import Access
+from .actions.health import ActionsCollector
 from .actions.http import HttpTransport
 from .actions.service import ActionService, StatusReader
 from .actions.slackio import SlackIO
@@ -83,8 +84,12 @@ class Actions:
 
     service: ActionService
     transport: SocketTransport | HttpTransport
+    collector: ActionsCollector
+    registry: CollectorRegistry
 
     def close(self) -> None:
+        with contextlib.suppress(KeyError):  # closed twice
+            self.registry.unregister(self.collector)
         self.transport.close()
         self.service.close()
 
@@ -240,8 +245,10 @@ def build_actions(
         service.close()
         return None
     transport.start()
+    collector = ActionsCollector(transport, cfg.mode)
+    alerts.registry.register(collector)
     log.info("Slack actions on (%s): buttons on firing messages and the slash command", cfg.mode)
-    return Actions(service, transport)
+    return Actions(service, transport, collector, alerts.registry)
 
 
 @dataclass
