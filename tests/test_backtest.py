@@ -1,0 +1,300 @@
+"""Backtests: a live daemon on the simulator (fake clock) through a scripted day, then the
+same span backtested from its recorded history (same incidents, same start and end cycle,
+same notices) and from the API (within one cycle); a stricter candidate gives a subset; the
+command's bad input (candidate file errors, a span outside the recording with no API key,
+an empty span)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from dialnexa_watchdog.alerts.state import State
+from dialnexa_watchdog.alerts.store import Store
+from dialnexa_watchdog.app import build
+from dialnexa_watchdog.backtest import RuleSet, backtest, from_history
+from dialnexa_watchdog.cli import main
+from dialnexa_watchdog.clock import FakeClock
+from dialnexa_watchdog.config import Settings, load_settings
+from dialnexa_watchdog.history import Checkpoint, HistoryRow
+from dialnexa_watchdog.simulator import Scenario, Simulator, serve
+from support import KEY, T0
+
+INTERVAL = 60.0
+HOUR = 3600.0
+RULES: list[dict[str, Any]] = [
+    {
+        "name": "failure-rate",
+        "outcome": "failed",
+        "window": "15m",
+        "threshold": 0.25,
+        "clear_below": 0.2,
+        "min_calls": 20,
+    },
+    {
+        "name": "failure-spike",
+        "outcome": "failed",
+        "window": "5m",
+        "threshold": 0.5,
+        "min_calls": 10,
+        "for": "2m",
+        "severity": "critical",
+    },
+]
+
+
+def scripted_day() -> Scenario:
+    """Six agents at 3 calls a minute (8% fail normally): a hard failure, a slow drift, one
+    flapping around the threshold, one that degrades then goes quiet, two healthy ones."""
+    base = Scenario.steady(agents=6, calls_per_day=6 * 3 * 1440, seed=11, history=4500.0)
+    hard, drift, flap, quiet, ok1, ok2 = base.agents
+    drift_steps = tuple(
+        (6 * HOUR + i * HOUR, 7 * HOUR + i * HOUR, share)
+        for i, share in enumerate((0.14, 0.2, 0.26, 0.32, 0.38, 0.2))
+    )
+    flap_steps = tuple(
+        (13 * HOUR + i * 900.0, 13 * HOUR + (i + 1) * 900.0, 0.34 if i % 2 == 0 else 0.1)
+        for i in range(12)
+    )
+    agents = (
+        replace(hard, degradations=((2 * HOUR, 3 * HOUR, 0.8),)),
+        replace(drift, degradations=drift_steps),
+        replace(flap, degradations=flap_steps),
+        replace(
+            quiet, degradations=((17 * HOUR, 18 * HOUR, 0.7),), quiet=((17.5 * HOUR, 20 * HOUR),)
+        ),
+        ok1,
+        ok2,
+    )
+    return replace(base, agents=agents)
+
+
+def settings_for(url: str, state: Path, **extra: object) -> Settings:
+    overrides = {
+        "dialnexa.base_url": url,
+        "dialnexa.api_key": KEY,
+        "metrics.listen": "127.0.0.1:0",
+        "state.path": str(state),
+        "poll.interval": INTERVAL,
+        "rules": RULES,
+        # posts through a webhook (never delivered here): the planner's no-edit policy
+        "slack.webhook_url": "http://127.0.0.1:9/hook",
+        "slack.repeat_interval": "1h",
+        **extra,
+    }
+    return load_settings(None, overrides=overrides, environ={})
+
+
+Interval = tuple[str, str, float, float | None]  # (rule, agent, fired cycle, resolved cycle)
+
+
+@dataclass
+class Day:
+    settings: Settings
+    state: Path
+    sim: Simulator
+    first: float
+    last: float
+    live: list[Interval] = field(default_factory=list)
+    notices: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+
+def live_episodes(history: list[dict[tuple[str, str], Any]]) -> list[Interval]:
+    """Firing episodes from the pipeline's states after each cycle."""
+    out: list[Interval] = []
+    open_: dict[tuple[str, str], int] = {}
+    for states in history:
+        for key, st in states.items():
+            if st.state is State.FIRING and key not in open_:
+                open_[key] = len(out)
+                out.append((key[0], key[1], st.fired_at, None))
+            elif st.state is State.RESOLVED and key in open_:
+                i = open_.pop(key)
+                out[i] = (*out[i][:3], st.resolved_at)
+    return sorted(out)
+
+
+@pytest.fixture(scope="module")
+def day(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Day]:
+    """The live daemon through the scripted day, one poll a minute, recording its history."""
+    tmp = tmp_path_factory.mktemp("day")
+    clock = FakeClock(T0)
+    sim = Simulator(clock, scripted_day(), keys=(KEY,))
+    with serve(sim) as server:
+        settings = settings_for(server.url, tmp / "state.sqlite3")
+        app = build(settings, clock)
+        assert app.alerts is not None
+        seen: list[dict[tuple[str, str], Any]] = []
+        first = clock.now()
+        report = app.daemon.backfill()
+        assert report.ok
+        seen.append(app.alerts.pipeline.states())
+        while clock.now() < T0 + 24 * HOUR:
+            clock.advance(INTERVAL)
+            assert app.daemon.poll_once().ok
+            seen.append(app.alerts.pipeline.states())
+        notices = Counter((kind, op) for _, _, op, kind, _ in app.alerts.store.outbox())
+        last = clock.now()
+        app.close()
+        yield Day(settings, tmp / "state.sqlite3", sim, first, last, live_episodes(seen), notices)
+
+
+def episodes(report: dict[str, Any], name: str = "config") -> list[Interval]:
+    s = next(s for s in report["sets"] if s["name"] == name)
+    return sorted((e["rule"], e["agent"], e["start_ts"], e["end_ts"]) for e in s["incidents"])
+
+
+@pytest.mark.slow
+def test_a_backtest_of_the_recorded_history_decides_what_the_live_daemon_did(day: Day) -> None:
+    # the day has what it was scripted to have: each shape fired, healthy agents did not
+    agents = {a for _, a, _, _ in day.live}
+    assert {"agt_00000", "agt_00001", "agt_00002", "agt_00003"} <= agents
+    assert not agents & {"agt_00004", "agt_00005"}
+    flap_fires = [e for e in day.live if e[0] == "failure-rate" and e[1] == "agt_00002"]
+    assert len(flap_fires) >= 2
+    store = Store(day.state)
+    try:
+        out = backtest(
+            day.settings,
+            [RuleSet("config", day.settings.rules)],
+            from_history(store, day.first, day.last),
+            source="recorded",
+        )
+    finally:
+        store.close()
+    assert out.span.cycles == 24 * 60 + 1
+    assert episodes(out.report) == day.live
+    log = out.runs[0].log
+    assert Counter((kind, op) for _, kind, op in log.notices) == day.notices
+    s = out.report["sets"][0]
+    assert s["never_alerted"] == ["agt_00004", "agt_00005"]
+    assert s["by_rule"]["failure-rate"]["flaps"] >= 1
+    quiet = [e for e in s["incidents"] if e["agent"] == "agt_00003" and e["note"]]
+    assert quiet and "no data" in quiet[0]["note"]
+
+
+# ---- the command -------------------------------------------------------------------------------
+def iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def write_config(tmp: Path, state: Path, rules: list[dict[str, Any]] = RULES, **extra: Any) -> Path:
+    cfg = {
+        "state": {"path": str(state)},
+        "poll": {"interval": f"{INTERVAL:g}s"},
+        "slack": {"webhook_url": "http://127.0.0.1:9/hook", "repeat_interval": "1h"},
+        "rules": rules,
+        **extra,
+    }
+    path = tmp / "watchdog.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path
+
+
+def stricter(rules: list[dict[str, Any]], by: float) -> list[dict[str, Any]]:
+    return [
+        {
+            **r,
+            "threshold": r["threshold"] + by,
+            "clear_below": r.get("clear_below", r["threshold"]) + by,
+        }
+        for r in rules
+    ]
+
+
+@pytest.mark.slow
+def test_a_stricter_candidate_pages_a_subset_and_the_report_lists_the_difference(
+    day: Day, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = write_config(tmp_path, day.state)
+    cand = tmp_path / "candidate.yaml"
+    cand.write_text(yaml.safe_dump({"rules": stricter(RULES, 0.1)}), encoding="utf-8")
+    out = tmp_path / "report.json"
+    argv = ["backtest", "-c", str(cfg), "--rules", str(cand), "--json", str(out)]
+    rc = main([*argv, "--since", iso(day.first), "--until", iso(day.last)])
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    report = json.loads(out.read_text())
+    base, candidate = episodes(report, "config"), episodes(report, "candidate")
+    assert base == day.live  # the configured rules, as the live daemon decided
+    assert 0 < len(candidate) < len(base)
+    for rule, agent, start, end in candidate:  # each inside one of the configured rules'
+        assert any(
+            r == rule
+            and a == agent
+            and s <= start
+            and (e is None or (end is not None and end <= e))
+            for r, a, s, e in base
+        ), (rule, agent, start, end)
+    diff = report["difference"]
+    assert diff["only_candidate"] == []
+    only = sorted((e["rule"], e["agent"], e["start_ts"], e["end_ts"]) for e in diff["only_config"])
+    assert only and set(only) < set(base)
+    overlapped = set(base) - set(only)
+    assert all(
+        any(r == rule and a == agent for r, a, *_ in candidate) for rule, agent, *_ in overlapped
+    )
+    assert f"== only with config: {len(only)} incidents" in printed
+    assert "== only with candidate: 0 incidents" in printed
+    c = next(s for s in report["sets"] if s["name"] == "candidate")
+    assert c["messages"]["total"] < report["sets"][0]["messages"]["total"]
+
+
+def test_a_candidate_file_with_errors_gets_one_line_per_field_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = write_config(tmp_path, tmp_path / "state.sqlite3")
+    cand = tmp_path / "candidate.yaml"
+    bad = {"name": "Bad Name", "outcome": "nope", "window": "15m", "threshold": 2}
+    cand.write_text(yaml.safe_dump({"rules": [bad], "windows": ["5m"]}), encoding="utf-8")
+    assert main(["backtest", "-c", str(cfg), "--rules", str(cand), "--since", "1h"]) == 2
+    err = capsys.readouterr().err
+    assert f"invalid candidate rules in {cand}" in err
+    assert "windows: unknown key in a candidate rules file" in err
+    assert "Traceback" not in err
+    cand.write_text(yaml.safe_dump({"rules": [bad]}), encoding="utf-8")
+    assert main(["backtest", "-c", str(cfg), "--rules", str(cand), "--since", "1h"]) == 2
+    err = capsys.readouterr().err
+    assert "rules[0].name:" in err and "rules[0].threshold:" in err
+    cand.write_text("rules: [", encoding="utf-8")
+    assert main(["backtest", "-c", str(cfg), "--rules", str(cand)]) == 2
+    assert "invalid YAML" in capsys.readouterr().err
+
+
+def test_a_span_before_the_recording_without_an_api_key_says_what_is_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "state.sqlite3"
+    cfg = write_config(tmp_path, state)
+    assert main(["backtest", "-c", str(cfg), "--since", "2d"]) == 2
+    err = capsys.readouterr().err
+    assert f"nothing is recorded in {state}" in err and "no API key" in err
+    store = Store(state, now=T0)
+    store.save_history(
+        Checkpoint(
+            rows=[
+                HistoryRow(T0 + i * 60, 15.0, 0, 0, 0 if i == 0 else None, b"") for i in range(30)
+            ],
+            names=[],
+            resume="{}",
+        )
+    )
+    store.close()
+    argv = ["backtest", "-c", str(cfg), "--until", iso(T0 + 3600)]
+    assert main([*argv, "--since", iso(T0 - 86400)]) == 2
+    err = capsys.readouterr().err
+    assert "holds history from 2025-06-15 15:06:40 UTC to 2025-06-15 15:35:40 UTC" in err
+    assert "the 1d from 2025-06-14 15:06:40 UTC to 2025-06-15 15:06:40 UTC" in err
+    # recorded, but no call in it: said so, exit 1
+    assert main([*argv, "--since", iso(T0)]) == 1
+    assert "no calls in the span" in capsys.readouterr().err
+    cfg_no_rules = write_config(tmp_path, state, rules=[])
+    assert main(["backtest", "-c", str(cfg_no_rules), "--since", iso(T0)]) == 2
+    assert "no rules to backtest" in capsys.readouterr().err
