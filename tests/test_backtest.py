@@ -100,6 +100,7 @@ class Day:
     settings: Settings
     state: Path
     sim: Simulator
+    url: str
     first: float
     last: float
     live: list[Interval] = field(default_factory=list)
@@ -126,7 +127,7 @@ def day(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Day]:
     """The live daemon through the scripted day, one poll a minute, recording its history."""
     tmp = tmp_path_factory.mktemp("day")
     clock = FakeClock(T0)
-    sim = Simulator(clock, scripted_day(), keys=(KEY,))
+    sim = Simulator(clock, scripted_day(), keys=(KEY,), rate_limit=None)
     with serve(sim) as server:
         settings = settings_for(server.url, tmp / "state.sqlite3")
         app = build(settings, clock)
@@ -143,7 +144,16 @@ def day(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Day]:
         notices = Counter((kind, op) for _, _, op, kind, _ in app.alerts.store.outbox())
         last = clock.now()
         app.close()
-        yield Day(settings, tmp / "state.sqlite3", sim, first, last, live_episodes(seen), notices)
+        yield Day(
+            settings,
+            tmp / "state.sqlite3",
+            sim,
+            server.url,
+            first,
+            last,
+            live_episodes(seen),
+            notices,
+        )
 
 
 def episodes(report: dict[str, Any], name: str = "config") -> list[Interval]:
@@ -298,3 +308,45 @@ def test_a_span_before_the_recording_without_an_api_key_says_what_is_missing(
     cfg_no_rules = write_config(tmp_path, state, rules=[])
     assert main(["backtest", "-c", str(cfg_no_rules), "--since", iso(T0)]) == 2
     assert "no rules to backtest" in capsys.readouterr().err
+
+
+# ---- from the API ------------------------------------------------------------------------------
+def api_config(tmp: Path, url: str, **extra: Any) -> Path:
+    api = {"base_url": url, "api_key": KEY, "rate_limit": 100_000, "rate_limit_period": "1s"}
+    return write_config(tmp, tmp / "empty-state.sqlite3", dialnexa={**api, **extra})
+
+
+def within_one_cycle(got: list[Interval], want: list[Interval]) -> bool:
+    def near(a: float | None, b: float | None) -> bool:
+        return (a is None) == (b is None) and (a is None or abs(a - b) <= INTERVAL)  # type: ignore[operator]
+
+    return len(got) == len(want) and all(
+        g[:2] == w[:2] and near(g[2], w[2]) and near(g[3], w[3])
+        for g, w in zip(got, want, strict=True)
+    )
+
+
+@pytest.mark.slow
+def test_a_backtest_from_the_api_finds_the_same_incidents_within_one_cycle_and_reruns_free(
+    day: Day, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = api_config(tmp_path, day.url)
+    out = tmp_path / "api.json"
+    argv = ["backtest", "-c", str(cfg), "--since", iso(day.first), "--until", iso(day.last)]
+    argv += ["--cache", str(tmp_path / "cache"), "--json", str(out)]
+    before = day.sim.request_count
+    assert main([*argv, "--yes"]) == 0
+    captured = capsys.readouterr()
+    requests = day.sim.request_count - before
+    assert "listing it from the API" in captured.err and "ETA" in captured.err
+    report = json.loads(out.read_text())
+    assert report["span"]["source"] == "api"
+    got = episodes(report)
+    assert within_one_cycle(got, day.live), (got, day.live)
+    assert requests > 100
+    # a rerun (other thresholds, say) lists nothing: every chunk is cached
+    before = day.sim.request_count
+    assert main(argv) == 0  # no --yes needed: nothing to fetch
+    assert day.sim.request_count == before
+    assert "are cached: no request" in capsys.readouterr().err
+    assert episodes(json.loads(out.read_text())) == got

@@ -151,12 +151,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return 2
-            print(
-                f"{PROG}: the span starts {_when(start)}, but {what}: fetching the rest "
-                "from the API is not in this version yet; start later (--since)",
-                file=sys.stderr,
-            )
-            return 2
+            from .backtest_api import fetch_and_replay
+
+            return fetch_and_replay(args, settings, sets, store, bounds, start, end, agents)
         assert store is not None
         outcome = backtest(
             settings, sets, from_history(store, start, end), source="recorded", agents=agents
