@@ -7,6 +7,10 @@ an empty span)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sqlite3
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -14,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import yaml
 from dialnexa_watchdog.alerts.state import State
@@ -350,3 +355,82 @@ def test_a_backtest_from_the_api_finds_the_same_incidents_within_one_cycle_and_r
     assert day.sim.request_count == before
     assert "are cached: no request" in capsys.readouterr().err
     assert episodes(json.loads(out.read_text())) == got
+
+
+@pytest.mark.parametrize("stop", ["403", "outage", "ctrl-c"])
+@pytest.mark.slow
+def test_a_fetch_stopped_midway_keeps_what_it_fetched_and_a_rerun_resumes(
+    day: Day, tmp_path: Path, capsys: pytest.CaptureFixture[str], stop: str
+) -> None:
+    cfg = api_config(tmp_path, day.url, max_retries=0)
+    span = ["--since", iso(day.first + 2 * HOUR), "--until", iso(day.first + 4 * HOUR)]
+    whole = tmp_path / "whole.json"
+    base = ["backtest", "-c", str(cfg), *span, "--yes"]
+    assert main([*base, "--cache", str(tmp_path / "c0"), "--json", str(whole)]) == 0
+    capsys.readouterr()
+    cache = tmp_path / "c1"
+    argv = [*base, "--cache", str(cache), "--json", str(tmp_path / "r.json")]
+    count = day.sim.request_count
+    fired = []
+
+    def hook(path: str, params: Any) -> None:
+        if day.sim.request_count - count == 12 and not fired:
+            fired.append(True)
+            if stop == "403":
+                day.sim.forbidden_keys = frozenset({KEY})
+            elif stop == "outage":
+                day.sim.inject("503", count=1000)
+            else:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    day.sim.on_request = hook
+    try:
+        rc = main(argv)
+    finally:
+        day.sim.on_request = None
+        day.sim.forbidden_keys = frozenset()
+        day.sim.clear_faults()
+    err = capsys.readouterr().err
+    assert fired
+    if stop == "ctrl-c":
+        assert rc == 130 and "interrupted; every finished chunk is kept" in err
+    else:
+        assert rc == 1 and "fetch stopped listing calls created" in err
+        assert ("403" in err) if stop == "403" else ("server error (503)" in err)
+        assert "run the same command again to resume" in err
+    files = list(cache.glob("calls-*.sqlite3"))
+    assert len(files) == 1
+    with sqlite3.connect(files[0]) as db:  # consistent: every kept chunk whole
+        kept = db.execute("SELECT start, calls, data FROM chunks").fetchall()
+    assert kept
+    for _, n, data in kept:
+        assert len(msgspec.msgpack.decode(zlib.decompress(data))) == n
+    # the rerun lists only the chunks that were missing, and decides as an unbroken run
+    count = day.sim.request_count
+    assert main(argv) == 0
+    assert f"({len(kept)} cached)" in capsys.readouterr().err
+    assert episodes(json.loads((tmp_path / "r.json").read_text())) == episodes(
+        json.loads(whole.read_text())
+    )
+    assert episodes(json.loads(whole.read_text()))
+
+
+@pytest.mark.slow
+def test_a_span_that_starts_before_the_recording_lists_only_the_rest_from_the_api(
+    day: Day, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = write_config(
+        tmp_path,
+        day.state,
+        dialnexa={"base_url": day.url, "api_key": KEY, "rate_limit": 100_000},
+    )
+    out = tmp_path / "mixed.json"
+    argv = ["backtest", "-c", str(cfg), "--yes", "--json", str(out), "--cache", str(tmp_path)]
+    day.sim.clear_requests()
+    assert main([*argv, "--since", iso(day.first - HOUR), "--until", iso(day.last)]) == 0
+    report = json.loads(out.read_text())
+    assert report["span"]["source"] == "api+recorded"
+    assert episodes(report) == day.live
+    listed_to = max(r.params["to"] for r in day.sim.requests)
+    assert listed_to <= iso(day.first + 900) + "Z"  # nothing after the recording's start
+    assert "listing it from the API" in capsys.readouterr().err
