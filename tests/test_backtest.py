@@ -30,9 +30,14 @@ from dialnexa_watchdog.clock import FakeClock
 from dialnexa_watchdog.config import Settings, load_settings
 from dialnexa_watchdog.history import Checkpoint, HistoryRow
 from dialnexa_watchdog.simulator import Scenario, Simulator, serve
+from dialnexa_watchdog.windows import Windows
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support import KEY, T0
 
 INTERVAL = 60.0
+T0_BUCKETS = 116_666_700  # a bucket index near T0 (15 s buckets)
+K0 = T0_BUCKETS - 250  # cells land in the last hour and before it
 HOUR = 3600.0
 RULES: list[dict[str, Any]] = [
     {
@@ -117,13 +122,13 @@ def live_episodes(history: list[dict[tuple[str, str], Any]]) -> list[Interval]:
     out: list[Interval] = []
     open_: dict[tuple[str, str], int] = {}
     for states in history:
-        for key, st in states.items():
-            if st.state is State.FIRING and key not in open_:
+        for key, alert in states.items():
+            if alert.state is State.FIRING and key not in open_:
                 open_[key] = len(out)
-                out.append((key[0], key[1], st.fired_at, None))
-            elif st.state is State.RESOLVED and key in open_:
+                out.append((key[0], key[1], alert.fired_at, None))
+            elif alert.state is State.RESOLVED and key in open_:
                 i = open_.pop(key)
-                out[i] = (*out[i][:3], st.resolved_at)
+                out[i] = (*out[i][:3], alert.resolved_at)
     return sorted(out)
 
 
@@ -434,3 +439,42 @@ def test_a_span_that_starts_before_the_recording_lists_only_the_rest_from_the_ap
     listed_to = max(r.params["to"] for r in day.sim.requests)
     assert listed_to <= iso(day.first + 900) + "Z"  # nothing after the recording's start
     assert "listing it from the API" in capsys.readouterr().err
+
+
+# ---- the replay's batch apply ------------------------------------------------------------------
+@pytest.mark.slow
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c"]),
+            st.integers(0, 3),  # status slot
+            st.integers(0, 300),  # bucket
+            st.integers(-2, 3),
+        ),
+        max_size=60,
+    ),
+    st.integers(0, 400),
+)
+def test_apply_many_leaves_the_windows_as_one_apply_per_cell_does(
+    cells: list[tuple[str, int, int, int]], advance_to: int
+) -> None:
+    cfg = load_settings(None, overrides={}, environ={})
+    one, many = (Windows(cfg.window_seconds, cfg.status_classes) for _ in range(2))
+    for w in (one, many):
+        w.advance(T0_BUCKETS * 15.0)
+    kept = []
+    for agent, slot, k, n in cells:
+        try:
+            one.apply(agent, slot, K0 + k, n)
+        except ValueError:
+            continue
+        kept.append((agent, slot, K0 + k, n))
+    many.apply_many(kept)
+    for w in (one, many):
+        w.advance(T0_BUCKETS * 15.0 + advance_to * 15.0)
+    assert sorted(one.content()) == sorted(many.content())
+    assert one.checksum() == many.checksum()
+    for agent in ("a", "b", "c"):
+        for label in one.labels:
+            assert one.raw_counts(agent, label) == many.raw_counts(agent, label)

@@ -9,12 +9,10 @@ stopped (what was fetched is kept); 2 bad usage, config or candidate file."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from ..config import ConfigError, Settings, load_settings
 from ..config.load import read_yaml
@@ -161,21 +159,6 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     finally:
         if store is not None:
             store.close()
+    from .backtest_out import finish
+
     return finish(args, outcome.report)
-
-
-def finish(args: argparse.Namespace, report_json: dict[str, Any]) -> int:
-    from ..backtest import report
-
-    if report_json["span"]["cycles"] == 0 or report_json["span"]["agents"] == 0:
-        print(
-            f"{PROG}: no calls in the span: nothing to backtest "
-            f"({report_json['span']['cycles']} cycles)",
-            file=sys.stderr,
-        )
-        return 1
-    print(report.text(report_json, limit=args.limit))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report_json, indent=1) + "\n", encoding="utf-8")
-        print(f"\nJSON report: {args.json}")
-    return 0

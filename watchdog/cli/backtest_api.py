@@ -25,6 +25,7 @@ from ..history import HistoryReader
 from ..ingest.errors import ApiError
 from ..model import Call
 from ..windows import Windows
+from .backtest_out import finish
 from .util import PROG
 
 
@@ -49,8 +50,6 @@ def fetch_and_replay(
     end: float,
     agents: list[str] | None,
 ) -> int:
-    from .backtest import finish
-
     assert settings.dialnexa.api_key is not None
     recorded_from = bounds[0] if bounds is not None and bounds[0] <= end else None
     api_end = end if recorded_from is None else min(end, recorded_from)
