@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
+import subprocess
+import sys
 import zlib
 from collections import Counter
 from collections.abc import Iterator
@@ -33,7 +36,7 @@ from dialnexa_watchdog.simulator import Scenario, Simulator, serve
 from dialnexa_watchdog.windows import Windows
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support import KEY, T0
+from support import IN_CI, KEY, T0, require_tool
 
 INTERVAL = 60.0
 T0_BUCKETS = 116_666_700  # a bucket index near T0 (15 s buckets)
@@ -478,3 +481,57 @@ def test_apply_many_leaves_the_windows_as_one_apply_per_cell_does(
     for agent in ("a", "b", "c"):
         for label in one.labels:
             assert one.raw_counts(agent, label) == many.raw_counts(agent, label)
+
+
+# ---- the HTML page, in a real browser ----------------------------------------------------------
+def chromium(*args: str) -> subprocess.CompletedProcess[str]:
+    """Headless Chromium with the network cut off (no proxy reachable, no name resolves)."""
+    exe = require_tool("chromium")
+    offline = ["--proxy-server=127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND"]
+    return subprocess.run(
+        [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         "--enable-logging=stderr", "--v=0", *offline, *args],
+        capture_output=True, text=True, timeout=90,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_the_html_page_works_offline_in_headless_chromium(
+    day: Day, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if not IN_CI:
+        pytest.importorskip("matplotlib")
+    cfg = write_config(tmp_path, day.state)
+    cand = tmp_path / "candidate.yaml"
+    cand.write_text(yaml.safe_dump({"rules": stricter(RULES, 0.1)}), encoding="utf-8")
+    page = tmp_path / "report.html"
+    argv = ["backtest", "-c", str(cfg), "--rules", str(cand), "--html", str(page)]
+    assert main([*argv, "--since", iso(day.first), "--until", iso(day.last)]) == 0
+    assert f"HTML report: {page}" in capsys.readouterr().out
+    text = page.read_text()
+    # self-contained: nothing is loaded from anywhere (data: URLs only)
+    assert not re.findall(r"""(?:src|href)\s*=\s*(?!["']?data:)""", text, re.IGNORECASE)
+    assert "http://" not in text and "https://" not in text
+    alerted = {a for _, a, _, _ in day.live}
+    assert text.count("<img class=chart") == len(alerted) == 4
+    dom = chromium("--virtual-time-budget=5000", "--dump-dom", page.as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert f'data-charts="{len(alerted)} ok"' in dom.stdout  # every chart decoded, non-empty
+    assert "CONSOLE" not in dom.stderr, dom.stderr[-2000:]  # no console message at all
+    for agent in alerted:
+        assert f"<h3>{agent}</h3>" in dom.stdout
+    shot = Path(os.environ.get("BACKTEST_SCREENSHOT_DIR", tmp_path)) / "backtest-report.png"
+    res = chromium("--window-size=1280,3000", f"--screenshot={shot}", page.as_uri())
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert shot.stat().st_size > 10_000
+    print(f"\nbacktest HTML screenshot: {shot}")  # the CI artefact
+
+
+def test_html_without_matplotlib_says_how_to_install_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
+    cfg = write_config(tmp_path, tmp_path / "state.sqlite3")
+    assert main(["backtest", "-c", str(cfg), "--html", str(tmp_path / "r.html")]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'dialnexa-watchdog[report]'" in err and "Traceback" not in err

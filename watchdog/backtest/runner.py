@@ -17,6 +17,7 @@ from ..history import HistoryReader, HistoryStore
 from ..windows import Windows
 from . import report
 from .engine import Cycles, RuleSetRun, Span, WindowRules, recorded_cycles, restrict, run
+from .series import Series, sample, wanted
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,3 +92,21 @@ def backtest(
 def from_history(store: HistoryStore, start: float, end: float) -> Callable[[Windows], Cycles]:
     reader = HistoryReader(store)
     return lambda windows: recorded_cycles(reader, windows, start, end)
+
+
+def chart_series(
+    settings: Settings,
+    cycles: Callable[[Windows], Cycles],
+    report_json: dict[str, Any],
+    limit: int,
+    agents: Iterable[str] | None = None,
+) -> tuple[dict[str, list[tuple[str, str]]], Series]:
+    """The charts' data (a second replay of the same cycles, without the rules): the
+    ``limit`` agents with the most incidents, each (window, outcome) that fired for it."""
+    chosen = wanted(report_json, limit)
+    only = None if agents is None else set(agents)
+    if only is not None:
+        chosen = {a: p for a, p in chosen.items() if a in only}
+    windows = new_windows(settings)
+    lines = [(a, w, o) for a, pairs in chosen.items() for w, o in pairs]
+    return chosen, sample(cycles(windows), windows, lines)

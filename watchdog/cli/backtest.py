@@ -105,6 +105,12 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from ..backtest.runner import RuleSet, backtest, from_history
 
     settings = load_config(args)
+    if args.html:
+        from ..backtest.html import MISSING, available
+
+        if not available():
+            print(f"{PROG}: {MISSING}", file=sys.stderr)
+            return 2
     sets = [RuleSet("config", settings.rules, getattr(args, "config", None))]
     if args.rules:
         sets.append(RuleSet("candidate", load_candidate(args, args.rules).rules, args.rules))
@@ -153,12 +159,11 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
             return fetch_and_replay(args, settings, sets, store, bounds, start, end, agents)
         assert store is not None
-        outcome = backtest(
-            settings, sets, from_history(store, start, end), source="recorded", agents=agents
-        )
+        cycles = from_history(store, start, end)
+        outcome = backtest(settings, sets, cycles, source="recorded", agents=agents)
+        from .backtest_out import finish
+
+        return finish(args, outcome.report, settings, cycles, agents)
     finally:
         if store is not None:
             store.close()
-    from .backtest_out import finish
-
-    return finish(args, outcome.report)

@@ -153,4 +153,4 @@ def fetch_and_replay(
 
     source = "api" if recorded_from is None else "api+recorded"
     outcome = backtest(settings, sets, cycles, source=source, agents=agents)
-    return finish(args, outcome.report)
+    return finish(args, outcome.report, settings, cycles, agents)
