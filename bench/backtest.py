@@ -217,6 +217,9 @@ def run(quick: bool) -> dict[str, Any]:
         "backtest_recorded_days": p["days"],
         "backtest_recording_bytes_per_call": round(rec["data_bytes"] / max(1, rec["calls"]), 3),
         "backtest_recording_file_bytes_per_call": round(file_bytes / max(1, rec["calls"]), 3),
+        "backtest_recording_bytes_per_agent_day": round(
+            rec["data_bytes"] / (p["agents"] * p["days"]), 1
+        ),
     }
 
 

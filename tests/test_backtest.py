@@ -24,10 +24,12 @@ from typing import Any
 import msgspec
 import pytest
 import yaml
+from dialnexa_watchdog.alerts.compile import compile_rules
 from dialnexa_watchdog.alerts.state import State
 from dialnexa_watchdog.alerts.store import Store
 from dialnexa_watchdog.app import build
-from dialnexa_watchdog.backtest import RuleSet, backtest, from_history
+from dialnexa_watchdog.backtest import Episode, Log, RuleSet, backtest, from_history
+from dialnexa_watchdog.backtest.report import Window, flaps, only_in, text, to_json
 from dialnexa_watchdog.cli import main
 from dialnexa_watchdog.clock import FakeClock
 from dialnexa_watchdog.config import Settings, load_settings
@@ -535,3 +537,29 @@ def test_html_without_matplotlib_says_how_to_install_it(
     assert main(["backtest", "-c", str(cfg), "--html", str(tmp_path / "r.html")]) == 2
     err = capsys.readouterr().err
     assert "pip install 'dialnexa-watchdog[report]'" in err and "Traceback" not in err
+
+
+# ---- the report's pure parts -------------------------------------------------------------------
+def test_flaps_differences_and_the_terminal_text_on_hand_made_episodes() -> None:
+    cfg = load_settings(None, overrides={"rules": RULES[:1]}, environ={})
+    rule = compile_rules(cfg.rules, cfg.window_seconds)
+    a = Log("config", rule)
+    b = Log("candidate", rule)
+    a.episodes = [
+        Episode("failure-rate", "x", T0, T0 + 600),
+        Episode("failure-rate", "x", T0 + 600 + 1800, T0 + 3000),  # re-fired 30 min later: flap
+        Episode("failure-rate", "x", T0 + 3000 + 1801, None),  # later than 30 min: not a flap
+        Episode("failure-rate", "y\x1b[31m", T0, T0 + 60),
+    ]
+    b.episodes = [Episode("failure-rate", "x", T0 + 2500, T0 + 2600)]
+    assert flaps(a.episodes) == {1}
+    assert [e.agent for e in only_in(a, b, T0 + 9000)] == ["x", "x", "y\x1b[31m"]
+    assert only_in(b, a, T0 + 9000) == []
+    w = Window(T0, T0 + 9000, 150, 60.0, frozenset({"x", "y\x1b[31m", "z"}), "recorded")
+    rep = to_json([a, b], w)
+    s = rep["sets"][0]
+    assert s["never_alerted"] == ["z"] and s["by_rule"]["failure-rate"]["flaps"] == 1
+    assert s["by_rule"]["failure-rate"]["longest_s"] == 9000 - 4801
+    printed = text(rep)
+    assert "\x1b" not in printed and "y\\x1b[31m" in printed
+    assert "== only with config: 3 incidents" in printed and "(firing)" in printed

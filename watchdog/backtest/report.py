@@ -222,6 +222,13 @@ def _rate(r: float | None) -> str:
     return "-" if r is None else f"{r:.1%}"
 
 
+def _safe(text: str) -> str:
+    """An id from the API, printable on a terminal (control characters escaped)."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 def _short(t: str | None) -> str:
     return "(firing)" if t is None else t[5:16].replace("T", " ")
 
@@ -262,7 +269,7 @@ def text(report: Mapping[str, Any], limit: int = 20) -> str:
             for e in incidents[:limit]:
                 flag = " flap" if e["flap"] else ""
                 lines.append(
-                    f"  {e['rule']:<22} {e['agent']:<16} {_short(e['start']):<12} "
+                    f"  {e['rule']:<22} {_safe(e['agent']):<16} {_short(e['start']):<12} "
                     f"{_short(e['end']):<12} {_dur(e['duration_s']):>8} "
                     f"{_rate(e['peak_rate']):>6} {e['calls']:>5}{flag}"
                 )
@@ -276,7 +283,7 @@ def text(report: Mapping[str, Any], limit: int = 20) -> str:
             lines.append(f"== only with {who}: {len(eps)} incidents")
             for e in eps[:limit]:
                 lines.append(
-                    f"  {e['rule']:<22} {e['agent']:<16} {_short(e['start']):<12} "
+                    f"  {e['rule']:<22} {_safe(e['agent']):<16} {_short(e['start']):<12} "
                     f"{_short(e['end']):<12} {_dur(e['duration_s']):>8} {_rate(e['peak_rate']):>6}"
                 )
             if len(eps) > limit:

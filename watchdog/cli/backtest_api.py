@@ -91,16 +91,21 @@ def fetch_and_replay(
                     print(f"{PROG}: not fetched", file=sys.stderr)
                     return 1
             t0 = time.monotonic()
+            shown = [-1e9]
+            tty = sys.stderr.isatty()
 
             def progress(p: fetch.Progress) -> None:
-                elapsed = time.monotonic() - t0
-                left = (p.todo - p.done) * elapsed / max(1, p.done)
-                print(
+                now = time.monotonic()
+                if not tty and now - shown[0] < 5.0 and p.done < p.todo:
+                    return  # a log, not a terminal: a line every 5 s
+                shown[0] = now
+                left = (p.todo - p.done) * (now - t0) / max(1, p.done)
+                line = (
                     f"  {p.done}/{p.todo} chunks, {p.calls:,} calls, {p.requests:,} requests, "
-                    f"ETA {_dur(left)}",
-                    file=sys.stderr,
-                    flush=True,
+                    f"ETA {_dur(left)}"
                 )
+                end = "" if tty and p.done < p.todo else "\n"
+                print(("\r" if tty else "") + line, end=end, file=sys.stderr, flush=True)
 
             try:
                 prog = fetch.fetch(
