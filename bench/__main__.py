@@ -71,6 +71,16 @@ def _detect() -> dict[str, Any]:
     return run_detect()
 
 
+def _backtest(quick: bool) -> dict[str, Any]:
+    from bench.backtest import run
+
+    return run(quick)
+
+
+# Sections with a ``run(quick)`` of their own; ``--only`` runs just these and updates their keys.
+SECTIONS = {"backtest": _backtest}
+
+
 def _per_interval(seconds: float | None) -> float | None:
     return None if seconds is None else seconds / 30.0
 
@@ -89,6 +99,8 @@ def run_all(quick: bool) -> dict[str, Any]:
             jobs[key] = pool.submit(_economy, key, eco[key])
         jobs["ingest"] = pool.submit(_ingest, 20 if quick else 400)
         jobs["detect"] = pool.submit(_detect)
+        for topic, fn in SECTIONS.items():
+            jobs[topic] = pool.submit(fn, quick)
         done = {k: f.result() for k, f in jobs.items()}
     ws = done["workspace"]
     res: dict[str, Any] = {
@@ -115,6 +127,7 @@ def run_all(quick: bool) -> dict[str, Any]:
         **{k: v for k, v in done["scale"].items()},
         "scale_rss_simulator_only_mb": done["baseline"]["baseline_rss_mb"],
         **{k: v for k, v in done["detect"].items()},
+        **{k: v for topic in SECTIONS for k, v in done[topic].items()},
         "details": done,
     }
     return res
@@ -131,6 +144,9 @@ TARGETS: list[tuple[str, str, float, str]] = [
     ("scale_metrics_render_ms", "<=", 150, "/metrics right after a poll"),
     ("scale_eval_ms", "<=", 50, "10 rules"),
     ("detection_latency_intervals", "<=", 1.0, "first failing call -> Slack notice (for: 0s)"),
+    ("backtest_replay_seconds", "<=", 60, "replay 7 days x 2,000 agents x 1M calls/day"),
+    ("backtest_replay_rss_mb", "<=", 500, "peak RSS of that replay"),
+    ("backtest_recording_file_bytes_per_call", "<=", 16, "recorded history on disk"),
 ]
 
 
@@ -165,6 +181,10 @@ def table(res: dict[str, Any], quick: bool) -> str:
         "scale_rss_simulator_only_mb",
         "detection_after_truth_intervals",
         "detection_first_failure_to_truth_s",
+        "backtest_replay_cpu_seconds",
+        "backtest_replay_cycles",
+        "backtest_recorded_calls",
+        "backtest_recording_bytes_per_call",
     ]
     for key in extra:
         v = res.get(key)
@@ -176,7 +196,27 @@ def main() -> int:
     p = argparse.ArgumentParser(prog="python -m bench")
     p.add_argument("--quick", action="store_true", help="CI smoke run: small and fast")
     p.add_argument("--out", default=str(Path(__file__).parent / "results.json"))
+    p.add_argument(
+        "--only",
+        help=f"comma-separated sections ({', '.join(SECTIONS)}): run just those and update "
+        "only their keys in the existing results file",
+    )
     a = p.parse_args()
+    if a.only:
+        only = [t.strip() for t in a.only.split(",") if t.strip()]
+        unknown = sorted(set(only) - set(SECTIONS))
+        if unknown:
+            p.error(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+        out = Path(a.out)
+        res = json.loads(out.read_text()) if out.exists() else {}
+        for topic in only:
+            part = SECTIONS[topic](a.quick)
+            res.update(part)
+            res.setdefault("details", {})[topic] = part
+        out.write_text(json.dumps(res, indent=2, default=str) + "\n")
+        print(table(res, a.quick))
+        print(f"\nupdated {', '.join(only)} in {a.out}")
+        return 0
     started = time.perf_counter()
     res = run_all(a.quick)
     res["bench_seconds"] = time.perf_counter() - started
