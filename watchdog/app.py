@@ -5,6 +5,9 @@ store, alert pipeline, delivery worker, notifier, Slack actions, history recorde
 daemon); with a state store it resumes from the saved state when it can (a warm restart).
 ``run``, ``once``, ``demo``, the tests and the benchmarks all go through it; nothing else
 assembles parts by hand.
+
+Longer than ~400 lines: being the one place that builds everything is the point of this module;
+each builder is short and the parts it wires live in their own packages.
 """
 
 from __future__ import annotations
