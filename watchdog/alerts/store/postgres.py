@@ -1,0 +1,226 @@
+"""The state store on PostgreSQL (``state.url: postgresql://...``), through psycopg 3: the
+backend that several replicas can share (``leader.py`` elects the one that acts).
+
+The queries are ``sql.SqlStore``'s and the schema ``schema.py``'s, the same as SQLite's:
+``?`` placeholders become ``%s`` here, and each schema statement goes through
+``schema.for_postgres``. Migrations run at start (and with ``dialnexa-watchdog migrate``)
+in one transaction under an advisory lock, so replicas starting together apply each once.
+
+Connection faults: the password never leaves ``conninfo`` (libpq's own errors do not carry
+it; it is registered with the redactor by the composition root anyway). Opening fails with a
+one-line ``StateError`` naming ``state.url`` (unreachable, wrong password, no such
+database, a schema newer than this binary). Later, a lost connection fails the statement
+that found it (callers already keep going on a store error) and the next one reconnects;
+a transaction is never carried over to a new connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from .base import Cursor, StateError
+from .schema import BASE_SCHEMA, MIGRATIONS, SCHEMA_VERSION, for_postgres, statements
+from .sql import SqlStore
+
+if TYPE_CHECKING:
+    import psycopg
+
+log = logging.getLogger("watchdog.store")
+
+# pg_advisory_xact_lock key held while migrating ("dnxw" + 1)
+MIGRATE_LOCK = 0x646E7877_00000001
+APPLICATION = "dialnexa-watchdog"
+
+
+@lru_cache(maxsize=512)
+def placeholders(sql: str) -> str:
+    """SQLite's ``?`` placeholders as psycopg's ``%s`` (a literal ``%`` doubled)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+def describe(url: str) -> str:
+    """``host:port/db`` of a URL, for messages (never the user's password: there is none)."""
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    port = parts.port or 5432
+    return f"{host}:{port}{parts.path or '/'}"
+
+
+def connect_error(url: str, exc: Exception) -> StateError:
+    """One line for the operator from libpq's error on connect."""
+    text = " ".join(str(exc).split())
+    where = describe(url)
+    low = text.lower()
+    if "password authentication failed" in low or "no password supplied" in low:
+        hint = (
+            "wrong or missing password (state.password_file, WATCHDOG_STATE__PASSWORD, "
+            "PGPASSWORD or ~/.pgpass)"
+        )
+    elif "does not exist" in low:
+        hint = "no such database or role; create it first"
+    elif "timeout" in low or "refused" in low or "could not" in low or "translate" in low:
+        hint = "server unreachable"
+    else:
+        hint = "cannot connect"
+    return StateError(f"state.url: {hint}: {where}: {text}")
+
+
+def _psycopg() -> Any:
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - a core dependency; a broken install
+        raise StateError(
+            "state.url: PostgreSQL needs psycopg 3: pip install 'psycopg[binary]'"
+        ) from None
+    return psycopg
+
+
+class _Bound:
+    """One connection in one transaction, with ``?`` placeholders."""
+
+    def __init__(self, raw: psycopg.Connection[Any]) -> None:
+        self._raw = raw
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
+        return self._raw.execute(placeholders(sql), parameters)
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor:
+        rows = list(parameters)
+        cur = self._raw.cursor()
+        if rows:
+            cur.executemany(placeholders(sql), rows)
+        return cur
+
+
+class PgConn:
+    """A psycopg connection in autocommit mode that reconnects on the next statement after
+    it broke; ``sqlite3.Connection``'s ``execute``/``executemany`` with ``?`` placeholders."""
+
+    def __init__(self, conninfo: str, url: str) -> None:
+        self._conninfo = conninfo
+        self._url = url
+        self._raw: psycopg.Connection[Any] | None = None
+        self.reconnects = 0
+
+    def raw(self) -> psycopg.Connection[Any]:
+        raw = self._raw
+        if raw is not None and not raw.closed and not raw.broken:
+            return raw
+        if raw is not None:
+            self.reconnects += 1
+            log.warning("state store: reconnecting to PostgreSQL at %s", describe(self._url))
+            raw.close()
+        self._raw = open_connection(self._conninfo, self._url)
+        return self._raw
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
+        return _Bound(self.raw()).execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor:
+        return _Bound(self.raw()).executemany(sql, parameters)
+
+    def close(self) -> None:
+        if self._raw is not None:
+            self._raw.close()
+            self._raw = None
+
+
+def open_connection(conninfo: str, url: str) -> psycopg.Connection[Any]:
+    pg = _psycopg()
+    try:
+        conn: psycopg.Connection[Any] = pg.connect(conninfo, autocommit=True)
+    except pg.Error as exc:
+        raise connect_error(url, exc) from None
+    return conn
+
+
+def make_conninfo(url: str, password: str | None, connect_timeout: float) -> str:
+    pg = _psycopg()
+    extra: dict[str, Any] = {
+        "connect_timeout": max(1, round(connect_timeout)),
+        "application_name": APPLICATION,
+    }
+    if password:
+        extra["password"] = password
+    try:
+        return str(pg.conninfo.make_conninfo(url, **extra))
+    except pg.ProgrammingError as exc:
+        raise StateError(f"state.url: not a PostgreSQL URL: {exc}") from None
+
+
+def migrate(conn: psycopg.Connection[Any], url: str) -> int:
+    """Bring the database's schema up to ``SCHEMA_VERSION``; returns the version found (1
+    for an empty database). StateError when it is newer than this binary."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
+        for sql in statements(BASE_SCHEMA):
+            conn.execute(for_postgres(sql))
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        found = 1 if row is None else int(row[0])
+        if found > SCHEMA_VERSION:
+            raise StateError(
+                f"state.url: {describe(url)} was written by a newer dialnexa-watchdog "
+                f"(schema {found}, this one knows {SCHEMA_VERSION}); upgrade this replica"
+            )
+        for v in range(found + 1, SCHEMA_VERSION + 1):
+            for sql in MIGRATIONS[v]:
+                conn.execute(for_postgres(sql))
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', %s) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (str(SCHEMA_VERSION),),
+        )
+    return found
+
+
+class PgStore(SqlStore):
+    """PostgreSQL-backed alert state and history. Thread-safe: one connection guarded by a
+    lock; every write is one transaction."""
+
+    _conn: PgConn
+
+    def __init__(
+        self, url: str, password: str | None = None, *, connect_timeout: float = 5.0
+    ) -> None:
+        self.url = url
+        self._lock = threading.Lock()
+        self._conninfo = make_conninfo(url, password, connect_timeout)
+        self._conn = PgConn(self._conninfo, url)
+        pg = _psycopg()
+        try:
+            self.schema_found = migrate(self._conn.raw(), url)
+        except pg.Error as exc:
+            self._conn.close()
+            raise StateError(f"state.url: migrating {describe(url)} failed: {exc}") from None
+        except BaseException:
+            self._conn.close()
+            raise
+        if self.schema_found < SCHEMA_VERSION:
+            log.info(
+                "state store: %s migrated from schema %d to %d",
+                describe(url),
+                self.schema_found,
+                SCHEMA_VERSION,
+            )
+
+    @property
+    def conninfo(self) -> str:
+        """For another session on the same database (the leader lock)."""
+        return self._conninfo
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[_Bound]:
+        with self._lock:
+            raw = self._conn.raw()
+            with raw.transaction():
+                yield _Bound(raw)
