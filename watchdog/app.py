@@ -33,7 +33,8 @@ from .alerts.incidents import Policy
 from .alerts.pipeline import AlertPipeline
 from .alerts.snapshots import Snapshots
 from .alerts.state import StaleRule
-from .alerts.store import Store
+from .alerts.store.open import open_state
+from .alerts.store.sql import SqlStore
 from .clock import Clock
 from .config import ConfigError, Settings, SlackSettings, validate_rules
 from .daemon import CycleReport, Watchdog
@@ -93,7 +94,7 @@ class Actions:
 class Alerts:
     """The alert path's parts, as one ``daemon.AlertHook``."""
 
-    store: Store
+    store: SqlStore
     pipeline: AlertPipeline
     delivery: DeliveryWorker
     notifier: Notifier
@@ -143,7 +144,7 @@ def build_alerts(
         raise ConfigError(problems)
     rules = compile_rules(settings.rules, settings.window_seconds)
     stale = StaleRule(settings.alerts.stale_after, settings.alerts.stale_severity)
-    store = Store(settings.state.path, now=clock.now(), exclusive=exclusive)
+    store = open_state(settings.state, clock.now(), exclusive=exclusive)
     try:
         sender = notifier if notifier is not None else build_notifier(settings.slack, stream)
         delivery = DeliveryWorker(
@@ -177,7 +178,7 @@ def build_alerts(
         len(rules),
         "off" if stale.after <= 0 else f"after {stale.after:g}s",
         sender.name,
-        store.path,
+        store.where,
     )
     return Alerts(store, pipeline, delivery, sender, collector, registry)
 

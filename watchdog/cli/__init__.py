@@ -1,4 +1,5 @@
-"""Command line: ``dialnexa-watchdog run|once|check-config|demo|...``. Parsing and dispatch only."""
+"""Command line: ``dialnexa-watchdog run|once|check-config|migrate|demo|...``: parsing and
+dispatch only."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from types import FrameType
 
@@ -15,7 +17,15 @@ import yaml
 from .. import __version__
 from ..config import DEFAULT_PORT
 from ..durations import parse_duration
-from .util import PROG, ConfigExit, add_config_arg, config_warnings, load_config, preflight
+from .util import (
+    PROG,
+    ConfigExit,
+    add_config_arg,
+    config_warnings,
+    load_config,
+    preflight,
+    preflight_state,
+)
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
@@ -113,6 +123,37 @@ def _cmd_once(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    """Bring the state store (SQLite at state.path, or PostgreSQL at state.url) up to this
+    binary's schema, and say from which version. ``run`` does the same at start; this is
+    for a deploy that migrates before rolling replicas (the schema only ever adds, so
+    replicas of the previous version keep working on a migrated database)."""
+    from ..alerts.store import SCHEMA_VERSION, StateError
+    from ..alerts.store.open import open_state
+
+    settings = load_config(args)
+    if settings.state.url is None:
+        problems = preflight_state(settings)
+        if problems:
+            for line in problems:
+                print(f"{PROG}: {line}", file=sys.stderr)
+            return 2
+    try:
+        store = open_state(settings.state, time.time())
+    except StateError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        found = store.schema_found
+        if found < SCHEMA_VERSION:
+            print(f"{store.where}: migrated from schema {found} to {SCHEMA_VERSION}")
+        else:
+            print(f"{store.where}: schema {SCHEMA_VERSION}, up to date")
+    finally:
+        store.close()
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from ..demo import run_demo
 
@@ -143,6 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("check-config", "validate the config, print it (secrets masked), check this host")
     add_config_arg(p)
     p.set_defaults(func=_cmd_check_config)
+
+    p = command("migrate", "bring the state store's schema up to this version, and say from which")
+    add_config_arg(p)
+    p.set_defaults(func=_cmd_migrate)
 
     p = command("demo", "run the daemon against the embedded DialNexa simulator")
     p.add_argument("--duration", default="60s", help="stop after this long (default 60s)")

@@ -31,6 +31,8 @@ from .sql import SqlStore
 if TYPE_CHECKING:
     import psycopg
 
+    from .leader import LeaderLock
+
 log = logging.getLogger("watchdog.store")
 
 # pg_advisory_xact_lock key held while migrating ("dnxw" + 1)
@@ -154,6 +156,30 @@ def make_conninfo(url: str, password: str | None, connect_timeout: float) -> str
         raise StateError(f"state.url: not a PostgreSQL URL: {exc}") from None
 
 
+def probe(url: str, password: str | None, connect_timeout: float) -> str | None:
+    """What would stop the store opening (``check-config``, ``run``'s preflight): one line,
+    or None. Connects and reads the schema version; writes nothing."""
+    try:
+        conn = open_connection(make_conninfo(url, password, connect_timeout), url)
+    except StateError as exc:
+        return str(exc)
+    pg = _psycopg()
+    try:
+        with conn:
+            exists = conn.execute("SELECT to_regclass('meta') IS NOT NULL").fetchone()
+            if not exists or not exists[0]:
+                return None  # an empty database: run creates the schema
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    except pg.Error as exc:
+        return f"state.url: {describe(url)}: {' '.join(str(exc).split())}"
+    if row is not None and int(row[0]) > SCHEMA_VERSION:
+        return (
+            f"state.url: {describe(url)} was written by a newer dialnexa-watchdog (schema "
+            f"{int(row[0])}, this one knows {SCHEMA_VERSION}); upgrade this replica"
+        )
+    return None
+
+
 def migrate(conn: psycopg.Connection[Any], url: str) -> int:
     """Bring the database's schema up to ``SCHEMA_VERSION``; returns the version found (1
     for an empty database). StateError when it is newer than this binary."""
@@ -186,12 +212,17 @@ class PgStore(SqlStore):
     _conn: PgConn
 
     def __init__(
-        self, url: str, password: str | None = None, *, connect_timeout: float = 5.0
+        self,
+        url: str,
+        password: str | None = None,
+        *,
+        connect_timeout: float = 5.0,
     ) -> None:
         self.url = url
         self._lock = threading.Lock()
         self._conninfo = make_conninfo(url, password, connect_timeout)
         self._conn = PgConn(self._conninfo, url)
+        self.leader: LeaderLock | None = None  # set by leader.open_exclusive, released on close
         pg = _psycopg()
         try:
             self.schema_found = migrate(self._conn.raw(), url)
@@ -210,12 +241,19 @@ class PgStore(SqlStore):
             )
 
     @property
+    def where(self) -> str:
+        return describe(self.url)
+
+    @property
     def conninfo(self) -> str:
         """For another session on the same database (the leader lock)."""
         return self._conninfo
 
     def close(self) -> None:
         with self._lock:
+            if self.leader is not None:
+                self.leader.release()
+                self.leader = None
             self._conn.close()
 
     @contextmanager

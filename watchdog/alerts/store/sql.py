@@ -44,8 +44,17 @@ class SqlStore(HistoryTables):
 
     _conn: Conn
     _lock: threading.Lock
+    schema_found: int  # the schema version the store had when opened (before migrating)
 
     def _tx(self) -> Any:
+        raise NotImplementedError
+
+    @property
+    def where(self) -> str:
+        """The file, or ``host:port/db``, for messages."""
+        raise NotImplementedError
+
+    def close(self) -> None:
         raise NotImplementedError
 
     # ---- alerts and incidents ----------------------------------------------------------

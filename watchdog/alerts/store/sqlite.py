@@ -41,6 +41,7 @@ class Store(SqlStore):
         daemon on the same file refuses to start (the CLI's short-lived commands share)."""
         self.path = Path(path)
         self.moved_aside: Path | None = None
+        self.schema_found = SCHEMA_VERSION  # the version the file had when opened
         self._lock = threading.Lock()
         self._lockfile: int | None = None
         when = time.time() if now is None else now
@@ -85,6 +86,7 @@ class Store(SqlStore):
             conn.executescript(BASE_SCHEMA)
             found = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             version = 1 if found is None else int(found[0])
+            self.schema_found = version
             if version > SCHEMA_VERSION:
                 raise StateError(
                     f"state.path: {self.path} was written by a newer dialnexa-watchdog "
@@ -109,6 +111,10 @@ class Store(SqlStore):
             conn.close()
             raise
         return conn
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
 
     def close(self) -> None:
         with self._lock:
