@@ -16,6 +16,11 @@ class StateError(Exception):
     """The state store cannot be used; ``str()`` is one line for the operator."""
 
 
+class Fenced(Exception):
+    """This replica's fencing epoch is no longer the current one: another replica leads,
+    and this one must not deliver anything."""
+
+
 class Cursor(Protocol):
     """What a statement returns (``sqlite3.Cursor`` and ``psycopg.Cursor`` both are one)."""
 

@@ -19,7 +19,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from .base import StateError
-from .postgres import PgStore, describe, open_connection
+from .postgres import EPOCH_KEY, PgStore, describe, open_connection
 
 if TYPE_CHECKING:
     import psycopg
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("watchdog.store")
 
 LEADER_LOCK = 0x646E7877_00000002  # "dnxw" + 2
-EPOCH_KEY = "leader_epoch"
 HOLDER_KEY = "leader"
 
 

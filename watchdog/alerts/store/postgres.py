@@ -24,9 +24,9 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .base import Cursor, StateError
+from .base import Cursor, Fenced, OutboxEntry, StateError
 from .schema import BASE_SCHEMA, MIGRATIONS, SCHEMA_VERSION, for_postgres, statements
-from .sql import SqlStore
+from .sql import DUE_SQL, SqlStore
 
 if TYPE_CHECKING:
     import psycopg
@@ -38,6 +38,8 @@ log = logging.getLogger("watchdog.store")
 # pg_advisory_xact_lock key held while migrating ("dnxw" + 1)
 MIGRATE_LOCK = 0x646E7877_00000001
 APPLICATION = "dialnexa-watchdog"
+EPOCH_KEY = "leader_epoch"  # meta: the fencing epoch (leader.py increments it)
+FENCE_IDLE = 60  # seconds a claim may stay idle in its transaction (a Slack call's worth)
 
 
 @lru_cache(maxsize=512)
@@ -104,9 +106,11 @@ class PgConn:
     """A psycopg connection in autocommit mode that reconnects on the next statement after
     it broke; ``sqlite3.Connection``'s ``execute``/``executemany`` with ``?`` placeholders."""
 
-    def __init__(self, conninfo: str, url: str) -> None:
+    def __init__(self, conninfo: str, url: str, setup: Sequence[str] = ()) -> None:
+        """``setup``: statements run on every new session (e.g. a timeout)."""
         self._conninfo = conninfo
         self._url = url
+        self._setup = tuple(setup)
         self._raw: psycopg.Connection[Any] | None = None
         self.reconnects = 0
 
@@ -119,6 +123,8 @@ class PgConn:
             log.warning("state store: reconnecting to PostgreSQL at %s", describe(self._url))
             raw.close()
         self._raw = open_connection(self._conninfo, self._url)
+        for sql in self._setup:
+            self._raw.execute(sql)
         return self._raw
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
@@ -222,6 +228,13 @@ class PgStore(SqlStore):
         self._lock = threading.Lock()
         self._conninfo = make_conninfo(url, password, connect_timeout)
         self._conn = PgConn(self._conninfo, url)
+        # claims (``claim``) run on their own session, so that delivering inside one does
+        # not hold up the rest of the store; PostgreSQL ends a claim left open by a frozen
+        # process, so that it cannot hold off a new leader for longer than this
+        self._fence = PgConn(
+            self._conninfo, url, (f"SET idle_in_transaction_session_timeout = '{FENCE_IDLE}s'",)
+        )
+        self._fence_lock = threading.Lock()
         self.leader: LeaderLock | None = None  # set by leader.open_exclusive, released on close
         pg = _psycopg()
         try:
@@ -249,7 +262,31 @@ class PgStore(SqlStore):
         """For another session on the same database (the leader lock)."""
         return self._conninfo
 
+    @contextmanager
+    def claim(self, now: float, limit: int, epoch: int | None) -> Iterator[list[OutboxEntry]]:
+        """With an ``epoch``: in one transaction on the fence session, read the current
+        epoch with ``FOR SHARE`` (``Fenced`` unless it is ``epoch``) and the due notices;
+        the transaction stays open while they are delivered, so a new leader's increment of
+        the epoch waits until this replica's deliveries are over."""
+        if epoch is None:
+            with super().claim(now, limit, epoch) as entries:
+                yield entries
+            return
+        with self._fence_lock:
+            raw = self._fence.raw()
+            with raw.transaction():
+                row = raw.execute(
+                    "SELECT value FROM meta WHERE key = %s FOR SHARE", (EPOCH_KEY,)
+                ).fetchone()
+                current = None if row is None else int(row[0])
+                if current != epoch:
+                    raise Fenced(f"leader epoch is {current}, this replica's {epoch}")
+                rows = raw.execute(placeholders(DUE_SQL), (now, limit)).fetchall()
+                yield self._entries(rows, now)
+
     def close(self) -> None:
+        with self._fence_lock:
+            self._fence.close()
         with self._lock:
             if self.leader is not None:
                 self.leader.release()

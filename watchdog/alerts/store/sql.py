@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ...notify import MessageRef
@@ -36,6 +37,19 @@ from .history import HistoryTables
 log = logging.getLogger("watchdog.store")
 
 KEEP_DONE = 7 * 86400.0  # delivered/failed outbox rows and closed incidents are kept this long
+
+
+DUE_SQL = """
+    SELECT o.id, o.incident_id, o.notice, o.attempts, o.created_at, i.channel, i.ts,
+           EXISTS (SELECT 1 FROM outbox f WHERE f.incident_id = o.incident_id
+                   AND f.status = 'failed' AND f.op = 'post' AND f.kind = 'main'),
+           o.uncertain
+    FROM outbox o LEFT JOIN incidents i ON i.id = o.incident_id
+    WHERE o.status = 'pending' AND o.next_attempt_at <= ?
+      AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.incident_id = o.incident_id
+                      AND p.status IN ('pending', 'parked') AND p.id < o.id)
+    ORDER BY o.id LIMIT ?
+"""
 
 
 class SqlStore(HistoryTables):
@@ -189,20 +203,26 @@ class SqlStore(HistoryTables):
     def due(self, now: float, limit: int = 20) -> list[OutboxEntry]:
         """Pending notices whose time has come, at most one per incident (its oldest). A
         parked notice (see ``park``) holds back the notices after it."""
-        sql = """
-            SELECT o.id, o.incident_id, o.notice, o.attempts, o.created_at, i.channel, i.ts,
-                   EXISTS (SELECT 1 FROM outbox f WHERE f.incident_id = o.incident_id
-                           AND f.status = 'failed' AND f.op = 'post' AND f.kind = 'main'),
-                   o.uncertain
-            FROM outbox o LEFT JOIN incidents i ON i.id = o.incident_id
-            WHERE o.status = 'pending' AND o.next_attempt_at <= ?
-              AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.incident_id = o.incident_id
-                              AND p.status IN ('pending', 'parked') AND p.id < o.id)
-            ORDER BY o.id LIMIT ?
-        """
-        out: list[OutboxEntry] = []
         with self._lock:
-            rows = self._conn.execute(sql, (now, limit)).fetchall()
+            rows = self._conn.execute(DUE_SQL, (now, limit)).fetchall()
+        return self._entries(rows, now)
+
+    @contextmanager
+    def claim(self, now: float, limit: int, epoch: int | None) -> Iterator[list[OutboxEntry]]:
+        """``due``'s notices, to be delivered inside the ``with``. ``epoch``: the fencing
+        epoch of the replica that claims (PostgreSQL checks it in the claim's transaction
+        and raises ``Fenced`` when another replica has taken over; one replica per SQLite
+        file needs none)."""
+        yield self.due(now, limit)
+
+    def mark_attempt(self, entry_id: int) -> None:
+        """About to send: if this replica dies before ``mark_sent``, the next one looks
+        before posting again (the notice becomes ``uncertain``)."""
+        with self._tx() as c:
+            c.execute("UPDATE outbox SET uncertain = 1 WHERE id = ?", (entry_id,))
+
+    def _entries(self, rows: list[Any], now: float) -> list[OutboxEntry]:
+        out: list[OutboxEntry] = []
         for oid, iid, notice, attempts, created, channel, ts, post_failed, uncertain in rows:
             try:
                 n = notice_from_json(notice)
