@@ -9,13 +9,13 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 
 import yaml
 
 from .. import __version__
-from ..config import DEFAULT_PORT
+from ..config import DEFAULT_PORT, Settings
 from ..durations import parse_duration
 from .util import (
     PROG,
@@ -85,6 +85,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         logging.getLogger("watchdog.daemon").warning("CONFIG WARNING: %s", line)
     stop = threading.Event()
     _install_signals(stop)
+    if settings.state.url is not None:
+        return _run_replica(settings, stop)
     clock = SystemClock(stop)
     try:
         app = build(settings, clock, exclusive_state=True)
@@ -92,6 +94,46 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"dialnexa-watchdog: {exc}", file=sys.stderr)
         return 2
     return run(app.daemon, stop)
+
+
+def _run_replica(settings: Settings, stop: threading.Event) -> int:
+    """``run`` with ``state.url``: one of any number of replicas (``replica.py``)."""
+    import os
+    import socket
+
+    from ..alerts.store import StateError
+    from ..alerts.store.leader import LeaderLock
+    from ..alerts.store.open import open_state
+    from ..app import build
+    from ..clock import SystemClock
+    from ..endpoints import Served
+    from ..replica import CHECK, run_replica
+    from ..service import run
+
+    try:  # migrate, and refuse to start on a bad URL, password or schema
+        store = open_state(settings.state, time.time())
+    except StateError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    url = settings.state.url
+    assert url is not None and hasattr(store, "conninfo")
+    lock = LeaderLock(store.conninfo, url, f"{socket.gethostname()} pid {os.getpid()}")
+    store.close()
+
+    def lead(lock: LeaderLock, show: Callable[[Served], None], keep: Callable[[], bool]) -> int:
+        phase = threading.Event()  # this term as leader
+        app = build(settings, SystemClock(phase), leader=lock)
+        show(app.daemon)
+
+        def watch() -> None:
+            while not phase.is_set():
+                if stop.wait(CHECK) or not keep() or (app.alerts and app.alerts.delivery.fenced):
+                    phase.set()
+
+        threading.Thread(target=watch, name="leadership", daemon=True).start()
+        return run(app.daemon, phase, serve=False, final=False)
+
+    return run_replica(lock, settings.metrics.host_port, stop, lead)
 
 
 def _cmd_once(args: argparse.Namespace) -> int:
