@@ -121,7 +121,7 @@ def run_replica(
             standby.beat = time.monotonic()
             sdnotify.watchdog_ping()
             try:
-                epoch = lock.try_acquire(now())
+                epoch = lock.try_acquire(now(), wait=check)
                 standby.db_ok = True
                 last_error = ""
             except StateError as exc:
@@ -131,7 +131,8 @@ def run_replica(
                     last_error = str(exc)
                 epoch = None
             if epoch is None:
-                stop.wait(check)
+                if not standby.db_ok:
+                    stop.wait(check)
                 continue
             log.warning("LEADING: this replica took over (epoch %d)", epoch)
 
@@ -148,6 +149,7 @@ def run_replica(
             finally:
                 replica.current = standby
                 lock.release()
+                log.info("leader lock released", extra={"epoch": epoch})
             if not stop.is_set():
                 log.error(
                     "LEADERSHIP LOST: this replica stopped polling and delivering; standing by"

@@ -28,6 +28,13 @@ log = logging.getLogger("watchdog.store")
 
 LEADER_LOCK = 0x646E7877_00000002  # "dnxw" + 2
 HOLDER_KEY = "leader"
+# The server notices a vanished leader (a dead host, a cut network) within about 10 s and
+# ends its session, which frees the lock; set on the lock's session.
+KEEPALIVE = (
+    "SET tcp_keepalives_idle = 5",
+    "SET tcp_keepalives_interval = 2",
+    "SET tcp_keepalives_count = 3",
+)
 
 
 class LeaderLock:
@@ -41,19 +48,30 @@ class LeaderLock:
         self._conn: psycopg.Connection[Any] | None = None
         self.epoch: int | None = None  # set while this replica holds the lock
 
-    def try_acquire(self, now: float) -> int | None:
+    def try_acquire(self, now: float, wait: float = 0.0) -> int | None:
         """The new epoch when this replica now leads, else None (another one does).
-        ``StateError`` when the database cannot be reached."""
+        ``wait``: seconds to wait in PostgreSQL for the lock (so that a standby takes over
+        the moment the leader's session ends, not at its next attempt). ``StateError``
+        when the database cannot be reached."""
         if self._conn is None or self._conn.closed or self._conn.broken:
             self._drop()
             self._conn = open_connection(self._conninfo, self._url)
+            for sql in KEEPALIVE:
+                self._conn.execute(sql)
         conn = self._conn
         import psycopg
 
         try:
-            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK,)).fetchone()
-            if row is None or not row[0]:
-                return None
+            if wait > 0:
+                conn.execute(f"SET lock_timeout = {max(1, round(wait * 1000))}")
+                try:
+                    conn.execute("SELECT pg_advisory_lock(%s)", (LEADER_LOCK,))
+                except psycopg.errors.LockNotAvailable:
+                    return None
+            else:
+                row = conn.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK,)).fetchone()
+                if row is None or not row[0]:
+                    return None
             with conn.transaction():
                 found = conn.execute(
                     "INSERT INTO meta (key, value) VALUES (%s, '1') ON CONFLICT (key) DO "
