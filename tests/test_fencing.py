@@ -100,3 +100,36 @@ def test_a_new_leaders_epoch_waits_for_the_old_leaders_open_claim(
         lb.release()
         a.close()
         b.close()
+
+
+def test_a_replica_that_lost_the_lead_cannot_write_states_notices_or_history(
+    pg_url: str,
+) -> None:
+    from dialnexa_watchdog.history.base import Checkpoint
+
+    old, new = PgStore(pg_url, PASSWORD), PgStore(pg_url, PASSWORD)
+    lo, ln = lock_for(old, "old"), lock_for(new, "new")
+    try:
+        assert lo.try_acquire(T0) == 1
+        old.epoch = lambda: lo.epoch
+        old.commit(T0, Changes(notices=[notice("i1")]))  # while it leads: written
+        [entry] = old.due(T0)
+        lo.release()  # (its session ended)
+        assert ln.try_acquire(T0) == 2
+        with pytest.raises(Fenced):
+            old.commit(T0, Changes(notices=[notice("i2")]))
+        with pytest.raises(Fenced):
+            old.save_history(Checkpoint(rows=[], names=[], resume="{}"))
+        with pytest.raises(Fenced):
+            old.set_meta("api_hold_until", "1")
+        assert [e.incident_id for e in new.due(T0)] == ["i1"]  # nothing of i2
+        assert new.load_saved() is None and new.get_meta("api_hold_until") is None
+        new.epoch = lambda: ln.epoch
+        new.commit(T0, Changes(notices=[notice("i3")]))  # the new leader writes
+        new.mark_sent(entry.id, T0)  # the outbox's bookkeeping is fenced by the claims
+        assert [e.incident_id for e in new.due(T0)] == ["i3"]
+    finally:
+        lo.release()
+        ln.release()
+        old.close()
+        new.close()

@@ -150,10 +150,10 @@ def build_alerts(
     rules = compile_rules(settings.rules, settings.window_seconds)
     stale = StaleRule(settings.alerts.stale_after, settings.alerts.stale_severity)
     # a replica that leads holds the leader lock already: the store is shared
-    store = open_state(settings.state, clock.now(), exclusive=exclusive and leader is None)
+    epoch = None if leader is None else (lambda: leader.epoch)
+    store = open_state(settings.state, clock.now(), exclusive=exclusive and not epoch, epoch=epoch)
     try:
         sender = notifier if notifier is not None else build_notifier(settings.slack, stream)
-        epoch = None if leader is None else (lambda: leader.epoch)
         counted = settings.slack.mode != "none"
         delivery = DeliveryWorker(
             store, sender, policy=retry, rand=rand, count_results=counted, epoch=epoch

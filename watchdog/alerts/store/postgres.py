@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -211,6 +211,15 @@ def migrate(conn: psycopg.Connection[Any], url: str) -> int:
     return found
 
 
+def check_epoch(raw: psycopg.Connection[Any], epoch: int | None) -> None:
+    """In the caller's transaction: ``Fenced`` unless ``epoch`` is the current one (read
+    ``FOR SHARE``, so that a new leader's increment waits for this transaction)."""
+    row = raw.execute("SELECT value FROM meta WHERE key = %s FOR SHARE", (EPOCH_KEY,)).fetchone()
+    current = None if row is None else int(row[0])
+    if epoch is None or current != epoch:
+        raise Fenced(f"leader epoch is {current}, this replica's {epoch}")
+
+
 class PgStore(SqlStore):
     """PostgreSQL-backed alert state and history. Thread-safe: one connection guarded by a
     lock; every write is one transaction."""
@@ -235,7 +244,9 @@ class PgStore(SqlStore):
             self._conninfo, url, (f"SET idle_in_transaction_session_timeout = '{FENCE_IDLE}s'",)
         )
         self._fence_lock = threading.Lock()
-        self.leader: LeaderLock | None = None  # set by leader.open_exclusive, released on close
+        self.leader: LeaderLock | None = None  # set by leader.open_exclusive; closed with it
+        # a leading replica's epoch (``app.build``): its writes are fenced by it
+        self.epoch: Callable[[], int | None] | None = None
         pg = _psycopg()
         try:
             self.schema_found = migrate(self._conn.raw(), url)
@@ -275,12 +286,7 @@ class PgStore(SqlStore):
         with self._fence_lock:
             raw = self._fence.raw()
             with raw.transaction():
-                row = raw.execute(
-                    "SELECT value FROM meta WHERE key = %s FOR SHARE", (EPOCH_KEY,)
-                ).fetchone()
-                current = None if row is None else int(row[0])
-                if current != epoch:
-                    raise Fenced(f"leader epoch is {current}, this replica's {epoch}")
+                check_epoch(raw, epoch)
                 rows = raw.execute(placeholders(DUE_SQL), (now, limit)).fetchall()
                 yield self._entries(rows, now)
 
@@ -294,8 +300,17 @@ class PgStore(SqlStore):
             self._conn.close()
 
     @contextmanager
-    def _tx(self) -> Iterator[_Bound]:
+    def _tx(self, fenced: bool = True) -> Iterator[_Bound]:
+        """One transaction. With ``epoch`` set (a leading replica) it first reads the
+        current epoch ``FOR SHARE`` and raises ``Fenced`` unless it is this replica's: a
+        replica that lost the lead cannot write states, incidents, notices or history
+        after a new leader took over (whose increment waits for this transaction)."""
         with self._lock:
             raw = self._conn.raw()
             with raw.transaction():
+                if fenced and self.epoch is not None:
+                    check_epoch(raw, self.epoch())
                 yield _Bound(raw)
+
+    def _mark_tx(self) -> Any:
+        return self._tx(fenced=False)

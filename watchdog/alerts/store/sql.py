@@ -63,6 +63,11 @@ class SqlStore(HistoryTables):
     def _tx(self) -> Any:
         raise NotImplementedError
 
+    def _mark_tx(self) -> Any:
+        """The transaction of the outbox's bookkeeping (marks, unpark, purge): with several
+        replicas it runs inside a fenced claim, or is harmless, so it is not fenced again."""
+        return self._tx()
+
     @property
     def where(self) -> str:
         """The file, or ``host:port/db``, for messages."""
@@ -218,7 +223,7 @@ class SqlStore(HistoryTables):
     def mark_attempt(self, entry_id: int) -> None:
         """About to send: if this replica dies before ``mark_sent``, the next one looks
         before posting again (the notice becomes ``uncertain``)."""
-        with self._tx() as c:
+        with self._mark_tx() as c:
             c.execute("UPDATE outbox SET uncertain = 1 WHERE id = ?", (entry_id,))
 
     def _entries(self, rows: list[Any], now: float) -> list[OutboxEntry]:
@@ -236,7 +241,7 @@ class SqlStore(HistoryTables):
         return out
 
     def mark_sent(self, entry_id: int, now: float, ref: MessageRef | None = None) -> None:
-        with self._tx() as c:
+        with self._mark_tx() as c:
             c.execute(
                 "UPDATE outbox SET status = 'sent', done_at = ?, attempts = attempts + 1 "
                 "WHERE id = ?",
@@ -250,7 +255,7 @@ class SqlStore(HistoryTables):
                 )
 
     def mark_failed(self, entry_id: int, now: float, error: str) -> None:
-        with self._tx() as c:
+        with self._mark_tx() as c:
             c.execute(
                 "UPDATE outbox SET status = 'failed', done_at = ?, last_error = ?, "
                 "attempts = attempts + 1 WHERE id = ?",
@@ -260,7 +265,7 @@ class SqlStore(HistoryTables):
     def retry_later(self, entry_id: int, at: float, error: str, *, uncertain: bool = False) -> None:
         """Try again at ``at``. ``uncertain``: this attempt may have been delivered (a
         timeout after the request was sent), so look before sending again."""
-        with self._tx() as c:
+        with self._mark_tx() as c:
             c.execute(
                 "UPDATE outbox SET next_attempt_at = ?, last_error = ?, attempts = attempts + 1, "
                 "uncertain = CASE WHEN ? = 1 THEN 1 ELSE uncertain END WHERE id = ?",
@@ -271,7 +276,7 @@ class SqlStore(HistoryTables):
         """A permanent failure (bad token, unknown channel) that a fix of the config can
         cure: keep the notice, and the incident's later notices behind it, until
         ``unpark``."""
-        with self._tx() as c:
+        with self._mark_tx() as c:
             c.execute(
                 "UPDATE outbox SET status = 'parked', last_error = ?, attempts = attempts + 1, "
                 "done_at = ? WHERE id = ?",
@@ -280,7 +285,7 @@ class SqlStore(HistoryTables):
 
     def unpark(self, now: float) -> int:
         """Make every parked notice pending again; returns how many."""
-        with self._tx() as c:
+        with self._mark_tx() as c:
             cur = c.execute(
                 "UPDATE outbox SET status = 'pending', next_attempt_at = ?, done_at = NULL "
                 "WHERE status = 'parked'",
@@ -311,7 +316,7 @@ class SqlStore(HistoryTables):
     def purge(self, now: float, keep: float = KEEP_DONE) -> None:
         """Forget delivered/failed notices and closed incidents older than ``keep``."""
         cutoff = now - keep
-        with self._tx() as c:
+        with self._mark_tx() as c:
             c.execute("DELETE FROM outbox WHERE status != 'pending' AND done_at < ?", (cutoff,))
             c.execute(
                 "DELETE FROM incidents WHERE closed_at IS NOT NULL AND closed_at < ? AND id NOT "
