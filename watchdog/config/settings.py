@@ -143,6 +143,7 @@ class StateSettings(Section):
     # The password is never part of it: password_file, WATCHDOG_STATE__PASSWORD, PGPASSWORD
     # or ~/.pgpass.
     url: str | None = None
+    url_file: Path | None = None  # the URL from a file (a mounted Secret); relative: credentials
     password: SecretStr | None = None
     password_file: Path | None = None
     connect_timeout: Annotated[Duration, between(1.0, MINUTE)] = 5.0
@@ -166,6 +167,12 @@ class StateSettings(Section):
 
     @model_validator(mode="after")
     def _password_file(self) -> StateSettings:
+        if self.url is None and self.url_file is not None:
+            text = read_secret_file(self.url_file, "url_file").get_secret_value()
+            try:
+                self.url = self._url(text)
+            except ValueError as exc:
+                raise ValueError(f"url_file: {exc}") from None
         if self.password is None and self.password_file is not None:
             self.password = read_secret_file(self.password_file, "password_file")
         return self
