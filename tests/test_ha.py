@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import random
 import re
 import signal
 import subprocess
@@ -27,15 +28,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
+import psycopg
 import pytest
+from dialnexa_watchdog.alerts.store.leader import LEADER_LOCK
 from dialnexa_watchdog.clock import SystemClock
 from dialnexa_watchdog.demo import DEGRADED, DEMO_RULES, DEMO_WINDOWS, demo_scenario
 from dialnexa_watchdog.simulator import Simulator, serve
 from fakeslack import CHANNEL_ID, TOKEN, FakeSlack
-from pgserver import PASSWORD, free_port
+from pgserver import PASSWORD, PgServer, free_port
 from support import KEY
 
 INTERVAL = 3.0
@@ -48,6 +51,7 @@ class Replica:
 
     def __init__(self, name: str, cfg: Path, env: dict[str, str]) -> None:
         self.name = name
+        self.token = TOKEN
         self.port = free_port()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "dialnexa_watchdog", "run", "--config", str(cfg)],
@@ -128,32 +132,40 @@ class Cluster:
             "WATCHDOG_STATE__PASSWORD": PASSWORD,
         }
 
-    def start(self, name: str) -> Replica:
-        r = Replica(name, self.cfg, self.env)
+    def start(self, name: str, token: str = TOKEN) -> Replica:
+        """A replica; ``token``: its own Slack bot token, so that the fake Slack tells
+        which replica made each call."""
+        if token != TOKEN:
+            self.slack.tokens.add(token)
+        r = Replica(name, self.cfg, {**self.env, "SLACK_BOT_TOKEN": token})
+        r.token = token
         self.replicas.append(r)
         return r
 
     def leader(self) -> Replica | None:
+        """The replica that leads, when exactly one says so (after a lost session the old
+        leader says so for up to one check of its session, while fenced)."""
         leading = [r for r in self.replicas if r.proc.poll() is None and r.leads()]
-        assert len(leading) <= 1, [r.name for r in leading]
-        return leading[0] if leading else None
+        return leading[0] if len(leading) == 1 else None
 
     def close(self) -> None:
         for r in self.replicas:
             r.stop(signal.SIGKILL)
         for r in self.replicas:  # no process ever logged a secret
             text = r.log()
-            assert TOKEN not in text and PASSWORD not in text and KEY not in text
+            assert r.token not in text and PASSWORD not in text and KEY not in text
             assert "Traceback" not in text, text[-3000:]
 
 
 @contextmanager
-def cluster(tmp: Path, pg_url: str, degraded: tuple[float, float]) -> Iterator[Cluster]:
-    """The simulator (``DEGRADED`` fails every call from ``degraded[0]`` to ``[1]`` seconds
-    after the start), the fake Slack, and no replica yet."""
+def cluster(tmp: Path, pg_url: str, *degraded: tuple[float, float]) -> Iterator[Cluster]:
+    """The simulator (``DEGRADED`` fails every call from ``start`` to ``end`` seconds after
+    the start, for each ``(start, end)``), the fake Slack, and no replica yet."""
     scenario = demo_scenario()
     agents = tuple(
-        replace(a, degradations=((degraded[0], degraded[1], 1.0),)) if a.agent_id == DEGRADED else a
+        replace(a, degradations=tuple((start, end, 1.0) for start, end in degraded))
+        if a.agent_id == DEGRADED
+        else a
         for a in scenario.agents
     )
     sim = Simulator(SystemClock(), replace(scenario, agents=agents), keys=(KEY,), rate_limit=None)
@@ -219,39 +231,132 @@ def test_a_rolling_update_hands_over_cleanly_without_a_gap_in_polling(
         wait_for("a leads", a.leads, 30, a)
         b = c.start("b")
         wait_for("b stands by", lambda: ready(b), 30, b)
-        polls: list[float] = []  # the last-successful-poll gauge, from whichever replica leads
+        polls: set[float] = set()  # every last-successful-poll value any replica showed
+        guard = threading.Lock()
+        done = threading.Event()
 
-        def sample() -> None:
-            for r in c.replicas:
-                t = r.last_poll() if r.proc.poll() is None else None
-                if t is not None and (not polls or t > polls[-1]):
-                    polls.append(t)
+        def seen() -> list[float]:
+            with guard:
+                return sorted(polls)
 
-        wait_for("a polls", lambda: (sample(), len(polls) >= 2)[1], 30, a)
-        third = c.start("c")  # the rollout's new pod
-        wait_for("c stands by", lambda: ready(third), 30, third)
-        sample()
-        a.proc.send_signal(signal.SIGTERM)
-        a.proc.wait(10)
-        assert a.proc.returncode == 0, a.log()[-2000:]
-        successor: list[Replica] = []
+        def sample() -> None:  # a thread: every value is seen while its replica serves
+            while not done.is_set():
+                for r in list(c.replicas):
+                    t = r.last_poll() if r.proc.poll() is None else None
+                    if t:  # 0 before a replica's first poll
+                        with guard:
+                            polls.add(t)
+                done.wait(0.05)
 
-        def handed_over() -> bool:
-            sample()
-            successor[:] = [r for r in (b, third) if r.leads()]
-            return bool(successor) and polls[-1] > time.time() - INTERVAL
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            wait_for("a polls", lambda: len(seen()) >= 2, 30, a)
+            third = c.start("c")  # the rollout's new pod
+            wait_for("c stands by", lambda: ready(third), 30, third)
+            a.proc.send_signal(signal.SIGTERM)
+            a.proc.wait(10)
+            assert a.proc.returncode == 0, a.log()[-2000:]
+            cut = seen()[-1]
+            successor: list[Replica] = []
 
-        took = wait_for("a standby leads and polls", handed_over, 4 * INTERVAL, b, third)
+            def handed_over() -> bool:
+                successor[:] = [r for r in (b, third) if r.leads()]
+                return bool(successor) and seen()[-1] > cut
 
-        def polled_after(n: int) -> Callable[[], bool]:
-            return lambda: (sample(), len(polls) > n)[1]
-
-        for _ in range(3):  # a few more cycles of the new leader
-            wait_for("polling goes on", polled_after(len(polls)), 3 * INTERVAL, b, third)
-        gaps = [y - x for x, y in itertools.pairwise(polls)]
+            took = wait_for("a standby leads and polls", handed_over, 4 * INTERVAL, b, third)
+            for _ in range(3):  # a few more cycles of the new leader
+                n = len(seen())
+                wait_for("polling goes on", lambda n=n: len(seen()) > n, 3 * INTERVAL, b, third)
+        finally:
+            done.set()
+            sampler.join(5)
+        ordered = seen()
+        gaps = [y - x for x, y in itertools.pairwise(ordered)]
         print(f"\nrolling update: led after {took:.2f}s; poll gaps {[round(g, 2) for g in gaps]}")
         assert "leader lock released" in a.log()
         # the successor polls as it takes over: a gap is at most one interval plus the
         # hand-over (build, warm start from the shared history, the first poll's requests)
         assert max(gaps) <= INTERVAL + 1.0, gaps
         assert len([r for r in (b, third) if r.leads()]) == 1
+
+
+def lock_session(admin: psycopg.Connection[Any]) -> int | None:
+    """The backend pid holding the leader lock (the advisory lock's two 32-bit halves)."""
+    rows = admin.execute(
+        "SELECT classid::bigint, objid::bigint, pid FROM pg_locks "
+        "WHERE locktype = 'advisory' AND granted AND objsubid = 1"
+    ).fetchall()
+    key = (LEADER_LOCK >> 32, LEADER_LOCK & 0xFFFFFFFF)
+    row = next(((pid,) for hi, lo, pid in rows if (hi, lo) == key), None)
+    return None if row is None else int(row[0])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_leader_whose_session_is_terminated_stops_before_the_new_one_delivers(
+    tmp_path: Path, pg_server: PgServer, pg_url: str
+) -> None:
+    rng = random.Random(12)
+    # incidents open and resolve all along: deliveries are in flight at random moments
+    bad = [(3.0 + 14.0 * i, 10.0 + 14.0 * i) for i in range(12)]
+    with (
+        cluster(tmp_path, pg_url, *bad) as c,
+        psycopg.connect(pg_server.url(), password=PASSWORD, autocommit=True) as admin,
+    ):
+        a = c.start("a", TOKEN + "-a")
+        wait_for("a leads", a.leads, 30, a)
+        b = c.start("b", TOKEN + "-b")
+        wait_for("b stands by", lambda: ready(b), 30, b)
+        wait_for("a first post", lambda: bool(c.slack.posts()), 40, a, b)
+        checked = both = 0
+        for _ in range(20):
+            old = wait_for_leader(c)
+            threading.Event().wait(rng.uniform(0.0, INTERVAL))  # a random moment in a cycle
+            pid = lock_session(admin)
+            assert pid is not None, admin.execute("SELECT * FROM pg_locks").fetchall()
+            cut = time.monotonic()
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            wait_for("the old leader stands by", lambda o=old: not o.leads(), 3 * CHECK_S, a, b)
+            leader = wait_for_leader(c)
+            if leader is old:  # it won the lock back: no hand-over to check this time
+                continue
+            checked += 1
+            after = [
+                r for r in c.slack.ok_requests() if r.at > cut and r.method.startswith("chat.")
+            ]
+            old_calls = [r.at for r in after if auth_of(r) == old.token]
+            new_calls = [r.at for r in after if auth_of(r) == leader.token]
+            if old_calls and new_calls:
+                assert max(old_calls) < min(new_calls), (old.name, leader.name)
+                both += 1
+        assert checked >= 10, checked
+        incidents = [metadata_incident(m) for m in c.slack.top_level()]
+        assert len(incidents) == len(set(incidents)), incidents  # nothing posted twice
+        print(
+            f"\nfencing: {checked} hand-overs to the other replica, {both} with Slack calls by "
+            f"both around the cut; {len(incidents)} incidents, each posted once"
+        )
+
+
+CHECK_S = 2.0
+
+
+def wait_for_leader(c: Cluster) -> Replica:
+    found: list[Replica] = []
+
+    def one() -> bool:
+        leader = c.leader()
+        found[:] = [leader] if leader is not None else []
+        return bool(found)
+
+    wait_for("a leader", one, 6 * INTERVAL, *c.replicas)
+    return found[0]
+
+
+def auth_of(r: Any) -> str:
+    return str(r.headers.get("Authorization", "")).removeprefix("Bearer ")
+
+
+def metadata_incident(m: Any) -> str:
+    return str((m.metadata or {}).get("event_payload", {}).get("incident"))
