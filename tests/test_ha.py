@@ -120,7 +120,7 @@ class Cluster:
             "windows": DEMO_WINDOWS,
             "rules": DEMO_RULES,
             "state": {"url": db_url},
-            "slack": {"channel": CHANNEL_ID, "api_url": slack.api_url},
+            "slack": {"channel": CHANNEL_ID, "api_url": slack.api_url, "group_threshold": 100},
             "log": {"format": "json", "level": "info"},
         }
         self.cfg = tmp / "c.yaml"
@@ -158,16 +158,30 @@ class Cluster:
 
 
 @contextmanager
-def cluster(tmp: Path, pg_url: str, *degraded: tuple[float, float]) -> Iterator[Cluster]:
+def cluster(
+    tmp: Path, pg_url: str, *degraded: tuple[float, float], stagger: float | None = None
+) -> Iterator[Cluster]:
     """The simulator (``DEGRADED`` fails every call from ``start`` to ``end`` seconds after
-    the start, for each ``(start, end)``), the fake Slack, and no replica yet."""
+    the start, for each ``(start, end)``; with ``stagger``, every agent does, the i-th one
+    ``i * stagger`` seconds later, at 90 calls a minute), the fake Slack, no replica yet."""
     scenario = demo_scenario()
     agents = tuple(
-        replace(a, degradations=tuple((start, end, 1.0) for start, end in degraded))
+        replace(a, degradations=tuple((t0, t1, 1.0) for t0, t1 in degraded))
         if a.agent_id == DEGRADED
         else a
         for a in scenario.agents
     )
+    if stagger is not None:
+        agents = tuple(
+            replace(
+                a,
+                calls_per_minute=90.0,
+                degradations=tuple(
+                    (t0 + i * stagger, t1 + i * stagger, 1.0) for t0, t1 in degraded
+                ),
+            )
+            for i, a in enumerate(scenario.agents)
+        )
     sim = Simulator(SystemClock(), replace(scenario, agents=agents), keys=(KEY,), rate_limit=None)
     slack = FakeSlack()
     try:
@@ -298,10 +312,11 @@ def test_a_leader_whose_session_is_terminated_stops_before_the_new_one_delivers(
     tmp_path: Path, pg_server: PgServer, pg_url: str
 ) -> None:
     rng = random.Random(12)
-    # incidents open and resolve all along: deliveries are in flight at random moments
-    bad = [(3.0 + 14.0 * i, 10.0 + 14.0 * i) for i in range(12)]
+    # six agents fail for 8 s in every 40 s, 6 s apart: an incident opens or resolves every
+    # few seconds, so deliveries are in flight at random moments
+    bad = [(3.0 + 40.0 * i, 11.0 + 40.0 * i) for i in range(6)]
     with (
-        cluster(tmp_path, pg_url, *bad) as c,
+        cluster(tmp_path, pg_url, *bad, stagger=6.0) as c,
         psycopg.connect(pg_server.url(), password=PASSWORD, autocommit=True) as admin,
     ):
         a = c.start("a", TOKEN + "-a")
@@ -309,7 +324,7 @@ def test_a_leader_whose_session_is_terminated_stops_before_the_new_one_delivers(
         b = c.start("b", TOKEN + "-b")
         wait_for("b stands by", lambda: ready(b), 30, b)
         wait_for("a first post", lambda: bool(c.slack.posts()), 40, a, b)
-        checked = both = 0
+        checked = both = delivered = 0
         for _ in range(20):
             old = wait_for_leader(c)
             threading.Event().wait(rng.uniform(0.0, INTERVAL))  # a random moment in a cycle
@@ -327,15 +342,19 @@ def test_a_leader_whose_session_is_terminated_stops_before_the_new_one_delivers(
             ]
             old_calls = [r.at for r in after if auth_of(r) == old.token]
             new_calls = [r.at for r in after if auth_of(r) == leader.token]
+            if new_calls:
+                delivered += 1
             if old_calls and new_calls:
                 assert max(old_calls) < min(new_calls), (old.name, leader.name)
                 both += 1
         assert checked >= 10, checked
+        assert delivered >= 3, delivered  # hand-overs in the middle of deliveries
         incidents = [metadata_incident(m) for m in c.slack.top_level()]
         assert len(incidents) == len(set(incidents)), incidents  # nothing posted twice
         print(
-            f"\nfencing: {checked} hand-overs to the other replica, {both} with Slack calls by "
-            f"both around the cut; {len(incidents)} incidents, each posted once"
+            f"\nfencing: {checked} hand-overs to the other replica, {delivered} with the new "
+            f"leader delivering, {both} with Slack calls by both after the cut; "
+            f"{len(incidents)} incidents, each posted once"
         )
 
 

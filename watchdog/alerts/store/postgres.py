@@ -153,6 +153,13 @@ def make_conninfo(url: str, password: str | None, connect_timeout: float) -> str
     extra: dict[str, Any] = {
         "connect_timeout": max(1, round(connect_timeout)),
         "application_name": APPLICATION,
+        # a lost server or network fails a statement within seconds instead of hanging
+        # (the leader's session check relies on it)
+        "keepalives": 1,
+        "keepalives_idle": 5,
+        "keepalives_interval": 2,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 15000,
     }
     if password:
         extra["password"] = password
