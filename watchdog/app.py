@@ -6,8 +6,8 @@ daemon); with a state store it resumes from the saved state when it can (a warm 
 ``run``, ``once``, ``demo``, the tests and the benchmarks all go through it; nothing else
 assembles parts by hand.
 
-Longer than ~400 lines: being the one place that builds everything is the point of this module;
-each builder is short and the parts it wires live in their own packages.
+Longer than ~400 lines: it is the one place the whole graph is assembled (single daemon and
+a replica leading on PostgreSQL alike); split, the wiring would be read in pieces.
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ from .alerts.incidents import Policy
 from .alerts.pipeline import AlertPipeline
 from .alerts.snapshots import Snapshots
 from .alerts.state import StaleRule
-from .alerts.store import Store
+from .alerts.store.leader import LeaderLock
+from .alerts.store.open import open_state
+from .alerts.store.sql import SqlStore
 from .clock import Clock
 from .config import ConfigError, Settings, SlackSettings, validate_rules
 from .daemon import CycleReport, Watchdog
@@ -45,7 +47,7 @@ from .heartbeat import ApiMetrics, Heartbeat
 from .history import Recorder, Resumed, start_history
 from .ingest.client import ApiClient, RateLimiter
 from .ingest.tracker import Tracker, TrackerConfig
-from .metrics import Metrics
+from .metrics import Metrics, leader_gauge
 from .model import CountsView, PollStatus
 from .notify import Notifier
 from .notify.console import ConsoleNotifier
@@ -101,7 +103,7 @@ class Actions:
 class Alerts:
     """The alert path's parts, as one ``daemon.AlertHook``."""
 
-    store: Store
+    store: SqlStore
     pipeline: AlertPipeline
     delivery: DeliveryWorker
     notifier: Notifier
@@ -143,6 +145,7 @@ def build_alerts(
     exclusive: bool = False,
     retry: RetryPolicy | None = None,
     rand: Callable[[], float] = random.random,
+    leader: LeaderLock | None = None,
 ) -> Alerts:
     """The alert path: store, rules, planner policy, pipeline, delivery, metrics.
     Raises ``ConfigError`` for bad rules and ``store.StateError`` for an unusable state."""
@@ -151,11 +154,14 @@ def build_alerts(
         raise ConfigError(problems)
     rules = compile_rules(settings.rules, settings.window_seconds)
     stale = StaleRule(settings.alerts.stale_after, settings.alerts.stale_severity)
-    store = Store(settings.state.path, now=clock.now(), exclusive=exclusive)
+    # a replica that leads holds the leader lock already: the store is shared
+    epoch = None if leader is None else (lambda: leader.epoch)
+    store = open_state(settings.state, clock.now(), exclusive=exclusive and not epoch, epoch=epoch)
     try:
         sender = notifier if notifier is not None else build_notifier(settings.slack, stream)
+        counted = settings.slack.mode != "none"
         delivery = DeliveryWorker(
-            store, sender, policy=retry, rand=rand, count_results=settings.slack.mode != "none"
+            store, sender, policy=retry, rand=rand, count_results=counted, epoch=epoch
         )
         names = dict(settings.slack.agent_names)
         snapshots = Snapshots(rules, names.get, settings.alerts.sparkline_points)
@@ -185,7 +191,7 @@ def build_alerts(
         len(rules),
         "off" if stale.after <= 0 else f"after {stale.after:g}s",
         sender.name,
-        store.path,
+        store.where,
     )
     return Alerts(store, pipeline, delivery, sender, collector, registry)
 
@@ -303,13 +309,16 @@ def build(
     stream: TextIO | None = None,
     notifier: Notifier | None = None,
     exclusive_state: bool = False,
+    leader: LeaderLock | None = None,
     on_cycle: Callable[[CycleReport], None] | None = None,
     timer: Callable[[], float] = time.perf_counter,
     socket_ping: float = 10.0,
 ) -> App:
     """Everything, from ``settings``. ``alerting=False`` leaves the alert path (and the state
     store) out, as ``once`` does; ``transport`` replaces the network (tests, benchmarks);
-    ``exclusive_state``: the daemon holds the state file's lock (``run``). Slack actions
+    ``exclusive_state``: the daemon holds the state store's lock (``run``); ``leader``:
+    this replica leads with that lock (``replica.py``), its deliveries fenced by its epoch.
+    Slack actions
     (``slack.actions.mode``) start with the alert path; ``socket_ping``: seconds between
     Socket Mode pings (a dropped connection is replaced within about one)."""
     # before anything can log or raise: every secret in the settings is masked everywhere
@@ -319,6 +328,7 @@ def build(
     windows = Windows(settings.window_seconds, settings.status_classes)
     tracker = build_tracker(settings, windows)
     metrics = Metrics(registry, windows, lock)
+    leader_gauge(registry, lambda: leader is None or leader.epoch is not None)
     heartbeat = Heartbeat(clock)
     d = settings.dialnexa
     client = ApiClient(
@@ -348,6 +358,7 @@ def build(
                 stream=stream,
                 notifier=notifier,
                 exclusive=exclusive_state,
+                leader=leader,
             )
         except BaseException:
             client.close()

@@ -312,3 +312,13 @@ class Metrics:
 
     def rate_limit_remaining(self, remaining: float) -> None:
         self.rate_limit.set(max(0.0, remaining))
+
+
+def leader_gauge(registry: CollectorRegistry, leading: Callable[[], bool]) -> Gauge:
+    gauge = Gauge(
+        "dialnexa_leader",
+        "1 on the replica that polls, evaluates and delivers; 0 on a standby.",
+        registry=registry,
+    )
+    gauge.set_function(lambda: 1.0 if leading() else 0.0)
+    return gauge

@@ -91,9 +91,11 @@ def poll_reasons(
 
 
 def readyz_text(ok: bool, reasons: list[str]) -> str:
-    """The /readyz body: ``ready`` or ``not ready: <reason>; <reason>``, each reason checked
+    """The /readyz body: ``ready``, ``ready (another replica leads)`` (a standby) or
+    ``not ready: <reason>; <reason>``, each reason checked
     against the vocabulary (anything else becomes UNRECOGNISED and is not echoed)."""
-    if ok:
-        return "ready\n"
     safe = [r if isinstance(r, str) and _REASON.fullmatch(r) else UNRECOGNISED for r in reasons]
+    if ok:  # a standby is ready, and says why it does not poll (nothing unrecognised)
+        shown = [r for r in dict.fromkeys(safe) if r != UNRECOGNISED]
+        return f"ready ({'; '.join(shown)})\n" if shown else "ready\n"
     return "not ready: " + "; ".join(dict.fromkeys(safe) or [UNRECOGNISED]) + "\n"

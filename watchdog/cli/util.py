@@ -11,7 +11,7 @@ import socket
 import sys
 from pathlib import Path
 
-from ..config import ConfigError, Settings, load_settings
+from ..config import ConfigError, Settings, StateSettings, load_settings
 from ..redact import register_secrets, secrets_in
 
 PROG = "dialnexa-watchdog"
@@ -64,10 +64,11 @@ def config_source(args: argparse.Namespace, environ: dict[str, str] | None = Non
 def preflight(settings: Settings) -> list[str]:
     """What would stop ``run`` (or make it page nobody) on this machine, one line per problem;
     empty when it can start. Touches the file system (access checks, no writes) and binds
-    the metrics port for a moment; reads no network beyond resolving the listen host."""
+    the metrics port for a moment; reads no network beyond resolving the listen host, and
+    with ``state.url``, connecting to PostgreSQL (reads the schema version, writes nothing)."""
     return [
         *_check_api_key(settings),
-        *_check_state_path(settings.state.path),
+        *_check_state(settings.state),
         *_check_listen(settings.metrics.host_port),
         *_check_actions_listen(settings),
         *_check_slack(settings),
@@ -99,6 +100,21 @@ def _check_api_key(settings: Settings) -> list[str]:
         "dialnexa.api_key: no API key: set DIALNEXA_API_KEY, or dialnexa.api_key_file "
         "(WATCHDOG_DIALNEXA__API_KEY_FILE) naming a file that holds it"
     ]
+
+
+def preflight_state(settings: Settings) -> list[str]:
+    """The state store part of ``preflight``."""
+    return _check_state(settings.state)
+
+
+def _check_state(state: StateSettings) -> list[str]:
+    if state.url is None:
+        return _check_state_path(state.path)
+    from ..alerts.store.postgres import probe
+
+    password = state.password.get_secret_value() if state.password is not None else None
+    problem = probe(state.url, password, state.connect_timeout)
+    return [] if problem is None else [problem]
 
 
 def _check_state_path(path: Path) -> list[str]:

@@ -11,6 +11,7 @@ import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -137,6 +138,48 @@ class MetricsSettings(Section):
 
 class StateSettings(Section):
     path: Path = Path("dialnexa-watchdog.sqlite3")
+    # PostgreSQL instead of the SQLite file at path: postgresql://USER@HOST:PORT/DB (any
+    # libpq URL parameter, e.g. ?sslmode=verify-full). Required for more than one replica.
+    # The password is never part of it: password_file, WATCHDOG_STATE__PASSWORD, PGPASSWORD
+    # or ~/.pgpass.
+    url: str | None = None
+    url_file: Path | None = None  # the URL from a file (a mounted Secret); relative: credentials
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    connect_timeout: Annotated[Duration, between(1.0, MINUTE)] = 5.0
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        v = v.strip()
+        if not v.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must start with postgresql:// (or leave it out for SQLite)")
+        netloc = urlsplit(v).netloc
+        userinfo = netloc.rpartition("@")[0]
+        if ":" in userinfo or "password=" in v:
+            raise ValueError(
+                "must not contain the password: put it in state.password_file or "
+                "WATCHDOG_STATE__PASSWORD"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _password_file(self) -> StateSettings:
+        if self.url is None and self.url_file is not None:
+            text = read_secret_file(self.url_file, "url_file").get_secret_value()
+            try:
+                self.url = self._url(text)
+            except ValueError as exc:
+                raise ValueError(f"url_file: {exc}") from None
+        if self.password is None and self.password_file is not None:
+            self.password = read_secret_file(self.password_file, "password_file")
+        return self
+
+    @property
+    def backend(self) -> Literal["sqlite", "postgres"]:
+        return "sqlite" if self.url is None else "postgres"
 
 
 class HistorySettings(Section):
