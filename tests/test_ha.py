@@ -2,9 +2,10 @@
 PostgreSQL database (``pg_server``), polling the simulator (system clock) and posting to the
 fake Slack, which records every call.
 
-- failover: SIGKILL the leader while an incident is open -> the standby leads within two
-  poll intervals, posts nothing twice, and resolves the incident by editing the original
-  message;
+- failover: SIGKILL the leader while an incident is open -> the standby (its windows kept
+  warm from the recorded history) leads within two poll intervals, applying only the
+  cycles since its last read, posts nothing twice, and resolves the incident by editing the
+  original message;
 - fencing: terminate the leader's lock session while its process lives -> it stops
   delivering before the new leader's first delivery; nothing posted twice (20 repetitions,
   random timing);
@@ -226,9 +227,14 @@ def test_sigkill_the_leader_the_standby_takes_over_and_resolves_by_editing(
         )
         wait_for("the incident is posted", lambda: len(c.slack.posts()) >= 1, 40, a, b)
         [original] = main_posts(c.slack)
+        assert "standby: following the recorded history" in b.log()  # warm while waiting
         a.stop(signal.SIGKILL)
         took = wait_for("b leads", b.leads, 4 * INTERVAL, b)
         assert took <= 2 * INTERVAL, took
+        # b's windows were current: only the cycles since its last read were applied
+        wait_for("b resumed", lambda: "needed" in b.log(), 10, b)
+        assert re.search(r"followed windows needed [0-2] recorded cycle", b.log()), b.log()
+        assert "rebuilding" not in b.log() and "cold start" not in b.log()
         wait_for("the incident resolves", lambda: bool(c.slack.updates(original)), 90, b)
         assert main_posts(c.slack) == [original]  # nothing posted twice
         posts = c.slack.posts()

@@ -44,7 +44,7 @@ from .clock import Clock
 from .config import ConfigError, Settings, SlackSettings, validate_rules
 from .daemon import CycleReport, Watchdog
 from .heartbeat import ApiMetrics, Heartbeat
-from .history import Recorder, Resumed, start_history
+from .history import Followed, Recorder, Resumed, start_history
 from .ingest.client import ApiClient, RateLimiter
 from .ingest.tracker import Tracker, TrackerConfig
 from .metrics import Metrics, leader_gauge
@@ -278,6 +278,10 @@ class App:
         self.daemon.close()
 
 
+def build_windows(settings: Settings) -> Windows:
+    return Windows(settings.window_seconds, settings.status_classes)
+
+
 def build_tracker(settings: Settings, windows: Windows) -> Tracker:
     p = settings.poll
     explicit = None if p.agents == "all" else tuple(p.agents)
@@ -310,6 +314,7 @@ def build(
     notifier: Notifier | None = None,
     exclusive_state: bool = False,
     leader: LeaderLock | None = None,
+    followed: Followed | None = None,
     on_cycle: Callable[[CycleReport], None] | None = None,
     timer: Callable[[], float] = time.perf_counter,
     socket_ping: float = 10.0,
@@ -317,7 +322,8 @@ def build(
     """Everything, from ``settings``. ``alerting=False`` leaves the alert path (and the state
     store) out, as ``once`` does; ``transport`` replaces the network (tests, benchmarks);
     ``exclusive_state``: the daemon holds the state store's lock (``run``); ``leader``:
-    this replica leads with that lock (``replica.py``), its deliveries fenced by its epoch.
+    this replica leads with that lock (``replica.py``), its deliveries fenced by its epoch;
+    ``followed``: the windows it kept warm as a standby (only newer cycles are applied).
     Slack actions
     (``slack.actions.mode``) start with the alert path; ``socket_ping``: seconds between
     Socket Mode pings (a dropped connection is replaced within about one)."""
@@ -325,7 +331,7 @@ def build(
     register_secrets(*secrets_in(settings))
     registry = registry if registry is not None else CollectorRegistry()
     lock = threading.Lock()
-    windows = Windows(settings.window_seconds, settings.status_classes)
+    windows = followed.windows if followed is not None else build_windows(settings)
     tracker = build_tracker(settings, windows)
     metrics = Metrics(registry, windows, lock)
     leader_gauge(registry, lambda: leader is None or leader.epoch is not None)
@@ -373,6 +379,7 @@ def build(
                 retention=settings.history.retention,
                 warm=settings.history.warm_restart,
                 now=clock.now(),
+                followed=followed,
             )
         except BaseException:
             client.close()

@@ -104,10 +104,10 @@ def _run_replica(settings: Settings, stop: threading.Event) -> int:
     from ..alerts.store import StateError
     from ..alerts.store.leader import LeaderLock
     from ..alerts.store.open import open_state
-    from ..app import build
+    from ..app import build, build_windows
     from ..clock import SystemClock
     from ..endpoints import Served
-    from ..replica import CHECK, run_replica
+    from ..replica import CHECK, Follower, run_replica
     from ..service import run
 
     try:  # migrate, and refuse to start on a bad URL, password or schema
@@ -119,10 +119,14 @@ def _run_replica(settings: Settings, stop: threading.Event) -> int:
     assert url is not None and hasattr(store, "conninfo")
     lock = LeaderLock(store.conninfo, url, f"{socket.gethostname()} pid {os.getpid()}")
     store.close()
+    # a standby keeps its windows warm from the recorded history (read-only: no epoch)
+    follower = Follower(
+        lambda: open_state(settings.state, time.time()), lambda: build_windows(settings)
+    )
 
     def lead(lock: LeaderLock, show: Callable[[Served], None], keep: Callable[[], bool]) -> int:
         phase = threading.Event()  # this term as leader
-        app = build(settings, SystemClock(phase), leader=lock)
+        app = build(settings, SystemClock(phase), leader=lock, followed=follower.take())
         show(app.daemon)
 
         def watch() -> None:
@@ -133,7 +137,7 @@ def _run_replica(settings: Settings, stop: threading.Event) -> int:
         threading.Thread(target=watch, name="leadership", daemon=True).start()
         return run(app.daemon, phase, serve=False, final=False)
 
-    return run_replica(lock, settings.metrics.host_port, stop, lead)
+    return run_replica(lock, settings.metrics.host_port, stop, lead, follower=follower)
 
 
 def _cmd_once(args: argparse.Namespace) -> int:
