@@ -77,8 +77,14 @@ def _backtest(quick: bool) -> dict[str, Any]:
     return run(quick)
 
 
+def _ha(quick: bool) -> dict[str, Any]:
+    from bench.ha import run
+
+    return run(quick)
+
+
 # Sections with a ``run(quick)`` of their own; ``--only`` runs just these and updates their keys.
-SECTIONS = {"backtest": _backtest}
+SECTIONS = {"backtest": _backtest, "ha": _ha}
 
 
 def _per_interval(seconds: float | None) -> float | None:
@@ -147,6 +153,10 @@ TARGETS: list[tuple[str, str, float, str]] = [
     ("backtest_replay_seconds", "<=", 60, "replay 7 days x 2,000 agents x 1M calls/day"),
     ("backtest_replay_rss_mb", "<=", 500, "peak RSS of that replay"),
     ("backtest_recording_file_bytes_per_call", "<=", 16, "recorded history on disk"),
+    ("ha_gap1800_warm_ratio_to_bound", "<=", 2.0, "warm restart after 30 min: requests/bound"),
+    ("ha_gap300_warm_ready_seconds", "<=", 30, "warm restart -> /readyz 200 (one interval)"),
+    ("ha_gap1800_warm_ready_seconds", "<=", 30, "the same after a 30-minute gap"),
+    ("ha_takeover_max_seconds", "<=", 10, "SIGKILL leader -> first poll (2 intervals of 5 s)"),
 ]
 
 
@@ -185,6 +195,17 @@ def table(res: dict[str, Any], quick: bool) -> str:
         "backtest_replay_cycles",
         "backtest_recorded_calls",
         "backtest_recording_bytes_per_call",
+        "ha_gap300_settled_call_bound",
+        "ha_gap300_warm_requests",
+        "ha_gap300_warm_ratio_to_bound",
+        "ha_gap300_cold_requests",
+        "ha_gap300_cold_ready_seconds",
+        "ha_gap1800_settled_call_bound",
+        "ha_gap1800_warm_requests",
+        "ha_gap1800_cold_requests",
+        "ha_gap1800_cold_ready_seconds",
+        "ha_takeover_median_seconds",
+        "ha_takeover_repetitions",
     ]
     for key in extra:
         v = res.get(key)
