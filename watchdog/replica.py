@@ -12,9 +12,10 @@ falls back to the full rebuild from the shared history), the tracker resumes fro
 calls (a warm restart, no backfill), the alert states,
 incidents and outbox are the shared ones, and its deliveries carry its fencing epoch. It then
 leads until it stops (SIGTERM: it releases the lock as it exits, so the next replica takes
-over at its next check) or until it loses the lock's session (its ``alive`` round trip
-fails, or a claim finds a newer epoch): it stops polling and delivering at once, closes the
-daemon, and stands by again.
+over at its next check) or until it loses the lock's session (``watch_leadership``: the
+session's socket reports its end, its ``alive`` round trip fails, or a write or claim finds
+a newer epoch): it exports ``dialnexa_leader 0`` and stops polling and delivering at once,
+closes the daemon, and stands by again.
 
 The HTTP server lives as long as the process, so the port never closes during a change of
 role; it serves whichever role is current.
@@ -133,6 +134,34 @@ class Follower:
         store, self._store = self._store, None
         if store is not None:
             store.close()
+
+
+def watch_leadership(
+    lock: LeaderLock,
+    term: threading.Event,
+    stop: threading.Event,
+    fenced: Callable[[], bool],
+    *,
+    check: float = CHECK,
+    tick: float = 0.2,
+) -> None:
+    """A leader's watch (its own thread): end the ``term`` as soon as the lock's session
+    is gone (seen on its socket as it happens; a round trip every ``check`` for a silent
+    network loss), a write or claim was fenced (another replica has a newer epoch: the
+    lock is abandoned, so ``dialnexa_leader`` reads 0 at once), or ``stop`` is set."""
+    last = time.monotonic()
+    while not term.is_set() and not stop.is_set():
+        if fenced():
+            lock.abandon()
+            log.error("FENCED: another replica took over; this one stops leading")
+            break
+        if lock.lost(tick):
+            break
+        if time.monotonic() - last >= check:
+            last = time.monotonic()
+            if not lock.alive():
+                break
+    term.set()
 
 
 class Replica:

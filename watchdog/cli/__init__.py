@@ -107,7 +107,7 @@ def _run_replica(settings: Settings, stop: threading.Event) -> int:
     from ..app import build, build_windows
     from ..clock import SystemClock
     from ..endpoints import Served
-    from ..replica import CHECK, Follower, run_replica
+    from ..replica import Follower, run_replica, watch_leadership
     from ..service import run
 
     try:  # migrate, and refuse to start on a bad URL, password or schema
@@ -129,12 +129,16 @@ def _run_replica(settings: Settings, stop: threading.Event) -> int:
         app = build(settings, SystemClock(phase), leader=lock, followed=follower.take())
         show(app.daemon)
 
-        def watch() -> None:
-            while not phase.is_set():
-                if stop.wait(CHECK) or not keep() or (app.alerts and app.alerts.delivery.fenced):
-                    phase.set()
+        def fenced() -> bool:
+            a = app.alerts
+            return a is not None and (a.delivery.fenced or getattr(a.store, "fenced", False))
 
-        threading.Thread(target=watch, name="leadership", daemon=True).start()
+        threading.Thread(
+            target=watch_leadership,
+            args=(lock, phase, stop, fenced),
+            name="leadership",
+            daemon=True,
+        ).start()
         return run(app.daemon, phase, serve=False, final=False)
 
     return run_replica(lock, settings.metrics.host_port, stop, lead, follower=follower)
