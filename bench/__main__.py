@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import kind, legacy, realistic
+from bench import alerting, daemon, kind, legacy, realistic
 from bench.report import table
 
 SECTIONS: dict[str, Callable[[bool], dict[str, Any]]] = {
@@ -27,6 +27,8 @@ SECTIONS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "scale": legacy.run_scale,
     "ingest": legacy.run_ingest,
     "detect": legacy.run_detect,
+    "alerting": alerting.run_section,
+    "daemon": daemon.run_section,
 }
 
 

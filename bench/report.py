@@ -32,6 +32,9 @@ HEADLINE: list[tuple[str, str, str | None, float | None]] = [
 
 # (key, op, limit, what) for the other sections
 TARGETS: list[tuple[str, str, float, str]] = [
+    ("alerting_step_p95_ms", "<=", 100, "10,000 agents: evaluate + plan + commit after a poll"),
+    ("alerting_metrics_max_ms_during_step", "<=", 150, "10,000 agents: /metrics during it"),
+    ("daemon_10k_rss_mb", "<=", 200, "`run` process alone, 10,000 agents, 1M calls/day"),
     ("ingest_ratio_to_json_loads", ">=", 0.5, "page bytes -> window counters"),
     ("scale_rss_mb", "<=", 200, "10,000 agents after 3 simulated hours (bench process)"),
     ("scale_metrics_render_ms", "<=", 150, "/metrics right after a poll"),
@@ -39,6 +42,14 @@ TARGETS: list[tuple[str, str, float, str]] = [
     ("detection_latency_intervals", "<=", 1.0, "first failing call -> Slack notice (for: 0s)"),
 ]
 EXTRA = [
+    "alerting_step_median_ms",
+    "alerting_commit_p95_ms",
+    "alerting_states",
+    "alerting_metrics_median_ms_idle",
+    "daemon_rss_mb",
+    "daemon_rss_peak_mb",
+    "daemon_cpu_s_per_hour",
+    "daemon_ready_after_s",
     "kind_ours_requests_per_minute",
     "kind_ours_wmae_failed",
     "kind_ours_bias_failed",
