@@ -117,7 +117,7 @@ def run(
                 raise RuntimeError(f"the daemon did not get ready:\n{tail}")
             ready_s = time.monotonic() - started
             after_ready = _proc(daemon.pid)
-            time.sleep(interval * 2)  # two cycles after the backfill: steady state
+            time.sleep(interval)  # a cycle after the backfill: steady state
             a = _proc(daemon.pid)
             t0 = time.monotonic()
             time.sleep(measure)
@@ -158,7 +158,7 @@ def run_section(quick: bool) -> dict[str, Any]:
         jobs = [("headline", _job, (100, 50_000.0, "realistic", 3.0, 2.0))]
     else:
         jobs = [
-            ("headline", _job, (2000, 1_000_000.0, "realistic", 120.0, 30.0)),
+            ("headline", _job, (2000, 1_000_000.0, "realistic", 90.0, 30.0)),
             ("agents10k", _job, (10_000, 1_000_000.0, "steady", 30.0, 30.0)),
         ]
     done = run_jobs(jobs)
