@@ -101,12 +101,14 @@ class Scorer:
         fail_delays: list[float] = []
         done_delays: list[float] = []
         lost = lost_fail = settled = late_bound = 0
+        lost_durations: list[float] = []
         for call in self.sim.settled_calls(self.measure_from, end):
             at = self.counted.get(call.id)
             if at is None:
                 if call.settled_at <= end - self.grace:
                     lost += 1
                     lost_fail += call.outcome in FAILURES
+                    lost_durations.append(call.settled_at - call.created_at)
                 continue
             settled += 1
             delay = max(0.0, at - call.settled_at)
@@ -123,6 +125,11 @@ class Scorer:
                 "calls_counted": settled,
                 "calls_lost": lost,
                 "failures_lost": lost_fail,
+                # how long the lost calls lasted (created -> settled), shortest and median
+                "lost_duration_min_s": min(lost_durations) if lost_durations else None,
+                "lost_duration_median_s": (
+                    sorted(lost_durations)[len(lost_durations) // 2] if lost_durations else None
+                ),
             }
         )
         return out
