@@ -317,7 +317,9 @@ def build(
         clock,
         timeout=d.timeout,
         page_size=d.page_size,
-        limiter=RateLimiter(d.rate_limit, d.rate_limit_period),
+        limiter=RateLimiter(
+            d.rate_limit, d.rate_limit_period, d.rate_budget, settings.poll.interval
+        ),
         max_retries=d.max_retries,
         backoff_base=d.backoff_base,
         backoff_max=d.backoff_max,

@@ -13,13 +13,15 @@ from typing import Protocol
 from . import sdnotify
 from .clock import Clock
 from .config import Settings
+from .deferral import show_deferred
 from .heartbeat import Heartbeat
+from .ingest.budget import Selection, select, starvation_bound
 from .ingest.client import ApiClient, ApiError, Listing, Stopped
 from .ingest.tracker import Applied, Tracker, listing_costs
 from .logs import Throttle
 from .metrics import Metrics
 from .model import Call, CountsView, PollStatus, Range
-from .readiness import error_kind, poll_reasons
+from .readiness import deferred_reason, error_kind, poll_reasons
 from .windows import Windows
 
 log = logging.getLogger("watchdog.daemon")
@@ -97,6 +99,7 @@ class Watchdog:
         self.listing_estimates: dict[str, int] = {}
         self.memory = memory
         self.record = record
+        self.heads_deferred_for = 0.0  # seconds new calls have waited for the budget
         self._resuming = tracker.backfilled  # a warm restart: no backfill, the gap is listed
         self._held: float | None = None
         self._throttle = Throttle(log, max(60.0, settings.poll.interval), now=clock.now)
@@ -153,6 +156,8 @@ class Watchdog:
         """Ready, or why not: fixed phrases from httpd's vocabulary, never text from the API."""
         status, fresh_for = self.status, 3 * self.settings.poll.interval
         reasons = poll_reasons(status, self.clock.now(), fresh_for, status.last_error_kind)
+        if self.heads_deferred_for >= starvation_bound(self.settings.poll.interval):
+            reasons.append(deferred_reason(self.heads_deferred_for))
         if self.alerting is not None:
             reasons.extend(self.alerting.readiness())
         return not reasons, reasons
@@ -178,19 +183,12 @@ class Watchdog:
         now = self.clock.now()
         return self._cycle(self.tracker.plan(now), now, backfill=False)
 
-    def _select(self, ranges: list[Range], now: float) -> tuple[list[Range], int]:
-        """Heads always; the rest while the rate budget for one interval lasts."""
-        # 80%: room for retries, for the edges of the server's window, and for other users of
-        # the same API key; the pacer then never has to hold back the next cycle's heads
-        budget = int(0.8 * self.client.limiter.budget(now, self.settings.poll.interval))
-        chosen, spent, deferred = [], 0, 0
-        for r in ranges:
-            if r.kind in ("head", "backfill") or spent + r.est_requests <= budget:
-                chosen.append(r)
-                spent += r.est_requests
-            else:
-                deferred += 1
-        return chosen, deferred
+    def _select(self, ranges: list[Range], now: float) -> Selection:
+        """What this cycle's rate budget covers (``ingest.budget.select``): overdue ranges
+        first, then heads, then the rest while the token bucket lasts."""
+        interval = self.settings.poll.interval
+        allowance = self.client.limiter.budget(now, interval)
+        return select(ranges, allowance, now, starvation_bound(interval), self.tracker.cursor())
 
     def _list(self, ranges: list[Range]) -> list[tuple[Range, Listing]]:
         if len(ranges) <= 1 or not self.tracker.per_agent:
@@ -207,7 +205,14 @@ class Watchdog:
     def _cycle(self, ranges: list[Range], now: float, backfill: bool) -> CycleReport:
         started = self.timer()
         self._beat()
-        chosen, deferred = (ranges, 0) if backfill else self._select(ranges, now)
+        if backfill:
+            sel = Selection(ranges)
+        else:
+            sel = self._select(ranges, now)
+            self.heads_deferred_for = show_deferred(
+                sel, self.metrics, self._throttle, self.client.limiter, self.settings, now
+            )
+        chosen = sel.chosen
         try:
             results = self._list(chosen)
         except Stopped:
@@ -224,7 +229,8 @@ class Watchdog:
             elif listing.error is not None:
                 errors.append(listing.error)
         heads = [r for r in chosen if r.kind in ("head", "backfill")]
-        ok = bool(results) and all(r in done for r in heads)
+        # a cycle the budget left empty did not fail (the deferral shows on its own)
+        ok = (bool(results) or (not chosen and not backfill)) and all(r in done for r in heads)
         applied_at = self.clock.now()
         with self.lock:
             applied = self.tracker.apply(calls, applied_at, done, backfill=backfill and ok)
@@ -248,7 +254,7 @@ class Watchdog:
             len(applied.new_terminal),
             pending,
             len(chosen),
-            deferred,
+            sel.deferred_total,
             seconds,
             error,
             tuple(applied.settled_ids),

@@ -57,6 +57,10 @@ class DialNexaSettings(Section):
     # Used until the API's X-RateLimit-* headers say otherwise.
     rate_limit: int = Field(150, ge=1, le=1_000_000)
     rate_limit_period: Annotated[Duration, between(1.0, DAY)] = 60.0
+    # The share of the key's limit this daemon may use, for every request (new calls,
+    # re-reads, backfill, retries): rate_budget x the smaller of rate_limit and the limit the
+    # API's X-RateLimit-Limit announces. The rest is left to the key's other users.
+    rate_budget: float = Field(0.5, gt=0.0, le=1.0)
     max_retries: int = Field(4, ge=0, le=20)
     backoff_base: Annotated[Duration, between(0.01, MINUTE)] = 0.5
     backoff_max: Annotated[Duration, between(0.01, HOUR)] = 30.0
