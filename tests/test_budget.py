@@ -17,7 +17,7 @@ from dialnexa_watchdog.ingest.budget import select, starvation_bound
 from dialnexa_watchdog.ingest.ratelimit import RateLimiter
 from dialnexa_watchdog.model import Range
 from dialnexa_watchdog.readiness import readyz_text
-from dialnexa_watchdog.simulator import Scenario, Simulator, serve
+from dialnexa_watchdog.simulator import RealisticParams, Scenario, Simulator, serve
 from support import KEY, T0
 
 # ---- selection (pure) -------------------------------------------------------------------
@@ -263,3 +263,68 @@ def test_a_budget_too_small_for_the_heads_shows_everywhere(
     assert 10 <= len(lines) <= 41  # at most one a minute
     assert reasons and all(r.startswith("new calls not listed for ") for r in reasons)
     assert readyz_text(False, sorted(reasons)[:1]).endswith("s (rate budget)\n")
+
+
+# ---- long calls (item 9) ------------------------------------------------------------------
+
+
+def lateness_bound(age: float, interval: float, recheck: float = 30.0, longest: float = 900.0):  # type: ignore[no-untyped-def]
+    """The documented bound on how late a call that ends at ``age`` seconds is counted: its
+    re-check period (``pending_recheck`` up to ``max_call_duration``, then a quarter of its
+    age, at most 10 minutes), plus the starvation bound, plus one interval."""
+    period = recheck if age <= longest else min(max(recheck, age / 4), 600.0)
+    return period + starvation_bound(interval) + interval
+
+
+@pytest.mark.slow
+def test_heavy_tailed_talk_times_lose_no_call_and_a_two_hour_call_is_counted(
+    tmp_path: Path,
+) -> None:
+    """The realistic scenario with agents allowed 3 h calls (log-normal talk times, 1% over
+    30 minutes), 30 s interval, 2 h 10 min: every call created after the backfill's start and
+    ended 11 minutes before the end is counted once, within ``lateness_bound``; a call that
+    talks for 2 h is counted when it ends (it was dropped as stuck at the old 2 h default)."""
+    clock = FakeClock(T0)
+    params = RealisticParams(max_call_durations=((10800, 1.0),), bursts=None)
+    scenario = Scenario.realistic(12, 30_000, 3, history=3 * 3600, diurnal=False, params=params)
+    sim = Simulator(clock, scenario, keys=(KEY,))
+    agent = scenario.agent_ids[0]
+    sim.add_call(agent, T0 + 60, "completed", ring=10, talk=7200, call_id="call_two_hours")
+    counted: dict[str, float] = {}
+    twice: list[str] = []
+
+    def note(report: CycleReport) -> None:
+        for cid in report.settled_ids:
+            if cid in counted:
+                twice.append(cid)
+            counted.setdefault(cid, report.now)
+
+    with serve(sim) as server:
+        wd, transport = daemon(server.url, clock, tmp_path)
+        wd.on_cycle = note
+        since = clock.now() - wd.settings.longest_window - wd.settings.poll.max_call_duration
+        assert wd.backfill().ok
+        end = T0 + 60 + 10 + 7200 + 660
+        while clock.now() < end:
+            clock.advance(30)
+            assert wd.poll_once().ok
+        stuck = wd.metrics.registry.get_sample_value(
+            "dialnexa_calls_stuck_total", {"agent_id": agent}
+        )
+        wd.close()
+    started = T0
+    want = [s for s in sim.calls(until=end) if s.created_at >= since and s.settled_at <= end - 660]
+    assert len(want) > 2000 and max(s.settled_at - s.created_at for s in want) > 7200
+    missing = [s.id for s in want if s.id not in counted]
+    assert not missing and not twice and not stuck
+    late = []
+    for s in want:
+        if s.settled_at < started:
+            continue  # settled before the daemon started: counted by the backfill
+        age = s.settled_at - s.created_at
+        lag = counted[s.id] - s.settled_at
+        if lag > lateness_bound(age, 30.0):
+            late.append((s.id, round(age), round(lag)))
+    assert not late, late[:10]
+    assert counted["call_two_hours"] - (T0 + 60 + 10 + 7200) <= lateness_bound(7210, 30.0)
+    assert peak_per_minute(transport.times) <= 75

@@ -86,7 +86,9 @@ class PollSettings(Section):
     # With an explicit agent list: list each agent on its own (per_agent) or the whole
     # workspace filtered to the list (workspace). auto = per_agent.
     listing: Literal["auto", "workspace", "per_agent"] = "auto"
-    max_pending_age: Annotated[Duration, between(MINUTE, 7 * DAY)] = 7200.0
+    # A call in conversation this long is dropped (dialnexa_calls_stuck_total): 6 h, so that
+    # calls of agents allowed 2-3 h conversations are still counted when they end.
+    max_pending_age: Annotated[Duration, between(MINUTE, 7 * DAY)] = 21600.0
     max_call_duration: Annotated[Duration, between(MINUTE, DAY)] = 900.0
     max_agents: int = Field(10000, ge=1, le=1_000_000)
     # Calls created this recently are re-read every cycle: failures, busy and no-answer

@@ -60,7 +60,7 @@ class Applied:
 @dataclass(frozen=True, slots=True)
 class TrackerConfig:
     longest_window: float
-    max_pending_age: float = 7200.0
+    max_pending_age: float = 21600.0
     max_call_duration: float = 900.0
     settle_horizon: float = 90.0
     pending_recheck: float = 30.0
