@@ -71,6 +71,19 @@ def _detect() -> dict[str, Any]:
     return run_detect()
 
 
+# Sections with their own module: bench/<topic>.py's run(quick) -> keys prefixed with topic
+SECTIONS = ("pending",)
+
+
+def run_sections(quick: bool, topics: list[str]) -> dict[str, Any]:
+    import importlib
+
+    out: dict[str, Any] = {}
+    for topic in topics:
+        out.update(importlib.import_module(f"bench.{topic}").run(quick))
+    return out
+
+
 def _per_interval(seconds: float | None) -> float | None:
     return None if seconds is None else seconds / 30.0
 
@@ -115,6 +128,7 @@ def run_all(quick: bool) -> dict[str, Any]:
         **{k: v for k, v in done["scale"].items()},
         "scale_rss_simulator_only_mb": done["baseline"]["baseline_rss_mb"],
         **{k: v for k, v in done["detect"].items()},
+        **run_sections(quick, list(SECTIONS)),
         "details": done,
     }
     return res
@@ -176,8 +190,25 @@ def main() -> int:
     p = argparse.ArgumentParser(prog="python -m bench")
     p.add_argument("--quick", action="store_true", help="CI smoke run: small and fast")
     p.add_argument("--out", default=str(Path(__file__).parent / "results.json"))
+    p.add_argument(
+        "--only",
+        metavar="TOPIC[,TOPIC]",
+        help=f"run only these sections ({', '.join(SECTIONS)}) and update only their keys "
+        "in the existing results file",
+    )
     a = p.parse_args()
     started = time.perf_counter()
+    if a.only:
+        topics = [t.strip() for t in a.only.split(",") if t.strip()]
+        unknown = sorted(set(topics) - set(SECTIONS))
+        if unknown:
+            p.error(f"--only: unknown section(s) {', '.join(unknown)}; known: {SECTIONS}")
+        out = Path(a.out)
+        res = json.loads(out.read_text()) if out.exists() else {}
+        res.update(run_sections(a.quick, topics))
+        out.write_text(json.dumps(res, indent=2, default=str) + "\n")
+        print(f"{time.perf_counter() - started:.0f} s; updated {', '.join(topics)} in {out}")
+        return 0
     res = run_all(a.quick)
     res["bench_seconds"] = time.perf_counter() - started
     res["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"

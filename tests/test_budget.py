@@ -132,15 +132,26 @@ def test_announced_limits_lower_the_budget_but_never_raise_it() -> None:
 
 
 class Stamped(httpx.BaseTransport):
-    """A real HTTP transport that notes the fake clock's time of every request."""
+    """A real HTTP transport that notes the fake clock's time of every request; as an API
+    without the status filter it can answer 400 to it (``reject``) or drop it (``ignore``)."""
 
-    def __init__(self, clock: FakeClock) -> None:
+    def __init__(self, clock: FakeClock, status_filter: str = "works") -> None:
         self.clock = clock
         self.inner = httpx.HTTPTransport()
         self.times: list[float] = []
+        self.status_filter = status_filter
+        self.filtered: list[float] = []  # times of the requests with a status filter
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         self.times.append(self.clock.now())
+        if "status" in request.url.params:
+            self.filtered.append(self.clock.now())
+            if self.status_filter == "reject":
+                body = b'{"statusCode": 400, "message": ["status must be one of created, sent"]}'
+                return httpx.Response(400, stream=httpx.ByteStream(body))
+            if self.status_filter == "ignore":
+                url = request.url.copy_remove_param("status")
+                request = httpx.Request(request.method, url, headers=request.headers)
         return self.inner.handle_request(request)
 
     def close(self) -> None:
@@ -157,7 +168,9 @@ def peak_per_minute(times: list[float]) -> int:
     return peak
 
 
-def daemon(url: str, clock: FakeClock, tmp: Path, **extra: object) -> tuple[Watchdog, Stamped]:
+def daemon(
+    url: str, clock: FakeClock, tmp: Path, status_filter: str = "works", **extra: object
+) -> tuple[Watchdog, Stamped]:
     settings = load_settings(
         None,
         overrides={
@@ -169,7 +182,7 @@ def daemon(url: str, clock: FakeClock, tmp: Path, **extra: object) -> tuple[Watc
         },
         environ={},
     )
-    transport = Stamped(clock)
+    transport = Stamped(clock, status_filter)
     return build(settings, clock, alerting=False, transport=transport).daemon, transport
 
 
@@ -189,9 +202,10 @@ def in_conversation_at_startup(sim: Simulator, start: float, n: int = 40) -> dic
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("pending_listing", ["ranges", "status"])
 @pytest.mark.parametrize("interval", [1, 5, 30])
 def test_calls_in_conversation_at_startup_are_counted_within_the_bound(
-    interval: int, tmp_path: Path
+    interval: int, pending_listing: str, tmp_path: Path
 ) -> None:
     """At a 1 s interval heads take 60 of the 75 requests a minute; the rest still reaches
     every pending range. Bound: pending_recheck + starvation_bound + one interval after the
@@ -207,7 +221,8 @@ def test_calls_in_conversation_at_startup_are_counted_within_the_bound(
             counted.setdefault(cid, report.now)
 
     with serve(sim) as server:
-        wd, transport = daemon(server.url, clock, tmp_path, **{"poll.interval": interval})
+        extra = {"poll.interval": interval, "poll.pending_listing": pending_listing}
+        wd, transport = daemon(server.url, clock, tmp_path, **extra)
         wd.on_cycle = note
         assert wd.backfill().ok
         assert not set(ends) & set(counted)  # all still in conversation at the backfill
@@ -225,6 +240,44 @@ def test_calls_in_conversation_at_startup_are_counted_within_the_bound(
     assert peak_per_minute(transport.times) <= 75
     assert not [r for r in sim.requests if r.status == 429]
     assert deferred is not None
+    assert bool(transport.filtered) == (pending_listing == "status")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("status_filter", ["reject", "ignore"])
+def test_an_api_without_the_status_filter_falls_back_to_ranges_once(
+    status_filter: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An API that answers 400 to ``status=`` or lists every call regardless: one live
+    listing, one log line, then ranges; every call still counted within the bound."""
+    clock = FakeClock(T0)
+    scenario = Scenario.steady(agents=6, calls_per_day=20_000, seed=5, talk=(60, 480))
+    sim = Simulator(clock, scenario, keys=(KEY,))
+    ends = in_conversation_at_startup(sim, T0)
+    counted: dict[str, float] = {}
+
+    def note(report: CycleReport) -> None:
+        for cid in report.settled_ids:
+            counted.setdefault(cid, report.now)
+
+    with serve(sim) as server, caplog.at_level(logging.WARNING, logger="watchdog.daemon"):
+        extra = {"poll.interval": 30, "poll.pending_listing": "status"}
+        wd, transport = daemon(server.url, clock, tmp_path, status_filter, **extra)
+        wd.on_cycle = note
+        assert wd.backfill().ok and wd.tracker.live
+        reports = []
+        while clock.now() < T0 + 240:
+            clock.advance(30)
+            reports.append(wd.poll_once())
+        wd.close()
+    # one live listing (its pages, when the filter is ignored), in the first cycle
+    assert not wd.tracker.live and set(transport.filtered) == {T0 + 30}
+    assert all(r.ok and r.error is None for r in reports)
+    lines = [r.getMessage() for r in caplog.records if "status=in-progress" in r.getMessage()]
+    verb = {"reject": "rejects", "ignore": "ignores"}[status_filter]
+    assert len(lines) == 1 and f"the API {verb} the status=in-progress filter" in lines[0]
+    late = {cid: counted[cid] - end for cid, end in ends.items() if cid in counted}
+    assert len(late) == len(ends) and max(late.values()) <= 30 + 60 + 30
 
 
 @pytest.mark.slow
@@ -277,8 +330,9 @@ def lateness_bound(age: float, interval: float, recheck: float = 30.0, longest: 
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("pending_listing", ["ranges", "status"])
 def test_heavy_tailed_talk_times_lose_no_call_and_a_two_hour_call_is_counted(
-    tmp_path: Path,
+    pending_listing: str, tmp_path: Path
 ) -> None:
     """The realistic scenario with agents allowed 3 h calls (log-normal talk times, 1% over
     30 minutes), 30 s interval, 2 h 10 min: every call created after the backfill's start and
@@ -300,7 +354,9 @@ def test_heavy_tailed_talk_times_lose_no_call_and_a_two_hour_call_is_counted(
             counted.setdefault(cid, report.now)
 
     with serve(sim) as server:
-        wd, transport = daemon(server.url, clock, tmp_path)
+        wd, transport = daemon(
+            server.url, clock, tmp_path, **{"poll.pending_listing": pending_listing}
+        )
         wd.on_cycle = note
         since = clock.now() - wd.settings.longest_window - wd.settings.poll.max_call_duration
         assert wd.backfill().ok

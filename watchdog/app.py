@@ -277,6 +277,7 @@ def build_tracker(settings: Settings, windows: Windows) -> Tracker:
             agents=explicit,
             # auto starts workspace-wide and decides after the backfill (choose_listing)
             per_agent=explicit is not None and p.listing == "per_agent",
+            live=p.pending_listing in ("auto", "status"),
         ),
         windows,
         settings.status_classes,

@@ -13,11 +13,11 @@ from typing import Protocol
 from . import sdnotify
 from .clock import Clock
 from .config import Settings
-from .deferral import show_deferred
+from .deferral import choose_listing, live_listing_works, show_deferred
 from .heartbeat import Heartbeat
 from .ingest.budget import Selection, select, starvation_bound
 from .ingest.client import ApiClient, ApiError, Listing, Stopped
-from .ingest.tracker import Applied, Tracker, listing_costs
+from .ingest.tracker import Applied, Tracker
 from .logs import Throttle
 from .metrics import Metrics
 from .model import Call, CountsView, PollStatus, Range
@@ -100,6 +100,7 @@ class Watchdog:
         self.memory = memory
         self.record = record
         self.heads_deferred_for = 0.0  # seconds new calls have waited for the budget
+        self._pre: tuple[int, list[str]] = (0, [])  # this cycle's live listing: requests, settled
         self._resuming = tracker.backfilled  # a warm restart: no backfill, the gap is listed
         self._held: float | None = None
         self._throttle = Throttle(log, max(60.0, settings.poll.interval), now=clock.now)
@@ -181,7 +182,27 @@ class Watchdog:
         if not self.tracker.backfilled:
             return self.backfill()
         now = self.clock.now()
+        self._pre = self._watch_live(now)
         return self._cycle(self.tracker.plan(now), now, backfill=False)
+
+    def _watch_live(self, now: float) -> tuple[int, list[str]]:
+        """``pending_listing: status``: the live listing first, when due and within the
+        budget, so that the calls it finds ended are re-read in this same cycle (otherwise
+        it stays in the cycle's plan). Returns its requests and the calls it settled."""
+        live = self.tracker.plan_live(now)
+        interval = self.settings.poll.interval
+        if not live or self.client.limiter.budget(now, interval) < live[0].est_requests:
+            return 0, []
+        try:
+            listing = self.client.list_range(live[0])
+        except Stopped:
+            return 0, []
+        works = live_listing_works(listing, self.tracker)
+        with self.lock:
+            done = live if works and listing.complete else []
+            applied = self.tracker.apply(listing.calls, self.clock.now(), done)
+            self._record(applied)  # an ignored filter lists ended calls too
+        return listing.requests, applied.settled_ids
 
     def _select(self, ranges: list[Range], now: float) -> Selection:
         """What this cycle's rate budget covers (``ingest.budget.select``): overdue ranges
@@ -220,10 +241,12 @@ class Watchdog:
         calls: list[Call] = []
         done: list[Range] = []
         errors: list[ApiError] = []
-        requests = 0
+        (requests, pre_settled), self._pre = self._pre, (0, [])
         for r, listing in results:
             calls.extend(listing.calls)
             requests += listing.requests
+            if r.kind == "live" and not live_listing_works(listing, self.tracker):
+                continue
             if listing.complete:
                 done.append(r)
             elif listing.error is not None:
@@ -251,13 +274,13 @@ class Watchdog:
             ok,
             requests,
             len(calls),
-            len(applied.new_terminal),
+            len(applied.new_terminal) + len(pre_settled),
             pending,
             len(chosen),
             sel.deferred_total,
             seconds,
             error,
-            tuple(applied.settled_ids),
+            (*pre_settled, *applied.settled_ids),
         )
         if ok and backfill:
             self._choose_listing(calls, chosen)
@@ -281,28 +304,9 @@ class Watchdog:
         return report
 
     def _choose_listing(self, calls: list[Call], ranges: list[Range]) -> None:
-        """``poll.listing: auto`` with an explicit agent list: the backfill listed the whole
-        workspace; from the call rates it saw, estimate a cycle's requests both ways (one
-        listing of everything vs one per agent, each at least one request) and keep the
-        cheaper. Logged with both estimates."""
-        agents = self.tracker.cfg.agents
-        if self.settings.poll.listing != "auto" or not agents or self.tracker.per_agent:
-            return
-        span = max(1.0, max(r.end - r.start for r in ranges))
-        # the calls one cycle re-reads: the head plus about one conversation's worth
-        reread = self.settings.poll.settle_horizon + self.settings.poll.max_call_duration / 3
-        workspace, separate = listing_costs(calls, span, reread, agents)
-        self.listing_estimates = {"workspace": workspace, "per_agent": separate}
-        if separate < workspace:
-            self.tracker.use_per_agent()
-        log.info(
-            "listing chosen",
-            extra={
-                "listing": "per_agent" if self.tracker.per_agent else "workspace",
-                "est_requests_workspace": workspace,
-                "est_requests_per_agent": separate,
-            },
-        )
+        estimates = choose_listing(self.settings, self.tracker, calls, ranges)
+        if estimates is not None:
+            self.listing_estimates = estimates
 
     def _record(self, applied: Applied) -> None:
         for agent, status in applied.new_terminal:

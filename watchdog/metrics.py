@@ -274,11 +274,11 @@ class Metrics:
         self.deferred = Gauge(
             "dialnexa_deferred_ranges",
             "Listings the rate budget (dialnexa.rate_budget) deferred in the last poll cycle, "
-            "by kind: head (new calls), pending (calls in conversation), straggler.",
+            "by kind: head (new calls), pending (calls in conversation), straggler, live.",
             ["kind"],
             registry=registry,
         )
-        for kind in ("head", "pending", "straggler"):
+        for kind in ("head", "pending", "straggler", "live"):
             self.deferred.labels(kind)
         self.deferred_wait = Gauge(
             "dialnexa_deferred_wait_seconds",

@@ -88,6 +88,12 @@ class PollSettings(Section):
     listing: Literal["auto", "workspace", "per_agent"] = "auto"
     # A call in conversation this long is dropped (dialnexa_calls_stuck_total): 6 h, so that
     # calls of agents allowed 2-3 h conversations are still counted when they end.
+    # How pending calls older than settle_horizon are re-read: status (one status=in-progress
+    # listing, every pending_recheck, says which ended; only those are re-read), ranges (list
+    # their created_at spans again), auto (status; the cheaper in bench/pending.py). status
+    # falls back to ranges when the API rejects or ignores the filter, and when listing per
+    # agent.
+    pending_listing: Literal["auto", "status", "ranges"] = "auto"
     max_pending_age: Annotated[Duration, between(MINUTE, 7 * DAY)] = 21600.0
     max_call_duration: Annotated[Duration, between(MINUTE, DAY)] = 900.0
     max_agents: int = Field(10000, ge=1, le=1_000_000)

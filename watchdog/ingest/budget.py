@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from ..model import Range
 
 OVERDUE_FLOOR = 60.0  # seconds: a range due this long goes first, whatever the interval
-KINDS = ("head", "pending", "straggler")
+KINDS = ("head", "pending", "straggler", "live")
 
 
 def starvation_bound(interval: float) -> float:
