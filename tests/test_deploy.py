@@ -68,6 +68,7 @@ METRICS: dict[str, set[str]] = {
     "dialnexa_slack_notifications_total": {"result"},
     "dialnexa_slack_outbox_messages": set(),
     "dialnexa_slack_outbox_parked_messages": set(),
+    "dialnexa_slack_actions_connected": {"mode"},
     "dialnexa_state_commit_failures_total": set(),
     "dialnexa_state_uncommitted_changes": set(),
 }

@@ -5,6 +5,9 @@ store, alert pipeline, delivery worker, notifier, Slack actions, history recorde
 daemon); with a state store it resumes from the saved state when it can (a warm restart).
 ``run``, ``once``, ``demo``, the tests and the benchmarks all go through it; nothing else
 assembles parts by hand.
+
+Longer than ~400 lines: being the one place that builds everything is the point of this module;
+each builder is short and the parts it wires live in their own packages.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from .actions.access import Access
+from .actions.health import ActionsCollector
 from .actions.http import HttpTransport
 from .actions.service import ActionService, StatusReader
 from .actions.slackio import SlackIO
@@ -83,8 +87,12 @@ class Actions:
 
     service: ActionService
     transport: SocketTransport | HttpTransport
+    collector: ActionsCollector
+    registry: CollectorRegistry
 
     def close(self) -> None:
+        with contextlib.suppress(KeyError):  # closed twice
+            self.registry.unregister(self.collector)
         self.transport.close()
         self.service.close()
 
@@ -240,8 +248,10 @@ def build_actions(
         service.close()
         return None
     transport.start()
+    collector = ActionsCollector(transport, cfg.mode)
+    alerts.registry.register(collector)
     log.info("Slack actions on (%s): buttons on firing messages and the slash command", cfg.mode)
-    return Actions(service, transport)
+    return Actions(service, transport, collector, alerts.registry)
 
 
 @dataclass

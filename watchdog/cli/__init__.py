@@ -153,10 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_demo)
 
-    from . import alerts, health
+    from . import alerts, backtest, health
 
     alerts.register(sub)
     health.register(sub)
+    backtest.register(sub)
     return parser
 
 

@@ -109,7 +109,7 @@ def _open_store(settings: Settings, args: argparse.Namespace) -> Iterator[Store]
         )
         raise ConfigExit
     try:
-        store = Store(settings.state.path)
+        store = Store(settings.state.path, repair=False)
     except StateError as exc:
         _err(str(exc))
         raise ConfigExit from None

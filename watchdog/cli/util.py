@@ -69,6 +69,7 @@ def preflight(settings: Settings) -> list[str]:
         *_check_api_key(settings),
         *_check_state_path(settings.state.path),
         *_check_listen(settings.metrics.host_port),
+        *_check_actions_listen(settings),
         *_check_slack(settings),
     ]
 
@@ -123,14 +124,33 @@ def _check_state_path(path: Path) -> list[str]:
     return []
 
 
-def _check_listen(host_port: tuple[str, int]) -> list[str]:
-    """Bind the metrics address and close it again, as the HTTP server will."""
+def _check_actions_listen(settings: Settings) -> list[str]:
+    """In HTTP mode, the Slack actions listener binds too (and not on the metrics port)."""
+    actions = settings.slack.actions
+    if actions.mode != "http":
+        return []
+    if actions.host_port[1] == settings.metrics.host_port[1]:
+        return [
+            f"slack.actions.listen: {actions.listen} uses the metrics port "
+            f"({settings.metrics.listen}); give Slack's listener a port of its own"
+        ]
+    return _check_listen(
+        actions.host_port, "slack.actions.listen", "WATCHDOG_SLACK__ACTIONS__LISTEN"
+    )
+
+
+def _check_listen(
+    host_port: tuple[str, int],
+    key: str = "metrics.listen",
+    env: str = "WATCHDOG_METRICS__LISTEN",
+) -> list[str]:
+    """Bind the address and close it again, as the HTTP server will."""
     host, port = host_port
     shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (socket.gaierror, UnicodeError) as exc:
-        return [f"metrics.listen: cannot resolve {host!r}: {exc}"]
+        return [f"{key}: cannot resolve {host!r}: {exc}"]
     family, kind, proto, _, address = infos[0]
     try:
         with socket.socket(family, kind, proto) as sock:
@@ -146,10 +166,7 @@ def _check_listen(host_port: tuple[str, int]) -> list[str]:
             why = "no network interface has this address"
         else:
             why = exc.strerror or str(exc)
-        return [
-            f"metrics.listen: cannot listen on {shown}: {why}; pick another with "
-            "metrics.listen or WATCHDOG_METRICS__LISTEN"
-        ]
+        return [f"{key}: cannot listen on {shown}: {why}; pick another with {key} or {env}"]
     return []
 
 

@@ -145,3 +145,9 @@ class HistoryTables:
                 "SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM history"
             ).fetchone()
         return int(n), int(size)
+
+    def history_bounds(self) -> tuple[float, float] | None:
+        """The first and last recorded cycle's time; None when nothing is recorded."""
+        with self._lock:
+            lo, hi = self._conn.execute("SELECT MIN(at), MAX(at) FROM history").fetchone()
+        return None if lo is None else (float(lo), float(hi))

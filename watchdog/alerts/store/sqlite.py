@@ -115,10 +115,17 @@ class Store(HistoryTables):
     Thread-safe; every write is one transaction."""
 
     def __init__(
-        self, path: Path | str, now: float | None = None, *, exclusive: bool = False
+        self,
+        path: Path | str,
+        now: float | None = None,
+        *,
+        exclusive: bool = False,
+        repair: bool = True,
     ) -> None:
         """``exclusive``: hold ``<path>.lock`` for the life of the store, so that a second
-        daemon on the same file refuses to start (the CLI's short-lived commands share)."""
+        daemon on the same file refuses to start (the CLI's short-lived commands share).
+        ``repair=False`` (the CLI): a damaged file is an error, never moved aside; only the
+        daemon decides to start afresh."""
         self.path = Path(path)
         self.moved_aside: Path | None = None
         self._lock = threading.Lock()
@@ -127,6 +134,8 @@ class Store(HistoryTables):
         check_directory(self.path)
         if exclusive:
             self._lockfile = take_lock(self.path)
+        if not repair and self.path.exists() and not os.access(self.path, os.R_OK | os.W_OK):
+            raise StateError(f"state.path: {self.path} is not readable and writable")
         if self.path.exists() and not os.access(self.path, os.R_OK | os.W_OK):
             self.moved_aside = move_aside(self.path, "not readable and writable", when)
         try:
@@ -134,6 +143,11 @@ class Store(HistoryTables):
         except sqlite3.OperationalError as exc:
             raise self._operational(exc) from None
         except sqlite3.DatabaseError as exc:  # not a database, malformed image
+            if not repair:
+                raise StateError(
+                    f"state.path: {self.path} is damaged ({exc}); left as it is (the daemon "
+                    "moves it aside when it starts)"
+                ) from None
             self.moved_aside = move_aside(self.path, str(exc), when)
             try:
                 self._conn = self._open()
