@@ -77,8 +77,14 @@ def _backtest(quick: bool) -> dict[str, Any]:
     return run(quick)
 
 
+def _pending(quick: bool) -> dict[str, Any]:
+    from bench.pending import run
+
+    return run(quick)
+
+
 # Sections with a ``run(quick)`` of their own; ``--only`` runs just these and updates their keys.
-SECTIONS = {"backtest": _backtest}
+SECTIONS = {"backtest": _backtest, "pending": _pending}
 
 
 def _per_interval(seconds: float | None) -> float | None:
