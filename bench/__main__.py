@@ -20,6 +20,19 @@ from typing import Any
 from bench import alerting, daemon, kind, legacy, realistic
 from bench.report import table
 
+
+def _backtest(quick: bool) -> dict[str, Any]:
+    from bench.backtest import run
+
+    return run(quick)
+
+
+def _pending(quick: bool) -> dict[str, Any]:
+    from bench.pending import run
+
+    return run(quick)
+
+
 SECTIONS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "realistic": realistic.run,
     "kind": kind.run,
@@ -29,6 +42,8 @@ SECTIONS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "detect": legacy.run_detect,
     "alerting": alerting.run_section,
     "daemon": daemon.run_section,
+    "backtest": _backtest,
+    "pending": _pending,
 }
 
 

@@ -35,6 +35,9 @@ TARGETS: list[tuple[str, str, float, str]] = [
     ("alerting_step_p95_ms", "<=", 100, "10,000 agents: evaluate + plan + commit after a poll"),
     ("alerting_metrics_max_ms_during_step", "<=", 150, "10,000 agents: /metrics during it"),
     ("daemon_10k_rss_mb", "<=", 200, "`run` process alone, 10,000 agents, 1M calls/day"),
+    ("backtest_replay_seconds", "<=", 60, "replay 7 days x 2,000 agents x 1M calls/day"),
+    ("backtest_replay_rss_mb", "<=", 500, "peak RSS of that replay"),
+    ("backtest_recording_file_bytes_per_call", "<=", 16, "recorded history on disk"),
     ("ingest_ratio_to_json_loads", ">=", 0.5, "page bytes -> window counters"),
     ("scale_rss_mb", "<=", 200, "10,000 agents after 3 simulated hours (bench process)"),
     ("scale_metrics_render_ms", "<=", 150, "/metrics right after a poll"),
@@ -69,6 +72,10 @@ EXTRA = [
     "scale_metrics_bytes",
     "scale_rss_simulator_only_mb",
     "detection_after_truth_intervals",
+    "backtest_replay_cpu_seconds",
+    "backtest_replay_cycles",
+    "backtest_recorded_calls",
+    "backtest_recording_bytes_per_call",
 ]
 
 

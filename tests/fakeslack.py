@@ -48,6 +48,7 @@ class Request:
     body: str
     status: int = 200
     answer: dict[str, Any] | str = ""
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
 
 @dataclass
@@ -83,6 +84,7 @@ class FakeSlack:
         scopes: frozenset[str] = SCOPES,
     ) -> None:
         self.token = token
+        self.tokens: set[str] = set()  # more bot tokens accepted (one per replica)
         self.member_of = set(member_of)
         self.scopes = set(scopes)
         self.requests: list[Request] = []
@@ -278,7 +280,7 @@ class FakeSlack:
                 reply = (req.status, req.answer, "text/plain")
             else:
                 auth = h.headers.get("Authorization", "")
-                if problems and auth == f"Bearer {self.token}":  # refused, nothing stored
+                if problems and self._authed(auth):  # refused, nothing stored
                     answer = {"ok": False, "error": "invalid_blocks", "errors": problems[:5]}
                 else:
                     answer = self._api(method, params, auth)
@@ -351,10 +353,13 @@ class FakeSlack:
             return CHANNEL_ID
         return None
 
+    def _authed(self, auth: str) -> bool:
+        return auth == f"Bearer {self.token}" or auth.removeprefix("Bearer ") in self.tokens
+
     def _api(self, method: str, p: dict[str, Any], auth: str) -> dict[str, Any]:
         if method == "apps.connections.open":
             return self._connections_open(auth)
-        if auth != f"Bearer {self.token}":
+        if not self._authed(auth):
             return {"ok": False, "error": "invalid_auth" if auth else "not_authed"}
         if method == "auth.test":
             return {

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from dialnexa_watchdog.actions.payloads import Click, Command, Ignored, Who, par
 from dialnexa_watchdog.alerts.incidents import Book, Incident, Policy, acknowledge, plan
 from dialnexa_watchdog.alerts.state import AlertState, Evaluation, Silence, State, Transition
 from dialnexa_watchdog.alerts.store import SCHEMA_VERSION, ActionChanges, NewSilence, Store
+from dialnexa_watchdog.alerts.store.sql import SqlStore
 from dialnexa_watchdog.clock import FakeClock
 from dialnexa_watchdog.config import ConfigError, load_settings
 from dialnexa_watchdog.notify import Notice
@@ -261,8 +263,8 @@ def action(iid: str, aid: str = "a-1", **kw: Any) -> ActionChanges:
     return ActionChanges(**base)
 
 
-def test_an_action_id_applies_once(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.sqlite3", now=T0)
+def test_an_action_id_applies_once(open_store: Callable[[], SqlStore]) -> None:
+    store = open_store()
     try:
         assert store.apply_action(action("i1")) is None
         assert store.apply_action(action("i1", answer="something else")) == "🔕 Silenced"

@@ -23,6 +23,7 @@ import httpx
 import pytest
 from dialnexa_watchdog.actions.http import MAX_BODY, PATH, Verifier, decode
 from dialnexa_watchdog.app import Actions, build_actions, build_alerts
+from dialnexa_watchdog.cli.util import preflight
 from dialnexa_watchdog.clock import FakeClock
 from dialnexa_watchdog.config import ConfigError
 from dialnexa_watchdog.model import PollStatus
@@ -240,3 +241,29 @@ def test_verifier_and_decode_units() -> None:
     assert decode(b"\xff\xfe") is None
     payload: Any = decode(urlencode({"payload": '{"type": "block_actions"}'}).encode())
     assert payload == ("interactive", {"type": "block_actions"})
+
+
+def test_check_config_binds_the_actions_listener_too(tmp_path: Path) -> None:
+    slack = FakeSlack()
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    try:
+        port = busy.getsockname()[1]
+        s = settings(
+            tmp_path, slack, {"signing_secret": SECRET}, mode="http", listen=f"127.0.0.1:{port}"
+        )
+        problems = preflight(s)
+        assert any(
+            p.startswith(f"slack.actions.listen: cannot listen on 127.0.0.1:{port}: the port is")
+            for p in problems
+        ), problems
+        same = s.model_copy(
+            update={"metrics": s.metrics.model_copy(update={"listen": f"0.0.0.0:{port}"})}
+        )
+        assert any("uses the metrics port" in p for p in preflight(same))
+    finally:
+        busy.close()
+        slack.close()
+    free = settings(tmp_path, slack, {"signing_secret": SECRET}, mode="http", listen="127.0.0.1:0")
+    assert not [p for p in preflight(free) if p.startswith("slack.actions.listen")]

@@ -32,7 +32,7 @@ from dialnexa_watchdog.notify.limits import check_blocks
 from fakeslack import APP_TOKEN, CHANNEL_ID, TEAM_ID, TOKEN, FakeSlack, Message
 from fakesocket import FakeSocketMode, block_actions, find_control, slash_command
 from fakeview import FakeView
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 
 T0 = 1_750_000_000.0
 RULE = "failed-rate"
@@ -403,11 +403,16 @@ def test_build_starts_socket_mode_and_close_stops_it(tmp_path: Path, sim_url: st
         ws.send(env)
         assert ws.wait_ack(env["envelope_id"]) is not None
         assert slack.wait(lambda: len(slack.responses) == 1)
+        connected = 'dialnexa_slack_actions_connected{mode="socket"}'
+        assert f"{connected} 1.0" in generate_latest(app.registry).decode()
+        ws.close()  # Slack's end goes away: the metric says so (pages still go out)
+        assert ws.wait(lambda: f"{connected} 0.0" in generate_latest(app.registry).decode())
     finally:
         app.close()
         ws.close()
         slack.close()
     assert ws.wait(lambda: not any(c.open for c in ws._conns))
+    assert b"dialnexa_slack_actions_connected" not in generate_latest(app.registry)
 
 
 def test_no_secret_reaches_a_log_line(world: World, caplog: pytest.LogCaptureFixture) -> None:

@@ -37,6 +37,9 @@ KEYS = [
     "scale_metrics_bytes",
     "scale_eval_ms",
     "detection_latency_intervals",
+    "backtest_replay_seconds",
+    "backtest_replay_rss_mb",
+    "backtest_recording_file_bytes_per_call",
 ]
 
 

@@ -280,3 +280,18 @@ def test_healthz_url_reaches_wildcard_addresses_through_loopback() -> None:
     assert healthz_url(("::", 10811)) == "http://[::1]:10811/healthz"
     assert healthz_url(("::1", 9)) == "http://[::1]:9/healthz"
     assert healthz_url(("10.0.0.5", 10811)) == "http://10.0.0.5:10811/healthz"
+
+
+@pytest.mark.parametrize("command", [("alerts",), ("silence", "list")])
+def test_a_damaged_state_file_is_reported_and_left_where_the_daemon_expects_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: tuple[str, ...]
+) -> None:
+    cfg = config(tmp_path)
+    state = tmp_path / "state.sqlite3"
+    state.write_bytes(b"not a database at all, just some bytes" * 100)
+    before = state.read_bytes()
+    assert run(*command, "--config", cfg) == 2
+    err = capsys.readouterr().err
+    assert f"{state} is damaged" in err and "Traceback" not in err
+    assert state.read_bytes() == before  # not moved aside, not replaced by a new store
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.sqlite3", "watchdog.yaml"]

@@ -39,6 +39,7 @@ DEPLOY = ROOT / "deploy"
 UNIT = DEPLOY / "systemd" / "dialnexa-watchdog.service"
 K8S = DEPLOY / "kubernetes"
 K8S_CORE = K8S / "core"
+K8S_HA = K8S / "ha"
 RULES = DEPLOY / "prometheus" / "rules.yml"
 RULE_TESTS = DEPLOY / "prometheus" / "tests.yml"
 DASHBOARD = DEPLOY / "grafana" / "dialnexa-watchdog.json"
@@ -61,13 +62,17 @@ METRICS: dict[str, set[str]] = {
     "dialnexa_calls_stuck_total": {"agent_id"},
     "dialnexa_api_rate_limit_remaining": set(),
     "dialnexa_agents_dropped_total": set(),
+    "dialnexa_deferred_ranges": {"kind"},
+    "dialnexa_deferred_wait_seconds": set(),
     "dialnexa_alert_firing": {"rule", "agent_id", "severity"},
     "dialnexa_alert_pending": {"rule", "agent_id", "severity"},
     "dialnexa_slack_notifications_total": {"result"},
     "dialnexa_slack_outbox_messages": set(),
     "dialnexa_slack_outbox_parked_messages": set(),
+    "dialnexa_slack_actions_connected": {"mode"},
     "dialnexa_state_commit_failures_total": set(),
     "dialnexa_state_uncommitted_changes": set(),
+    "dialnexa_leader": set(),
 }
 HISTOGRAMS = ("dialnexa_api_request_duration_seconds", "dialnexa_poll_duration_seconds")
 for _h in HISTOGRAMS:
@@ -322,11 +327,18 @@ def test_kustomization_references_every_manifest() -> None:
     """Without kubectl: every referenced file exists inside its kustomization root, and
     every manifest is referenced (except the Secret example)."""
     referenced: set[Path] = set()
-    for kfile in (K8S / "kustomization.yaml", K8S_CORE / "kustomization.yaml"):
+    for kfile in (
+        K8S / "kustomization.yaml",
+        K8S_CORE / "kustomization.yaml",
+        K8S_HA / "kustomization.yaml",
+    ):
         k = yaml.safe_load(kfile.read_text())
         for res in k.get("resources", []):
             path = (kfile.parent / res).resolve()
             assert path.exists(), f"{kfile}: {res} does not exist"
+            if path.is_dir():  # another kustomization (the HA overlay builds on ../core)
+                assert (path / "kustomization.yaml").is_file()
+                continue
             assert path.is_relative_to(kfile.parent.resolve())
             referenced.add(path)
         for gen in k.get("configMapGenerator", []):
@@ -335,6 +347,45 @@ def test_kustomization_references_every_manifest() -> None:
                 assert path.is_file() and path.is_relative_to(kfile.parent.resolve())
     unreferenced = {p.resolve() for p in manifests()} - referenced
     assert unreferenced == {(K8S / "secret.example.yaml").resolve()}
+
+
+@pytest.mark.slow
+def test_the_ha_overlay_runs_two_replicas_on_postgresql(tmp_path: Path) -> None:
+    """deploy/kubernetes/ha: 2 replicas, RollingUpdate, a PDB, anti-affinity, the state URL
+    and password from files of the Secret, no state volume; validates strictly; the base
+    (one replica, Recreate, SQLite on a PVC) is unchanged (test_deployment_policy)."""
+    kubectl = tool("kubectl")
+    result = run(kubectl, "kustomize", K8S_HA)
+    assert result.returncode == 0, result.stderr
+    rendered = tmp_path / "ha.yaml"
+    rendered.write_text(result.stdout)
+    docs = load_yaml_docs(rendered)
+    kinds = sorted(d["kind"] for d in docs)
+    assert "PersistentVolumeClaim" not in kinds and "PodDisruptionBudget" in kinds
+    _kubernetes_validate(rendered)
+    deploy = next(d for d in docs if d["kind"] == "Deployment")
+    spec, pod = deploy["spec"], deploy["spec"]["template"]["spec"]
+    assert spec["replicas"] == 2
+    assert spec["strategy"]["type"] == "RollingUpdate"
+    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    labels = pod.get("labels") or deploy["spec"]["template"]["metadata"]["labels"]
+    term = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    selector = term[0]["podAffinityTerm"]["labelSelector"]["matchLabels"]
+    assert selector.items() <= labels.items()
+    pdb = next(d for d in docs if d["kind"] == "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "persistentVolumeClaim" not in volumes["state"]
+    (c,) = pod["containers"]
+    env = {e["name"]: e for e in c["env"]}
+    for e in env.values():
+        assert "valueFrom" not in e, f"{e['name']}: a secret in an environment variable"
+    mount = next(m for m in c["volumeMounts"] if m["name"] == "secrets")["mountPath"]
+    assert env["WATCHDOG_STATE__URL_FILE"]["value"] == f"{mount}/state-url"
+    assert env["WATCHDOG_STATE__PASSWORD_FILE"]["value"] == f"{mount}/postgres-password"
+    example = (K8S / "secret.example.yaml").read_text()
+    assert "# state-url:" in example and "# postgres-password:" in example
 
 
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:

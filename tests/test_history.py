@@ -7,11 +7,13 @@ import logging
 import math
 import sqlite3
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from dialnexa_watchdog.alerts.store import Store
+from dialnexa_watchdog.alerts.store.sql import SqlStore
 from dialnexa_watchdog.app import App, build
 from dialnexa_watchdog.clock import FakeClock
 from dialnexa_watchdog.config import Settings, load_settings
@@ -85,9 +87,11 @@ def test_damaged_rows_are_refused_with_history_corrupt(mangle: object) -> None:
     assert codec.decode(b"", 0) == ([], [], [], [])
 
 
-# ---- the SQLite tables --------------------------------------------------------------------------
-def test_the_store_round_trips_rows_names_calls_and_prunes(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.sqlite3", now=T0)
+# ---- the store's tables (both backends) -------------------------------------------------
+def test_the_store_round_trips_rows_names_calls_and_prunes(
+    open_store: Callable[[], SqlStore],
+) -> None:
+    store = open_store()
     weird = "agt\udc80\U0001f600"  # a lone surrogate and an emoji: ids come from the API
     _, kmax, data = codec.encode([(1, 10, 1, 2)])
     rows = [HistoryRow(T0 + i * 30, 15.0, 10, kmax, None if i else 3, data) for i in range(5)]
@@ -116,7 +120,7 @@ def test_the_store_round_trips_rows_names_calls_and_prunes(tmp_path: Path) -> No
         )
     )
     store.close()
-    store = Store(tmp_path / "s.sqlite3", now=T0)
+    store = open_store()
     assert store.load_saved() == Saved("{}", {"c2": ("a", "failed", T0, "failed", 7, 0.0)})
     assert (AGENT, 1, weird) in store.history_names()
     store.save_history(Checkpoint(rows=[], names=[], replace_calls=True, resume="{}"))
@@ -125,19 +129,21 @@ def test_the_store_round_trips_rows_names_calls_and_prunes(tmp_path: Path) -> No
     store.close()
 
 
-def test_a_failed_checkpoint_writes_nothing(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.sqlite3", now=T0)
+def test_a_failed_checkpoint_writes_nothing(open_store: Callable[[], SqlStore]) -> None:
+    store = open_store()
     good = HistoryRow(T0, 15.0, 0, 0, None, b"")
     bad = HistoryRow(T0, 15.0, 0, 0, None, None)  # type: ignore[arg-type]  # NOT NULL
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises((sqlite3.IntegrityError, psycopg.IntegrityError)):
         store.save_history(Checkpoint(rows=[good, bad], names=[(AGENT, 1, "a")], resume="{}"))
     assert list(store.history_rows(0, math.inf)) == [] and store.history_names() == []
     assert store.load_saved() is None
     store.close()
 
 
-def test_rows_are_read_in_batches_in_the_order_they_were_written(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.sqlite3", now=T0)
+def test_rows_are_read_in_batches_in_the_order_they_were_written(
+    open_store: Callable[[], SqlStore],
+) -> None:
+    store = open_store()
     rows = [HistoryRow(T0 + i // 2, 15.0, 0, 0, None, bytes([i % 256])) for i in range(700)]
     store.save_history(Checkpoint(rows=rows, names=[], resume="{}"))
     assert list(store.history_rows(0, math.inf)) == rows  # two rows share each ``at``
@@ -347,12 +353,12 @@ def test_a_cold_restart_is_recorded_as_a_reset_and_nothing_is_counted_twice(tmp_
         second.app.close()
 
 
-def test_the_recorder_prunes_past_retention_as_it_goes(tmp_path: Path) -> None:
+def test_the_recorder_prunes_past_retention_as_it_goes(open_store: Callable[[], SqlStore]) -> None:
     from dialnexa_watchdog.app import build_tracker
     from dialnexa_watchdog.history import Recorder
 
     s = load_settings(None, overrides={}, environ={})
-    store = Store(tmp_path / "s.sqlite3", now=T0)
+    store = open_store()
     w = Windows(s.window_seconds, s.status_classes)
     rec = Recorder(store, w, build_tracker(s, w), retention=600.0)
     for i in range(60):  # 30 minutes of cycles, one call each

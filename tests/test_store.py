@@ -1,16 +1,20 @@
-"""The SQLite state store: round trips, outbox order, corrupt files, unusable directories."""
+"""The state store on both backends (``open_store``: SQLite and PostgreSQL): round trips,
+outbox order, silences, meta, migrations; SQLite's corrupt files, unusable directories and
+lock; PostgreSQL's connection errors (``test_store_postgres.py``)."""
 
 from __future__ import annotations
 
 import logging
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from dialnexa_watchdog.alerts.incidents import Incident
 from dialnexa_watchdog.alerts.state import AlertState, State
 from dialnexa_watchdog.alerts.store import SCHEMA_VERSION, Changes, StateError, Store
+from dialnexa_watchdog.alerts.store.sql import SqlStore
 from dialnexa_watchdog.notify import AlertSnapshot, MessageRef, Notice
 
 T0 = 1_750_000_000.0
@@ -21,15 +25,14 @@ def notice(incident: str, kind: str = "main", op: str = "post") -> Notice:
     return Notice(kind, op, incident, "r", False, T0, T0, (snap,))  # type: ignore[arg-type]
 
 
-def test_states_incidents_and_outbox_round_trip(tmp_path: Path) -> None:
-    path = tmp_path / "state.sqlite3"
-    store = Store(path, now=T0)
+def test_states_incidents_and_outbox_round_trip(open_store: Callable[[], SqlStore]) -> None:
+    store = open_store()
     st = AlertState("r", "a1", "critical", State.FIRING, T0, T0, fired_at=T0, rate=0.5)
     inc = Incident("i1", "r", False, T0, last_notified_at=T0)
     store.commit(T0, Changes(states=[(st, "i1")], incidents=[inc], notices=[notice("i1")]))
     store.close()
 
-    store = Store(path, now=T0)
+    store = open_store()
     states, incident_of = store.load_states()
     assert states == {("r", "a1"): st}
     assert incident_of == {("r", "a1"): "i1"}
@@ -42,8 +45,8 @@ def test_states_incidents_and_outbox_round_trip(tmp_path: Path) -> None:
     store.close()
 
 
-def test_outbox_keeps_per_incident_order(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.sqlite3", now=T0)
+def test_outbox_keeps_per_incident_order(open_store: Callable[[], SqlStore]) -> None:
+    store = open_store()
     store.commit(
         T0, Changes(notices=[notice("i1"), notice("i1", "resolved", "reply"), notice("i2")])
     )
@@ -55,8 +58,8 @@ def test_outbox_keeps_per_incident_order(tmp_path: Path) -> None:
     assert [e.notice.kind for e in store.due(T0 + 10) if e.incident_id == "i1"] == ["main"]
 
 
-def test_silences(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.sqlite3", now=T0)
+def test_silences(open_store: Callable[[], SqlStore]) -> None:
+    store = open_store()
     s = store.add_silence("a1", None, T0, T0 + 60, "maintenance")
     assert store.silences(T0 + 1) == [s]
     assert store.silences(T0 + 61) == []
@@ -100,8 +103,10 @@ def test_directory_as_path_is_a_clear_error(tmp_path: Path) -> None:
         Store(tmp_path)
 
 
-def test_parked_notice_holds_back_its_incident_until_unparked(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.sqlite3", now=T0)
+def test_parked_notice_holds_back_its_incident_until_unparked(
+    open_store: Callable[[], SqlStore],
+) -> None:
+    store = open_store()
     store.commit(
         T0, Changes(notices=[notice("i1"), notice("i1", "resolved", "reply"), notice("i2")])
     )
@@ -116,8 +121,8 @@ def test_parked_notice_holds_back_its_incident_until_unparked(tmp_path: Path) ->
     ]
 
 
-def test_a_timed_out_attempt_is_remembered_as_uncertain(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.sqlite3", now=T0)
+def test_a_timed_out_attempt_is_remembered_as_uncertain(open_store: Callable[[], SqlStore]) -> None:
+    store = open_store()
     store.commit(T0, Changes(notices=[notice("i1")]))
     [e] = store.due(T0)
     assert not e.uncertain
@@ -127,14 +132,13 @@ def test_a_timed_out_attempt_is_remembered_as_uncertain(tmp_path: Path) -> None:
     assert e.uncertain and e.attempts == 2
 
 
-def test_meta_values_survive_a_reopen(tmp_path: Path) -> None:
-    path = tmp_path / "s.sqlite3"
-    store = Store(path, now=T0)
+def test_meta_values_survive_a_reopen(open_store: Callable[[], SqlStore]) -> None:
+    store = open_store()
     assert store.get_meta("api_hold_until") is None
     store.set_meta("api_hold_until", "1750003600")
     store.set_meta("api_hold_until", "1750007200")
     store.close()
-    assert Store(path, now=T0).get_meta("api_hold_until") == "1750007200"
+    assert open_store().get_meta("api_hold_until") == "1750007200"
 
 
 def test_a_second_daemon_on_the_same_file_is_refused(tmp_path: Path) -> None:

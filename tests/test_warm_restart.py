@@ -23,6 +23,7 @@ from dialnexa_watchdog.app import App, build
 from dialnexa_watchdog.clock import FakeClock, SystemClock
 from dialnexa_watchdog.config import Settings, load_settings
 from dialnexa_watchdog.simulator import Scenario, Simulator, serve
+from pgserver import PASSWORD
 from support import KEY
 
 INTERVAL = 30.0
@@ -68,15 +69,21 @@ class Pair:
     """Two daemons on one simulator and one fake clock: ``steady`` never stops, ``restarted``
     is dropped without ``close`` (as SIGKILL would leave it) and built again."""
 
-    def __init__(self, sim: Simulator, clock: FakeClock, url: str, tmp: Path) -> None:
+    def __init__(
+        self, sim: Simulator, clock: FakeClock, url: str, tmp: Path, state_url: str | None = None
+    ) -> None:
+        """``state_url``: the restarted daemon keeps its state on PostgreSQL there."""
         self.sim, self.clock, self.url, self.tmp = sim, clock, url, tmp
+        self.state: dict[str, object] = {}
+        if state_url is not None:
+            self.state = {"state.url": state_url, "state.password": PASSWORD}
         self.steady = build(settings_for(url, tmp / "steady.sqlite3"), clock)
         self.restarted: App | None = build(self.settings(), clock)
         self.steady_requests: list[int] = []
         self.cold_requests = 0  # one backfill
 
     def settings(self, **extra: object) -> Settings:
-        return settings_for(self.url, self.tmp / "restarted.sqlite3", **extra)
+        return settings_for(self.url, self.tmp / "restarted.sqlite3", **self.state, **extra)
 
     def cycle(self, *, both: bool = True) -> None:
         self.clock.advance(INTERVAL)
@@ -117,13 +124,26 @@ def sim(clock: FakeClock) -> Simulator:
 
 
 @pytest.mark.parametrize(
-    "gap", [INTERVAL, 10 * INTERVAL, pytest.param(60 * INTERVAL, marks=pytest.mark.slow)]
+    ("gap", "backend"),
+    [
+        (INTERVAL, "sqlite"),
+        (10 * INTERVAL, "sqlite"),
+        (60 * INTERVAL, "sqlite"),
+        (10 * INTERVAL, "postgres"),
+    ],
 )
 @pytest.mark.slow
 def test_a_warm_restart_lists_only_the_gap_and_matches_an_uninterrupted_run(
-    sim: Simulator, clock: FakeClock, sim_url: str, tmp_path: Path, gap: float
+    sim: Simulator,
+    clock: FakeClock,
+    sim_url: str,
+    tmp_path: Path,
+    gap: float,
+    backend: str,
+    request: pytest.FixtureRequest,
 ) -> None:
-    pair = Pair(sim, clock, sim_url, tmp_path)
+    state_url = request.getfixturevalue("pg_url") if backend == "postgres" else None
+    pair = Pair(sim, clock, sim_url, tmp_path, state_url)
     pair.start()
     saved_at = pair.kill()
     for _ in range(int(gap / INTERVAL) - 1):
@@ -361,7 +381,9 @@ def test_sigkill_then_restart_is_ready_within_one_poll_interval(tmp_path: Path) 
     cfg = tmp_path / "c.yaml"
     with serve(sim) as server:
         cfg.write_text(
-            f"dialnexa: {{base_url: '{server.url}'}}\n"
+            # the whole key (the simulator's is unlimited): the ~105-request backfill fits
+            # a minute, so readiness measures the restart, not the rate budget's pacing
+            f"dialnexa: {{base_url: '{server.url}', rate_budget: 1}}\n"
             f"poll: {{interval: {interval:g}s}}\nmetrics: {{listen: '127.0.0.1:{port}'}}\n"
             f"state: {{path: '{tmp_path / 's.sqlite3'}'}}\n"
         )

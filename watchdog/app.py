@@ -5,6 +5,9 @@ store, alert pipeline, delivery worker, notifier, Slack actions, history recorde
 daemon); with a state store it resumes from the saved state when it can (a warm restart).
 ``run``, ``once``, ``demo``, the tests and the benchmarks all go through it; nothing else
 assembles parts by hand.
+
+Longer than ~400 lines: it is the one place the whole graph is assembled (single daemon and
+a replica leading on PostgreSQL alike); split, the wiring would be read in pieces.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from .actions.access import Access
+from .actions.health import ActionsCollector
 from .actions.http import HttpTransport
 from .actions.service import ActionService, StatusReader
 from .actions.slackio import SlackIO
@@ -33,7 +37,9 @@ from .alerts.incidents import Policy
 from .alerts.pipeline import AlertPipeline
 from .alerts.snapshots import Snapshots
 from .alerts.state import StaleRule
-from .alerts.store import Store
+from .alerts.store.leader import LeaderLock
+from .alerts.store.open import open_state
+from .alerts.store.sql import SqlStore
 from .clock import Clock
 from .config import ConfigError, Settings, SlackSettings, validate_rules
 from .daemon import CycleReport, Watchdog
@@ -41,7 +47,7 @@ from .heartbeat import ApiMetrics, Heartbeat
 from .history import Recorder, Resumed, start_history
 from .ingest.client import ApiClient, RateLimiter
 from .ingest.tracker import Tracker, TrackerConfig
-from .metrics import Metrics
+from .metrics import Metrics, leader_gauge
 from .model import CountsView, PollStatus
 from .notify import Notifier
 from .notify.console import ConsoleNotifier
@@ -83,8 +89,12 @@ class Actions:
 
     service: ActionService
     transport: SocketTransport | HttpTransport
+    collector: ActionsCollector
+    registry: CollectorRegistry
 
     def close(self) -> None:
+        with contextlib.suppress(KeyError):  # closed twice
+            self.registry.unregister(self.collector)
         self.transport.close()
         self.service.close()
 
@@ -93,7 +103,7 @@ class Actions:
 class Alerts:
     """The alert path's parts, as one ``daemon.AlertHook``."""
 
-    store: Store
+    store: SqlStore
     pipeline: AlertPipeline
     delivery: DeliveryWorker
     notifier: Notifier
@@ -135,6 +145,7 @@ def build_alerts(
     exclusive: bool = False,
     retry: RetryPolicy | None = None,
     rand: Callable[[], float] = random.random,
+    leader: LeaderLock | None = None,
 ) -> Alerts:
     """The alert path: store, rules, planner policy, pipeline, delivery, metrics.
     Raises ``ConfigError`` for bad rules and ``store.StateError`` for an unusable state."""
@@ -143,11 +154,14 @@ def build_alerts(
         raise ConfigError(problems)
     rules = compile_rules(settings.rules, settings.window_seconds)
     stale = StaleRule(settings.alerts.stale_after, settings.alerts.stale_severity)
-    store = Store(settings.state.path, now=clock.now(), exclusive=exclusive)
+    # a replica that leads holds the leader lock already: the store is shared
+    epoch = None if leader is None else (lambda: leader.epoch)
+    store = open_state(settings.state, clock.now(), exclusive=exclusive and not epoch, epoch=epoch)
     try:
         sender = notifier if notifier is not None else build_notifier(settings.slack, stream)
+        counted = settings.slack.mode != "none"
         delivery = DeliveryWorker(
-            store, sender, policy=retry, rand=rand, count_results=settings.slack.mode != "none"
+            store, sender, policy=retry, rand=rand, count_results=counted, epoch=epoch
         )
         names = dict(settings.slack.agent_names)
         snapshots = Snapshots(rules, names.get, settings.alerts.sparkline_points)
@@ -177,7 +191,7 @@ def build_alerts(
         len(rules),
         "off" if stale.after <= 0 else f"after {stale.after:g}s",
         sender.name,
-        store.path,
+        store.where,
     )
     return Alerts(store, pipeline, delivery, sender, collector, registry)
 
@@ -240,8 +254,10 @@ def build_actions(
         service.close()
         return None
     transport.start()
+    collector = ActionsCollector(transport, cfg.mode)
+    alerts.registry.register(collector)
     log.info("Slack actions on (%s): buttons on firing messages and the slash command", cfg.mode)
-    return Actions(service, transport)
+    return Actions(service, transport, collector, alerts.registry)
 
 
 @dataclass
@@ -277,6 +293,7 @@ def build_tracker(settings: Settings, windows: Windows) -> Tracker:
             agents=explicit,
             # auto starts workspace-wide and decides after the backfill (choose_listing)
             per_agent=explicit is not None and p.listing == "per_agent",
+            live=p.pending_listing in ("auto", "status"),
         ),
         windows,
         settings.status_classes,
@@ -293,13 +310,16 @@ def build(
     stream: TextIO | None = None,
     notifier: Notifier | None = None,
     exclusive_state: bool = False,
+    leader: LeaderLock | None = None,
     on_cycle: Callable[[CycleReport], None] | None = None,
     timer: Callable[[], float] = time.perf_counter,
     socket_ping: float = 10.0,
 ) -> App:
     """Everything, from ``settings``. ``alerting=False`` leaves the alert path (and the state
     store) out, as ``once`` does; ``transport`` replaces the network (tests, benchmarks);
-    ``exclusive_state``: the daemon holds the state file's lock (``run``). Slack actions
+    ``exclusive_state``: the daemon holds the state store's lock (``run``); ``leader``:
+    this replica leads with that lock (``replica.py``), its deliveries fenced by its epoch.
+    Slack actions
     (``slack.actions.mode``) start with the alert path; ``socket_ping``: seconds between
     Socket Mode pings (a dropped connection is replaced within about one)."""
     # before anything can log or raise: every secret in the settings is masked everywhere
@@ -309,6 +329,7 @@ def build(
     windows = Windows(settings.window_seconds, settings.status_classes)
     tracker = build_tracker(settings, windows)
     metrics = Metrics(registry, windows, lock)
+    leader_gauge(registry, lambda: leader is None or leader.epoch is not None)
     heartbeat = Heartbeat(clock)
     d = settings.dialnexa
     client = ApiClient(
@@ -317,7 +338,9 @@ def build(
         clock,
         timeout=d.timeout,
         page_size=d.page_size,
-        limiter=RateLimiter(d.rate_limit, d.rate_limit_period),
+        limiter=RateLimiter(
+            d.rate_limit, d.rate_limit_period, d.rate_budget, settings.poll.interval
+        ),
         max_retries=d.max_retries,
         backoff_base=d.backoff_base,
         backoff_max=d.backoff_max,
@@ -338,6 +361,7 @@ def build(
                 stream=stream,
                 notifier=notifier,
                 exclusive=exclusive_state,
+                leader=leader,
             )
         except BaseException:
             client.close()

@@ -271,6 +271,20 @@ class Metrics:
             "Requests left in the API key's rate-limit window (X-RateLimit-Remaining).",
             registry=registry,
         )
+        self.deferred = Gauge(
+            "dialnexa_deferred_ranges",
+            "Listings the rate budget (dialnexa.rate_budget) deferred in the last poll cycle, "
+            "by kind: head (new calls), pending (calls in conversation), straggler, live.",
+            ["kind"],
+            registry=registry,
+        )
+        for kind in ("head", "pending", "straggler", "live"):
+            self.deferred.labels(kind)
+        self.deferred_wait = Gauge(
+            "dialnexa_deferred_wait_seconds",
+            "How long the longest-waiting deferred listing has waited (0: nothing deferred).",
+            registry=registry,
+        )
         self.agents_dropped = Counter(
             "dialnexa_agents_dropped",
             "Agents ignored because poll.max_agents was reached.",
@@ -312,3 +326,13 @@ class Metrics:
 
     def rate_limit_remaining(self, remaining: float) -> None:
         self.rate_limit.set(max(0.0, remaining))
+
+
+def leader_gauge(registry: CollectorRegistry, leading: Callable[[], bool]) -> Gauge:
+    gauge = Gauge(
+        "dialnexa_leader",
+        "1 on the replica that polls, evaluates and delivers; 0 on a standby.",
+        registry=registry,
+    )
+    gauge.set_function(lambda: 1.0 if leading() else 0.0)
+    return gauge

@@ -24,8 +24,11 @@ def run(
     *,
     serve: bool = True,
     until: float | None = None,
+    final: bool = True,
 ) -> int:
-    """Serve HTTP, backfill, then poll on an APScheduler job until ``stop`` is set."""
+    """Serve HTTP (unless ``serve`` is False: a replica's server outlives its daemon),
+    backfill, then poll on an APScheduler job until ``stop`` is set. ``final``: the process
+    ends with it (systemd is told it is stopping); a replica's term as leader is not."""
     from apscheduler.schedulers.background import BackgroundScheduler
 
     server = None
@@ -87,7 +90,8 @@ def run(
             stop.wait(0.2)
     finally:
         stop.set()
-        sdnotify.stopping()
+        if final:
+            sdnotify.stopping()
         scheduler.shutdown(wait=False)
         if not idle.wait(STOP_GRACE):
             log.warning("a poll was still running at shutdown; abandoning it")

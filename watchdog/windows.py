@@ -11,13 +11,17 @@ out of each window: O(1) amortised per call. Memory: (agents x live buckets) + t
 With ``start_journal`` every change to a bucket is also journalled as a delta (bucket, agent,
 status slot, +n/-n), merged per cell and drained once per poll cycle (``drain_journal``): the
 recorded history (``history/``) is exactly the windows' content, cycle by cycle. ``apply``
-plays such a delta back (a replay, a warm restart), ``content`` lists every live cell.
+plays such a delta back (a replay, a warm restart; ``apply_many`` for a whole cycle, the
+workspace row once), ``content`` lists every live cell.
+
+Longer than ~400 lines: one class whose hot paths (add, advance, apply) share private
+layouts (totals rows, offsets, cuts); split, they would need each other's internals.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from .model import UNKNOWN, StatusClasses, WindowCounts
 
@@ -84,6 +88,11 @@ class Windows:
             for rel in self._rel
         ]
         self._offsets = [per_first[0] for per_first in self._suffix_offsets]
+        # offsets a status touches in window wi alone (index: window, then slot)
+        self._window_offsets = [
+            [tuple(wi * self._row + r for r in rel) for rel in self._rel]
+            for wi in range(len(self.labels))
+        ]
         # bucket index -> agent -> counts per status
         self._buckets: dict[int, dict[str, list[int]]] = {}
         # agent (and WORKSPACE, the sum) -> counts per window and status, flat:
@@ -111,8 +120,8 @@ class Windows:
             return
         self._now = now
         self._now_k = self._k(now)
-        rel = self._rel
         totals = self._totals
+        longest = len(self.sizes) - 1
         for wi, size in enumerate(self.sizes):
             new_cut = self._k(now - size)
             old_cut = self._cuts[wi]
@@ -122,18 +131,30 @@ class Windows:
                 leaving = [k for k in range(old_cut + 1, new_cut + 1) if k in self._buckets]
             else:
                 leaving = sorted(k for k in self._buckets if old_cut < k <= new_cut)
-            base = wi * self._row
+            offsets = self._window_offsets[wi]
+            # windows nest: a row can only empty when a bucket leaves the longest window
+            last = wi == longest
             for k in leaving:
-                for agent, counts in self._buckets[k].items():
-                    self._dirty.add(agent)
-                    for key in (agent, WORKSPACE):
-                        t = totals[key]
-                        for i, c in enumerate(counts):
-                            if c:
-                                for r in rel[i]:
-                                    t[base + r] -= c
-                        if not any(t):
-                            del totals[key]
+                per_agent = self._buckets[k]
+                self._dirty.update(per_agent)
+                bucket_sum = [0] * self._n  # the workspace row: once per bucket
+                for agent, counts in per_agent.items():
+                    t = totals[agent]
+                    for i, c in enumerate(counts):
+                        if c:
+                            bucket_sum[i] += c
+                            for o in offsets[i]:
+                                t[o] -= c
+                    if last and not any(t):
+                        del totals[agent]
+                if per_agent:
+                    t = totals[WORKSPACE]
+                    for i, c in enumerate(bucket_sum):
+                        if c:
+                            for o in offsets[i]:
+                                t[o] -= c
+                    if last and not any(t):
+                        del totals[WORKSPACE]
             self._cuts[wi] = new_cut
         longest_cut = self._cuts[-1]
         if self._buckets and min(self._buckets) <= longest_cut:
@@ -371,6 +392,63 @@ class Windows:
             if not any(t):
                 del totals[key]
         return True
+
+    def apply_many(self, cells: Iterable[tuple[str, int, int, int]]) -> None:
+        """``apply`` for each (agent, slot, bucket, n) of ``cells`` (a replayed cycle), the
+        workspace row updated once at the end. Raises ValueError at the first cell that
+        would go below zero (the cells before it stay applied)."""
+        buckets, totals, journal = self._buckets, self._totals, self._journal
+        cuts, nst, width = self._cuts, self._n, self._width
+        suffix, dirty = self._suffix_offsets, self._dirty
+        last = len(cuts) - 1
+        ws: dict[tuple[int, int], int] = {}  # (slot, first window) -> n, for WORKSPACE
+        try:
+            for agent_id, slot, bucket, n in cells:
+                if n == 0 or bucket <= cuts[last]:
+                    continue
+                if not 0 <= slot < nst:
+                    raise ValueError(f"status slot {slot} out of range")
+                per_agent = buckets.get(bucket)
+                if per_agent is None:
+                    per_agent = buckets[bucket] = {}
+                counts = per_agent.get(agent_id)
+                if counts is None:
+                    counts = per_agent[agent_id] = [0] * nst
+                if counts[slot] + n < 0:
+                    if not any(counts):
+                        del per_agent[agent_id]
+                    if not per_agent:
+                        del buckets[bucket]
+                    raise ValueError(f"removes {-n} call(s) that bucket {bucket} does not hold")
+                counts[slot] += n
+                if n < 0 and not any(counts):
+                    del per_agent[agent_id]
+                    if not per_agent:
+                        del buckets[bucket]
+                dirty.add(agent_id)
+                if journal is not None:
+                    cell = (bucket, agent_id, slot)
+                    journal[cell] = journal.get(cell, 0) + n
+                first = 0
+                while bucket <= cuts[first]:
+                    first += 1
+                t = totals.get(agent_id)
+                if t is None:
+                    t = totals[agent_id] = [0] * width
+                for o in suffix[slot][first]:
+                    t[o] += n
+                if n < 0 and not any(t):
+                    del totals[agent_id]
+                key = (slot, first)
+                ws[key] = ws.get(key, 0) + n
+        finally:
+            if ws:
+                t = totals.setdefault(WORKSPACE, [0] * width)
+                for (slot, first), n in ws.items():
+                    for o in suffix[slot][first]:
+                        t[o] += n
+                if not any(t):
+                    del totals[WORKSPACE]
 
     def content(self) -> list[tuple[int, str, int, int]]:
         """Every live cell as (bucket, agent, slot, calls): what ``apply`` needs to rebuild

@@ -136,6 +136,11 @@ class HttpTransport:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}{PATH}"
 
+    @property
+    def connected(self) -> bool:
+        """Serving: Slack's requests can reach the handler."""
+        return self._thread is not None and self._thread.is_alive()
+
     def start(self) -> None:
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.2,), name="slack-http", daemon=True

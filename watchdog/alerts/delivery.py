@@ -23,11 +23,12 @@ import logging
 import random
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import Protocol
 
 from ..notify import REASONS, MessageRef, Notifier, Reason
-from .store import OutboxEntry
+from .store import Fenced, OutboxEntry
 
 log = logging.getLogger("watchdog.alerts")
 
@@ -39,6 +40,10 @@ class Outbox(Protocol):
     """The part of the state store delivery uses."""
 
     def due(self, now: float, limit: int = 20) -> list[OutboxEntry]: ...
+    def claim(
+        self, now: float, limit: int, epoch: int | None
+    ) -> AbstractContextManager[list[OutboxEntry]]: ...
+    def mark_attempt(self, entry_id: int) -> None: ...
     def mark_sent(self, entry_id: int, now: float, ref: MessageRef | None = None) -> None: ...
     def mark_failed(self, entry_id: int, now: float, error: str) -> None: ...
     def retry_later(
@@ -80,9 +85,13 @@ class DeliveryWorker:
         policy: RetryPolicy | None = None,
         rand: Callable[[], float] = random.random,
         count_results: bool = True,
+        epoch: Callable[[], int | None] | None = None,
     ) -> None:
         """``count_results``: feed ``results()`` (``dialnexa_slack_notifications_total``);
-        off when notices go to the console rather than Slack."""
+        off when notices go to the console rather than Slack. ``epoch``: with several
+        replicas, this one's fencing epoch (None: not leading, deliver nothing); every
+        claim of notices checks it (``Fenced``: another replica took over)."""
+        self._epoch = epoch
         self.outbox = outbox
         self.notifier = notifier
         self.policy = policy or RetryPolicy()
@@ -99,6 +108,7 @@ class DeliveryWorker:
         self._logged: set[str] = set()
         self._failing = False
         self._closed = False
+        self.fenced = False  # a claim found another replica's epoch
 
     # ---- what the collector reads ---------------------------------------------------------
     def results(self) -> dict[Reason, int]:
@@ -163,16 +173,30 @@ class DeliveryWorker:
             with self._counts_lock:
                 if self._pending <= 0:
                     return
+        epoch = None
+        if self._epoch is not None:
+            epoch = self._epoch()
+            if epoch is None:
+                return  # a standby delivers nothing
         budget = p.batch
         while budget > 0:
-            entries = self.outbox.due(now, limit=budget)
-            if not entries:
-                break
-            for entry in entries:
-                budget -= 1
-                if not self._one(entry, now):
-                    self._refresh_backlog()
-                    return  # rate limited: everything waits for Retry-After
+            try:
+                with self.outbox.claim(now, budget, epoch) as entries:
+                    if not entries:
+                        break
+                    for entry in entries:
+                        budget -= 1
+                        if epoch is not None and entry.notice.op == "post":
+                            self.outbox.mark_attempt(entry.id)  # a successor looks first
+                        if not self._one(entry, now):
+                            self._refresh_backlog()
+                            return  # rate limited: everything waits for Retry-After
+            except Fenced as exc:
+                self.fenced = True
+                log.error(
+                    "FENCED: another replica leads now (%s); this one delivers nothing more", exc
+                )
+                return
         self._refresh_backlog()
 
     def _count(self, reason: Reason) -> None:

@@ -230,9 +230,7 @@ def step_stale(
 # ---- the whole evaluation --------------------------------------------------------------
 
 
-def _could_fire(
-    rules: Sequence[Rule], view: CountsView, seen_agents: list[str]
-) -> dict[str, Iterable[str]]:
+def _could_fire(rules: Sequence[Rule], view: CountsView) -> dict[str, Iterable[str]]:
     """Per agent-scope rule: the agents whose plain rate and call count reach its loosest
     limits.
 
@@ -243,6 +241,7 @@ def _could_fire(
     agent_rules = [r for r in rules if r.scope != "workspace"]
     bulk = getattr(view, "candidates_many", None)
     if bulk is None:
+        seen_agents = view.agents()  # only without the bulk answer (a sorted list per call)
         return {r.name: seen_agents for r in agent_rules}
     queries = []
     for rule in agent_rules:
@@ -275,9 +274,8 @@ def evaluate(
     prev_by_rule: dict[str, list[str]] = {}
     for rule_name, agent in prev_states:
         prev_by_rule.setdefault(rule_name, []).append(agent)
-    seen_agents = view.agents()
     rule_names = {r.name for r in rules}
-    could_fire = _could_fire(rules, view, seen_agents)
+    could_fire = _could_fire(rules, view)
 
     def record(prev: AlertState | None, nxt: AlertState) -> None:
         old = prev.state if prev is not None else State.INACTIVE

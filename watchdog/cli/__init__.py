@@ -1,4 +1,5 @@
-"""Command line: ``dialnexa-watchdog run|once|check-config|demo|...``. Parsing and dispatch only."""
+"""Command line: ``dialnexa-watchdog run|once|check-config|migrate|demo|...``: parsing and
+dispatch only."""
 
 from __future__ import annotations
 
@@ -7,15 +8,24 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from types import FrameType
 
 import yaml
 
 from .. import __version__
-from ..config import DEFAULT_PORT
+from ..config import DEFAULT_PORT, Settings
 from ..durations import parse_duration
-from .util import PROG, ConfigExit, add_config_arg, config_warnings, load_config, preflight
+from .util import (
+    PROG,
+    ConfigExit,
+    add_config_arg,
+    config_warnings,
+    load_config,
+    preflight,
+    preflight_state,
+)
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
@@ -75,6 +85,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         logging.getLogger("watchdog.daemon").warning("CONFIG WARNING: %s", line)
     stop = threading.Event()
     _install_signals(stop)
+    if settings.state.url is not None:
+        return _run_replica(settings, stop)
     clock = SystemClock(stop)
     try:
         app = build(settings, clock, exclusive_state=True)
@@ -82,6 +94,46 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"dialnexa-watchdog: {exc}", file=sys.stderr)
         return 2
     return run(app.daemon, stop)
+
+
+def _run_replica(settings: Settings, stop: threading.Event) -> int:
+    """``run`` with ``state.url``: one of any number of replicas (``replica.py``)."""
+    import os
+    import socket
+
+    from ..alerts.store import StateError
+    from ..alerts.store.leader import LeaderLock
+    from ..alerts.store.open import open_state
+    from ..app import build
+    from ..clock import SystemClock
+    from ..endpoints import Served
+    from ..replica import CHECK, run_replica
+    from ..service import run
+
+    try:  # migrate, and refuse to start on a bad URL, password or schema
+        store = open_state(settings.state, time.time())
+    except StateError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    url = settings.state.url
+    assert url is not None and hasattr(store, "conninfo")
+    lock = LeaderLock(store.conninfo, url, f"{socket.gethostname()} pid {os.getpid()}")
+    store.close()
+
+    def lead(lock: LeaderLock, show: Callable[[Served], None], keep: Callable[[], bool]) -> int:
+        phase = threading.Event()  # this term as leader
+        app = build(settings, SystemClock(phase), leader=lock)
+        show(app.daemon)
+
+        def watch() -> None:
+            while not phase.is_set():
+                if stop.wait(CHECK) or not keep() or (app.alerts and app.alerts.delivery.fenced):
+                    phase.set()
+
+        threading.Thread(target=watch, name="leadership", daemon=True).start()
+        return run(app.daemon, phase, serve=False, final=False)
+
+    return run_replica(lock, settings.metrics.host_port, stop, lead)
 
 
 def _cmd_once(args: argparse.Namespace) -> int:
@@ -110,6 +162,37 @@ def _cmd_once(args: argparse.Namespace) -> int:
         f"\n{report.requests} API requests, {report.calls_seen} calls listed, "
         f"{report.pending} still in progress",
     )
+    return 0
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    """Bring the state store (SQLite at state.path, or PostgreSQL at state.url) up to this
+    binary's schema, and say from which version. ``run`` does the same at start; this is
+    for a deploy that migrates before rolling replicas (the schema only ever adds, so
+    replicas of the previous version keep working on a migrated database)."""
+    from ..alerts.store import SCHEMA_VERSION, StateError
+    from ..alerts.store.open import open_state
+
+    settings = load_config(args)
+    if settings.state.url is None:
+        problems = preflight_state(settings)
+        if problems:
+            for line in problems:
+                print(f"{PROG}: {line}", file=sys.stderr)
+            return 2
+    try:
+        store = open_state(settings.state, time.time())
+    except StateError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        found = store.schema_found
+        if found < SCHEMA_VERSION:
+            print(f"{store.where}: migrated from schema {found} to {SCHEMA_VERSION}")
+        else:
+            print(f"{store.where}: schema {SCHEMA_VERSION}, up to date")
+    finally:
+        store.close()
     return 0
 
 
@@ -144,6 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arg(p)
     p.set_defaults(func=_cmd_check_config)
 
+    p = command("migrate", "bring the state store's schema up to this version, and say from which")
+    add_config_arg(p)
+    p.set_defaults(func=_cmd_migrate)
+
     p = command("demo", "run the daemon against the embedded DialNexa simulator")
     p.add_argument("--duration", default="60s", help="stop after this long (default 60s)")
     p.add_argument(
@@ -153,10 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_demo)
 
-    from . import alerts, health
+    from . import alerts, backtest, health
 
     alerts.register(sub)
     health.register(sub)
+    backtest.register(sub)
     return parser
 
 

@@ -13,13 +13,15 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TextIO
 
 from ..alerts.incidents import Incident
 from ..alerts.state import STALE_RULE, AlertState, Silence, State
-from ..alerts.store import StateError, Store
+from ..alerts.store import StateError
+from ..alerts.store.sql import SqlStore
 from ..clock import SystemClock
 from ..config import Settings
 from ..durations import parse_duration
@@ -95,12 +97,12 @@ def _err(text: str) -> None:
 
 
 @contextmanager
-def _open_store(settings: Settings, args: argparse.Namespace) -> Iterator[Store]:
+def _open_store(settings: Settings, args: argparse.Namespace) -> Iterator[SqlStore]:
     """The daemon's existing state store, closed afterwards. A missing file is not created
     (that would show "no alerts" while the daemon's own file has them): it is printed with
     where the config came from, and exits 2, as does a StateError."""
     path = settings.state.path
-    if not path.exists():
+    if settings.state.url is None and not path.exists():
         _err(
             f"no state file at {path.absolute()} (state.path from {config_source(args)}).\n"
             "  This command reads the running daemon's state: pass the daemon's config with "
@@ -108,8 +110,10 @@ def _open_store(settings: Settings, args: argparse.Namespace) -> Iterator[Store]
             "state file. Nothing was created."
         )
         raise ConfigExit
+    from ..alerts.store.open import open_state
+
     try:
-        store = Store(settings.state.path)
+        store = open_state(settings.state, time.time(), repair=False)
     except StateError as exc:
         _err(str(exc))
         raise ConfigExit from None

@@ -11,7 +11,7 @@ import socket
 import sys
 from pathlib import Path
 
-from ..config import ConfigError, Settings, load_settings
+from ..config import ConfigError, Settings, StateSettings, load_settings
 from ..redact import register_secrets, secrets_in
 
 PROG = "dialnexa-watchdog"
@@ -64,11 +64,13 @@ def config_source(args: argparse.Namespace, environ: dict[str, str] | None = Non
 def preflight(settings: Settings) -> list[str]:
     """What would stop ``run`` (or make it page nobody) on this machine, one line per problem;
     empty when it can start. Touches the file system (access checks, no writes) and binds
-    the metrics port for a moment; reads no network beyond resolving the listen host."""
+    the metrics port for a moment; reads no network beyond resolving the listen host, and
+    with ``state.url``, connecting to PostgreSQL (reads the schema version, writes nothing)."""
     return [
         *_check_api_key(settings),
-        *_check_state_path(settings.state.path),
+        *_check_state(settings.state),
         *_check_listen(settings.metrics.host_port),
+        *_check_actions_listen(settings),
         *_check_slack(settings),
     ]
 
@@ -100,6 +102,21 @@ def _check_api_key(settings: Settings) -> list[str]:
     ]
 
 
+def preflight_state(settings: Settings) -> list[str]:
+    """The state store part of ``preflight``."""
+    return _check_state(settings.state)
+
+
+def _check_state(state: StateSettings) -> list[str]:
+    if state.url is None:
+        return _check_state_path(state.path)
+    from ..alerts.store.postgres import probe
+
+    password = state.password.get_secret_value() if state.password is not None else None
+    problem = probe(state.url, password, state.connect_timeout)
+    return [] if problem is None else [problem]
+
+
 def _check_state_path(path: Path) -> list[str]:
     where = path.absolute()
     fix = (
@@ -123,14 +140,33 @@ def _check_state_path(path: Path) -> list[str]:
     return []
 
 
-def _check_listen(host_port: tuple[str, int]) -> list[str]:
-    """Bind the metrics address and close it again, as the HTTP server will."""
+def _check_actions_listen(settings: Settings) -> list[str]:
+    """In HTTP mode, the Slack actions listener binds too (and not on the metrics port)."""
+    actions = settings.slack.actions
+    if actions.mode != "http":
+        return []
+    if actions.host_port[1] == settings.metrics.host_port[1]:
+        return [
+            f"slack.actions.listen: {actions.listen} uses the metrics port "
+            f"({settings.metrics.listen}); give Slack's listener a port of its own"
+        ]
+    return _check_listen(
+        actions.host_port, "slack.actions.listen", "WATCHDOG_SLACK__ACTIONS__LISTEN"
+    )
+
+
+def _check_listen(
+    host_port: tuple[str, int],
+    key: str = "metrics.listen",
+    env: str = "WATCHDOG_METRICS__LISTEN",
+) -> list[str]:
+    """Bind the address and close it again, as the HTTP server will."""
     host, port = host_port
     shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (socket.gaierror, UnicodeError) as exc:
-        return [f"metrics.listen: cannot resolve {host!r}: {exc}"]
+        return [f"{key}: cannot resolve {host!r}: {exc}"]
     family, kind, proto, _, address = infos[0]
     try:
         with socket.socket(family, kind, proto) as sock:
@@ -146,10 +182,7 @@ def _check_listen(host_port: tuple[str, int]) -> list[str]:
             why = "no network interface has this address"
         else:
             why = exc.strerror or str(exc)
-        return [
-            f"metrics.listen: cannot listen on {shown}: {why}; pick another with "
-            "metrics.listen or WATCHDOG_METRICS__LISTEN"
-        ]
+        return [f"{key}: cannot listen on {shown}: {why}; pick another with {key} or {env}"]
     return []
 
 

@@ -54,9 +54,15 @@ def apply_cycle(windows: Windows, cycle: Cycle) -> None:
     if cycle.reset is not None:
         windows.clear()
     windows.advance(cycle.at)
+    slot, size = windows.slot, cycle.bucket
     try:
-        for k, agent, status, n in cycle.cells:
-            windows.apply(agent, windows.slot(status), rebucket(k, cycle.bucket, windows), n)
+        if size == windows.bucket:
+            windows.apply_many((agent, slot(status), k, n) for k, agent, status, n in cycle.cells)
+        else:
+            windows.apply_many(
+                (agent, slot(status), rebucket(k, size, windows), n)
+                for k, agent, status, n in cycle.cells
+            )
     except ValueError as exc:
         raise HistoryCorrupt(f"history cycle at {cycle.at:.0f}: {exc}") from None
 

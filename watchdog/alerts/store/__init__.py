@@ -8,7 +8,15 @@ in one transaction.
 
 from __future__ import annotations
 
-from .base import ActionChanges, Changes, Decision, NewSilence, OutboxEntry, StateError
+from .base import (
+    ActionChanges,
+    Changes,
+    Decision,
+    Fenced,
+    NewSilence,
+    OutboxEntry,
+    StateError,
+)
 from .sqlite import KEEP_DONE, SCHEMA_VERSION, Store
 
 __all__ = [
@@ -17,6 +25,7 @@ __all__ = [
     "ActionChanges",
     "Changes",
     "Decision",
+    "Fenced",
     "NewSilence",
     "OutboxEntry",
     "StateError",

@@ -8,10 +8,9 @@ defaults, a new table), so it applies on top of whatever version 3 added.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 
-from .base import ActionChanges, NewSilence
+from .base import ActionChanges, Conn, NewSilence
 from .codec import notice_to_json
 
 ACTIONS_MIGRATION: tuple[str, ...] = (
@@ -36,12 +35,10 @@ SILENCE_COLUMNS = (
 )
 
 
-def insert_silence(
-    c: sqlite3.Connection, s: NewSilence, now: float, action_id: str | None = None
-) -> int:
+def insert_silence(c: Conn, s: NewSilence, now: float, action_id: str | None = None) -> int:
     cur = c.execute(
         "INSERT INTO silences (agent_id, rule, starts_at, ends_at, reason, created_at, "
-        "created_by, until_resolved, action_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "created_by, until_resolved, action_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (
             s.agent_id,
             s.rule,
@@ -54,10 +51,10 @@ def insert_silence(
             action_id,
         ),
     )
-    return int(cur.lastrowid or 0)
+    return int(cur.fetchone()[0])
 
 
-def end_until_resolved(c: sqlite3.Connection, keys: Iterable[tuple[str, str]], now: float) -> None:
+def end_until_resolved(c: Conn, keys: Iterable[tuple[str, str]], now: float) -> None:
     """End the "until resolved" silences of alerts that resolved (or went inactive)."""
     c.executemany(
         "UPDATE silences SET ends_at = ?, ended_by = 'resolved' WHERE until_resolved = 1 "
@@ -66,7 +63,7 @@ def end_until_resolved(c: sqlite3.Connection, keys: Iterable[tuple[str, str]], n
     )
 
 
-def apply_action(c: sqlite3.Connection, a: ActionChanges) -> str | None:
+def apply_action(c: Conn, a: ActionChanges) -> str | None:
     """Write one action inside the caller's transaction. None: applied; otherwise the answer
     given when the same action id was applied before (nothing is written)."""
     cur = c.execute(

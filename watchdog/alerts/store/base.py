@@ -1,9 +1,11 @@
-"""What every state store backend shares: its error, the outbox entry, one commit's changes."""
+"""What every state store backend shares: its error, the connection it offers the shared
+queries, the outbox entry, one commit's changes."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from ...notify import MessageRef, Notice
 from ..incidents import Incident
@@ -12,6 +14,27 @@ from ..state import AlertState
 
 class StateError(Exception):
     """The state store cannot be used; ``str()`` is one line for the operator."""
+
+
+class Fenced(Exception):
+    """This replica's fencing epoch is no longer the current one: another replica leads,
+    and this one must not deliver anything."""
+
+
+class Cursor(Protocol):
+    """What a statement returns (``sqlite3.Cursor`` and ``psycopg.Cursor`` both are one)."""
+
+    @property
+    def rowcount(self) -> int: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+class Conn(Protocol):
+    """A connection with ``?`` placeholders, as ``sqlite3.Connection`` has."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,13 +13,13 @@ passed through, so whatever a lenient JSON decoder let in round-trips unchanged.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 from ...history.base import Checkpoint, HistoryRow, Saved
 from ...ingest.tracker import SavedCall
+from .base import Conn
 
 MIGRATION = (
     "CREATE TABLE IF NOT EXISTS history (seq INTEGER PRIMARY KEY, at REAL NOT NULL, "
@@ -45,10 +45,10 @@ def _s(raw: Any) -> str:
 
 
 class HistoryTables:
-    """The ``HistoryStore`` methods of ``sqlite.Store`` (which provides the connection,
-    its lock and ``_tx``)."""
+    """The ``HistoryStore`` methods of both backends (which provide the connection, its
+    lock and ``_tx``)."""
 
-    _conn: sqlite3.Connection
+    _conn: Conn
     _lock: threading.Lock
 
     def _tx(self) -> Any: ...
@@ -145,3 +145,9 @@ class HistoryTables:
                 "SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM history"
             ).fetchone()
         return int(n), int(size)
+
+    def history_bounds(self) -> tuple[float, float] | None:
+        """The first and last recorded cycle's time; None when nothing is recorded."""
+        with self._lock:
+            lo, hi = self._conn.execute("SELECT MIN(at), MAX(at) FROM history").fetchone()
+        return None if lo is None else (float(lo), float(hi))
