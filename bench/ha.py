@@ -223,7 +223,7 @@ def takeovers(repetitions: int = TAKEOVERS) -> dict[str, Any]:
 
 def run(quick: bool) -> dict[str, Any]:
     r = restarts(quick)
-    res: dict[str, Any] = {"ha_details": r}
+    res: dict[str, Any] = {"details": r}
     for gap, g in r["gaps"].items():
         res[f"ha_gap{gap}_settled_call_bound"] = round(g["bound"], 1)
         res[f"ha_gap{gap}_warm_requests"] = g["warm"]["requests"]
@@ -235,7 +235,7 @@ def run(quick: bool) -> dict[str, Any]:
         res[f"ha_gap{gap}_cold_ready_seconds"] = round(g["cold"]["ready_s"], 1)
     if not quick:
         t = takeovers()
-        res["ha_details"]["takeover"] = t
+        r["takeover"] = t
         res["ha_takeover_repetitions"] = len(t["seconds"])
         res["ha_takeover_median_seconds"] = round(statistics.median(t["seconds"]), 2)
         res["ha_takeover_max_seconds"] = round(max(t["seconds"]), 2)

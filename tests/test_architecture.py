@@ -24,6 +24,7 @@ PURE = [
     "durations",
     "ingest.parse",
     "ingest.tracker",
+    "ingest.budget",
     "alerts.rules",
     "alerts.incidents",
     "alerts.state",

@@ -62,6 +62,8 @@ METRICS: dict[str, set[str]] = {
     "dialnexa_calls_stuck_total": {"agent_id"},
     "dialnexa_api_rate_limit_remaining": set(),
     "dialnexa_agents_dropped_total": set(),
+    "dialnexa_deferred_ranges": {"kind"},
+    "dialnexa_deferred_wait_seconds": set(),
     "dialnexa_alert_firing": {"rule", "agent_id", "severity"},
     "dialnexa_alert_pending": {"rule", "agent_id", "severity"},
     "dialnexa_slack_notifications_total": {"result"},

@@ -119,3 +119,64 @@ def test_explicit_agent_list_ignores_other_agents_and_plans_per_agent() -> None:
     assert [r.agent_id for r in plan] == ["a", "b"]
     tr.apply([Call("x", "zzz", "failed", T0 - 5, T0 - 1)], T0, plan, backfill=True)
     assert tr.windows.agents() == []
+
+
+# ---- live listing (poll.pending_listing: status) -----------------------------------------
+
+
+def test_live_listing_watches_pending_calls_and_rereads_only_those_that_ended() -> None:
+    tr = make(live=True)
+    calls = [Call(f"c{i}", "a", "in_progress", T0 - 600 + 60 * i) for i in range(5)]
+    tr.apply(calls, T0, tr.plan_backfill(T0), backfill=True)
+    now = T0 + 30
+    assert [r.kind for r in tr.plan(now)] == ["head", "live"]  # no pending ranges at all
+    (live,) = tr.plan_live(now)
+    assert (live.start, live.kind, live.agent_id) == (T0 - 600, "live", None)
+    assert live.end == tr.plan(now)[0].start and live.est_calls == 5
+    # c1 and c3 are no longer in progress: the live listing does not return them
+    still = [c for c in calls if c.id not in ("c1", "c3")]
+    tr.apply(still, now, [live])
+    assert tr.plan_live(now) == []  # not due again before pending_recheck
+    ranges = tr.plan(now)
+    rereads = [r for r in ranges if r.kind == "pending"]
+    assert {(r.start, r.end) for r in rereads} == {(T0 - 540, T0 - 420)}
+    ended = [Call("c1", "a", "completed", T0 - 540, now - 5), Call("c3", "a", "failed",
+             T0 - 420, now - 3)]  # fmt: skip
+    applied = tr.apply([*ended, still[1]], now + 1, rereads)
+    assert sorted(applied.settled_ids) == ["c1", "c3"] and tr.pending_count == 3
+    assert [r.kind for r in tr.plan(now + 2)] == ["head"]  # the others stay watched
+    assert [r.kind for r in tr.plan(now + 30)] == ["head", "live"]
+
+
+def test_an_incomplete_live_listing_changes_nothing_and_stays_due() -> None:
+    tr = make(live=True)
+    tr.apply([Call("c", "a", "in_progress", T0 - 600)], T0, tr.plan_backfill(T0), backfill=True)
+    assert len(tr.plan_live(T0 + 30)) == 1
+    tr.apply([], T0 + 30, [])  # the listing failed: not in completed
+    assert [r.kind for r in tr.plan(T0 + 31)] == ["head", "live"]
+
+
+def test_falling_back_to_ranges_makes_every_pending_call_due() -> None:
+    tr = make(live=True)
+    tr.apply([Call("c", "a", "in_progress", T0 - 600)], T0, tr.plan_backfill(T0), backfill=True)
+    tr.use_ranges()
+    assert not tr.live and tr.plan_live(T0 + 1) == []
+    assert [r.kind for r in tr.plan(T0 + 1)] == ["head", "pending"]
+
+
+def test_live_is_workspace_wide_only() -> None:
+    tr = make(live=True, agents=("a", "b"), per_agent=True)
+    assert not tr.live
+    tr = make(live=True, agents=("a", "b"))
+    tr.use_per_agent()
+    assert not tr.live
+
+
+def test_a_restart_from_status_mode_into_ranges_rereads_the_watched_calls() -> None:
+    live = make(live=True)
+    live.restore({}, {}, at=T0, per_agent=False)
+    live.apply([Call("c", "a", "in_progress", T0 - 600)], T0)
+    saved, _ = live.export_changes(set())
+    tr = make()
+    tr.restore(saved, live.cursor(), at=T0 + 30, per_agent=False)
+    assert [r.kind for r in tr.plan(T0 + 60)] == ["head", "pending"]

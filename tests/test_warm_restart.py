@@ -381,7 +381,9 @@ def test_sigkill_then_restart_is_ready_within_one_poll_interval(tmp_path: Path) 
     cfg = tmp_path / "c.yaml"
     with serve(sim) as server:
         cfg.write_text(
-            f"dialnexa: {{base_url: '{server.url}'}}\n"
+            # the whole key (the simulator's is unlimited): the ~105-request backfill fits
+            # a minute, so readiness measures the restart, not the rate budget's pacing
+            f"dialnexa: {{base_url: '{server.url}', rate_budget: 1}}\n"
             f"poll: {{interval: {interval:g}s}}\nmetrics: {{listen: '127.0.0.1:{port}'}}\n"
             f"state: {{path: '{tmp_path / 's.sqlite3'}'}}\n"
         )

@@ -297,6 +297,7 @@ def build_tracker(settings: Settings, windows: Windows) -> Tracker:
             agents=explicit,
             # auto starts workspace-wide and decides after the backfill (choose_listing)
             per_agent=explicit is not None and p.listing == "per_agent",
+            live=p.pending_listing in ("auto", "status"),
         ),
         windows,
         settings.status_classes,
@@ -343,7 +344,9 @@ def build(
         clock,
         timeout=d.timeout,
         page_size=d.page_size,
-        limiter=RateLimiter(d.rate_limit, d.rate_limit_period),
+        limiter=RateLimiter(
+            d.rate_limit, d.rate_limit_period, d.rate_budget, settings.poll.interval
+        ),
         max_retries=d.max_retries,
         backoff_base=d.backoff_base,
         backoff_max=d.backoff_max,

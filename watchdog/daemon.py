@@ -13,13 +13,15 @@ from typing import Protocol
 from . import sdnotify
 from .clock import Clock
 from .config import Settings
+from .deferral import choose_listing, live_listing_works, show_deferred
 from .heartbeat import Heartbeat
+from .ingest.budget import Selection, select, starvation_bound
 from .ingest.client import ApiClient, ApiError, Listing, Stopped
-from .ingest.tracker import Applied, Tracker, listing_costs
+from .ingest.tracker import Applied, Tracker
 from .logs import Throttle
 from .metrics import Metrics
 from .model import Call, CountsView, PollStatus, Range
-from .readiness import error_kind, poll_reasons
+from .readiness import deferred_reason, error_kind, poll_reasons
 from .windows import Windows
 
 log = logging.getLogger("watchdog.daemon")
@@ -97,6 +99,8 @@ class Watchdog:
         self.listing_estimates: dict[str, int] = {}
         self.memory = memory
         self.record = record
+        self.heads_deferred_for = 0.0  # seconds new calls have waited for the budget
+        self._pre: tuple[int, list[str]] = (0, [])  # this cycle's live listing: requests, settled
         self._resuming = tracker.backfilled  # a warm restart: no backfill, the gap is listed
         self._held: float | None = None
         self._throttle = Throttle(log, max(60.0, settings.poll.interval), now=clock.now)
@@ -153,6 +157,8 @@ class Watchdog:
         """Ready, or why not: fixed phrases from httpd's vocabulary, never text from the API."""
         status, fresh_for = self.status, 3 * self.settings.poll.interval
         reasons = poll_reasons(status, self.clock.now(), fresh_for, status.last_error_kind)
+        if self.heads_deferred_for >= starvation_bound(self.settings.poll.interval):
+            reasons.append(deferred_reason(self.heads_deferred_for))
         if self.alerting is not None:
             reasons.extend(self.alerting.readiness())
         return not reasons, reasons
@@ -176,21 +182,34 @@ class Watchdog:
         if not self.tracker.backfilled:
             return self.backfill()
         now = self.clock.now()
+        self._pre = self._watch_live(now)
         return self._cycle(self.tracker.plan(now), now, backfill=False)
 
-    def _select(self, ranges: list[Range], now: float) -> tuple[list[Range], int]:
-        """Heads always; the rest while the rate budget for one interval lasts."""
-        # 80%: room for retries, for the edges of the server's window, and for other users of
-        # the same API key; the pacer then never has to hold back the next cycle's heads
-        budget = int(0.8 * self.client.limiter.budget(now, self.settings.poll.interval))
-        chosen, spent, deferred = [], 0, 0
-        for r in ranges:
-            if r.kind in ("head", "backfill") or spent + r.est_requests <= budget:
-                chosen.append(r)
-                spent += r.est_requests
-            else:
-                deferred += 1
-        return chosen, deferred
+    def _watch_live(self, now: float) -> tuple[int, list[str]]:
+        """``pending_listing: status``: the live listing first, when due and within the
+        budget, so that the calls it finds ended are re-read in this same cycle (otherwise
+        it stays in the cycle's plan). Returns its requests and the calls it settled."""
+        live = self.tracker.plan_live(now)
+        interval = self.settings.poll.interval
+        if not live or self.client.limiter.budget(now, interval) < live[0].est_requests:
+            return 0, []
+        try:
+            listing = self.client.list_range(live[0])
+        except Stopped:
+            return 0, []
+        works = live_listing_works(listing, self.tracker)
+        with self.lock:
+            done = live if works and listing.complete else []
+            applied = self.tracker.apply(listing.calls, self.clock.now(), done)
+            self._record(applied)  # an ignored filter lists ended calls too
+        return listing.requests, applied.settled_ids
+
+    def _select(self, ranges: list[Range], now: float) -> Selection:
+        """What this cycle's rate budget covers (``ingest.budget.select``): overdue ranges
+        first, then heads, then the rest while the token bucket lasts."""
+        interval = self.settings.poll.interval
+        allowance = self.client.limiter.budget(now, interval)
+        return select(ranges, allowance, now, starvation_bound(interval), self.tracker.cursor())
 
     def _list(self, ranges: list[Range]) -> list[tuple[Range, Listing]]:
         if len(ranges) <= 1 or not self.tracker.per_agent:
@@ -207,7 +226,14 @@ class Watchdog:
     def _cycle(self, ranges: list[Range], now: float, backfill: bool) -> CycleReport:
         started = self.timer()
         self._beat()
-        chosen, deferred = (ranges, 0) if backfill else self._select(ranges, now)
+        if backfill:
+            sel = Selection(ranges)
+        else:
+            sel = self._select(ranges, now)
+            self.heads_deferred_for = show_deferred(
+                sel, self.metrics, self._throttle, self.client.limiter, self.settings, now
+            )
+        chosen = sel.chosen
         try:
             results = self._list(chosen)
         except Stopped:
@@ -215,16 +241,19 @@ class Watchdog:
         calls: list[Call] = []
         done: list[Range] = []
         errors: list[ApiError] = []
-        requests = 0
+        (requests, pre_settled), self._pre = self._pre, (0, [])
         for r, listing in results:
             calls.extend(listing.calls)
             requests += listing.requests
+            if r.kind == "live" and not live_listing_works(listing, self.tracker):
+                continue
             if listing.complete:
                 done.append(r)
             elif listing.error is not None:
                 errors.append(listing.error)
         heads = [r for r in chosen if r.kind in ("head", "backfill")]
-        ok = bool(results) and all(r in done for r in heads)
+        # a cycle the budget left empty did not fail (the deferral shows on its own)
+        ok = (bool(results) or (not chosen and not backfill)) and all(r in done for r in heads)
         applied_at = self.clock.now()
         with self.lock:
             applied = self.tracker.apply(calls, applied_at, done, backfill=backfill and ok)
@@ -245,13 +274,13 @@ class Watchdog:
             ok,
             requests,
             len(calls),
-            len(applied.new_terminal),
+            len(applied.new_terminal) + len(pre_settled),
             pending,
             len(chosen),
-            deferred,
+            sel.deferred_total,
             seconds,
             error,
-            tuple(applied.settled_ids),
+            (*pre_settled, *applied.settled_ids),
         )
         if ok and backfill:
             self._choose_listing(calls, chosen)
@@ -275,28 +304,9 @@ class Watchdog:
         return report
 
     def _choose_listing(self, calls: list[Call], ranges: list[Range]) -> None:
-        """``poll.listing: auto`` with an explicit agent list: the backfill listed the whole
-        workspace; from the call rates it saw, estimate a cycle's requests both ways (one
-        listing of everything vs one per agent, each at least one request) and keep the
-        cheaper. Logged with both estimates."""
-        agents = self.tracker.cfg.agents
-        if self.settings.poll.listing != "auto" or not agents or self.tracker.per_agent:
-            return
-        span = max(1.0, max(r.end - r.start for r in ranges))
-        # the calls one cycle re-reads: the head plus about one conversation's worth
-        reread = self.settings.poll.settle_horizon + self.settings.poll.max_call_duration / 3
-        workspace, separate = listing_costs(calls, span, reread, agents)
-        self.listing_estimates = {"workspace": workspace, "per_agent": separate}
-        if separate < workspace:
-            self.tracker.use_per_agent()
-        log.info(
-            "listing chosen",
-            extra={
-                "listing": "per_agent" if self.tracker.per_agent else "workspace",
-                "est_requests_workspace": workspace,
-                "est_requests_per_agent": separate,
-            },
-        )
+        estimates = choose_listing(self.settings, self.tracker, calls, ranges)
+        if estimates is not None:
+            self.listing_estimates = estimates
 
     def _record(self, applied: Applied) -> None:
         for agent, status in applied.new_terminal:

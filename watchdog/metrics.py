@@ -271,6 +271,20 @@ class Metrics:
             "Requests left in the API key's rate-limit window (X-RateLimit-Remaining).",
             registry=registry,
         )
+        self.deferred = Gauge(
+            "dialnexa_deferred_ranges",
+            "Listings the rate budget (dialnexa.rate_budget) deferred in the last poll cycle, "
+            "by kind: head (new calls), pending (calls in conversation), straggler, live.",
+            ["kind"],
+            registry=registry,
+        )
+        for kind in ("head", "pending", "straggler", "live"):
+            self.deferred.labels(kind)
+        self.deferred_wait = Gauge(
+            "dialnexa_deferred_wait_seconds",
+            "How long the longest-waiting deferred listing has waited (0: nothing deferred).",
+            registry=registry,
+        )
         self.agents_dropped = Counter(
             "dialnexa_agents_dropped",
             "Agents ignored because poll.max_agents was reached.",

@@ -133,7 +133,7 @@ class Call(NamedTuple):
 
 # What a listing is for: new calls (head), the start-up backfill, calls still in
 # conversation (pending), or one old unsettled call (straggler).
-RangeKind = Literal["head", "pending", "straggler", "backfill"]
+RangeKind = Literal["head", "pending", "straggler", "backfill", "live"]
 PAGE = 100  # items per page the API returns at most
 
 

@@ -20,6 +20,7 @@ LAST_ERROR = "last error: {kind}"  # kind: one of ERROR_KINDS or http_NNN, see e
 STATE_STORE_FAILING = "state store commit failing"
 ANOTHER_REPLICA_LEADS = "another replica leads"
 UNRECOGNISED = "unrecognised reason"  # served in place of a string outside the vocabulary
+NEW_CALLS_DEFERRED = "new calls not listed for {seconds}s (rate budget)"  # seconds: an integer
 POLL_LOOP_STALLED = "poll loop stalled"  # /healthz
 REASONS = (
     BACKFILL_NOT_DONE,
@@ -27,6 +28,7 @@ REASONS = (
     NO_POLL_FOR,
     STATE_STORE_FAILING,
     ANOTHER_REPLICA_LEADS,
+    NEW_CALLS_DEFERRED,
     UNRECOGNISED,
 )
 # what a failed poll's error is called on /readyz besides http_NNN: ApiError.kind's vocabulary
@@ -52,7 +54,8 @@ _HTTP_KIND = re.compile(r"http_[1-5][0-9][0-9]")
 _KIND = "|".join([_HTTP_KIND.pattern, *sorted(ERROR_KINDS)])
 _STALE = rf"no successful poll (?:yet|for [0-9]{{1,15}}s)(?: \(last error: (?:{_KIND})\))?"
 _FIXED = "|".join(re.escape(r) for r in REASONS if "{" not in r and r != NO_POLL_YET)
-_REASON = re.compile(rf"(?:{_FIXED}|{_STALE})")
+_DEFERRED = r"new calls not listed for [0-9]{1,15}s \(rate budget\)"
+_REASON = re.compile(rf"(?:{_FIXED}|{_STALE}|{_DEFERRED})")
 
 
 def error_kind(kind: str | None = None, code: int | None = None) -> str:
@@ -88,6 +91,11 @@ def poll_reasons(
     elif now - status.last_success >= fresh_for:
         reasons.append(stale_reason(now - status.last_success, last_error))
     return reasons
+
+
+def deferred_reason(seconds: float) -> str:
+    """``new calls not listed for 75s (rate budget)``: heads waited past the starvation bound."""
+    return NEW_CALLS_DEFERRED.format(seconds=max(0, int(seconds)))
 
 
 def readyz_text(ok: bool, reasons: list[str]) -> str:

@@ -58,6 +58,10 @@ class DialNexaSettings(Section):
     # Used until the API's X-RateLimit-* headers say otherwise.
     rate_limit: int = Field(150, ge=1, le=1_000_000)
     rate_limit_period: Annotated[Duration, between(1.0, DAY)] = 60.0
+    # The share of the key's limit this daemon may use, for every request (new calls,
+    # re-reads, backfill, retries): rate_budget x the smaller of rate_limit and the limit the
+    # API's X-RateLimit-Limit announces. The rest is left to the key's other users.
+    rate_budget: float = Field(0.5, gt=0.0, le=1.0)
     max_retries: int = Field(4, ge=0, le=20)
     backoff_base: Annotated[Duration, between(0.01, MINUTE)] = 0.5
     backoff_max: Annotated[Duration, between(0.01, HOUR)] = 30.0
@@ -83,7 +87,15 @@ class PollSettings(Section):
     # With an explicit agent list: list each agent on its own (per_agent) or the whole
     # workspace filtered to the list (workspace). auto = per_agent.
     listing: Literal["auto", "workspace", "per_agent"] = "auto"
-    max_pending_age: Annotated[Duration, between(MINUTE, 7 * DAY)] = 7200.0
+    # A call in conversation this long is dropped (dialnexa_calls_stuck_total): 6 h, so that
+    # calls of agents allowed 2-3 h conversations are still counted when they end.
+    # How pending calls older than settle_horizon are re-read: status (one status=in-progress
+    # listing, every pending_recheck, says which ended; only those are re-read), ranges (list
+    # their created_at spans again), auto (status; the cheaper in bench/pending.py). status
+    # falls back to ranges when the API rejects or ignores the filter, and when listing per
+    # agent.
+    pending_listing: Literal["auto", "status", "ranges"] = "auto"
+    max_pending_age: Annotated[Duration, between(MINUTE, 7 * DAY)] = 21600.0
     max_call_duration: Annotated[Duration, between(MINUTE, DAY)] = 900.0
     max_agents: int = Field(10000, ge=1, le=1_000_000)
     # Calls created this recently are re-read every cycle: failures, busy and no-answer

@@ -70,6 +70,7 @@ MAX_PAGES = 10_000  # default cap on the pages of one listing (1,000,000 calls)
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024  # default body limit; a full page is ~35 kB
 MAX_HOLD = 3600.0  # the longest Retry-After / rate-limit wait believed, in seconds
 ERROR_BODY_BYTES = 64 * 1024  # what is read of a non-200 body (for its message)
+LIVE_STATUS = "in-progress"  # the status filter of a live listing, as the API documents it
 
 
 class ApiObserver(Protocol):
@@ -428,6 +429,8 @@ class ApiClient:
         }
         if r.agent_id is not None:
             params["agent_id"] = r.agent_id
+        if r.kind == "live":  # the calls in conversation only (the API's "live monitoring")
+            params["status"] = LIVE_STATUS
         seen: set[str] = set()
         page = 1
         while True:

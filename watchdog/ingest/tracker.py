@@ -13,10 +13,18 @@ list a created_at range that holds the call again. Each cycle the tracker plans 
    between; a lone old straggler gets a narrow ``from == to == created_at`` query instead of
    stretching a range back to it.
 
+With ``live`` (``poll.pending_listing: status``), pending calls older than the head are not
+re-read by range: one ``status=in-progress`` listing over their span (kind ``live``, every
+``pending_recheck``) says which are still in conversation; a pending call it does not return
+has ended (or changed) and is re-read by range at once, like a due call above.
+
 Calls settled in windows by settle time; a settled call is remembered (to move it if its
 status changes, and never to count it twice) while its created_at is in the re-read horizon.
 An item older than that horizon that the tracker does not know is ignored: it was counted
 before and forgotten, or settled too long ago to matter.
+
+Longer than ~400 lines: planning and applying share the pending set's bookkeeping (next
+checks, the live listing, warm restarts), which reads best in one class.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from operator import attrgetter
 from ..model import PAGE, UNKNOWN, Call, Range, RangeKind, StatusClasses
 from ..windows import Windows
 
+WATCHED = 1e15  # next_check of a pending call the live listing watches (finite: it is saved)
 CHUNK_CALLS = 10 * PAGE  # a pending range holds at most about this many known calls
 SavedCall = tuple[str, str, float, str | None, int | None, float]  # _Tracked's fields (restarts)
 _saved = attrgetter("agent_id", "status", "created_at", "counted_as", "bucket", "next_check")
@@ -60,7 +69,7 @@ class Applied:
 @dataclass(frozen=True, slots=True)
 class TrackerConfig:
     longest_window: float
-    max_pending_age: float = 7200.0
+    max_pending_age: float = 21600.0
     max_call_duration: float = 900.0
     settle_horizon: float = 90.0
     pending_recheck: float = 30.0
@@ -68,6 +77,7 @@ class TrackerConfig:
     max_agents: int = 10000
     agents: tuple[str, ...] | None = None  # explicit list, or None for all
     per_agent: bool = False  # list per agent (explicit list) instead of workspace-wide
+    live: bool = False  # watch pending calls with one status=in-progress listing (workspace)
 
 
 class Tracker:
@@ -85,6 +95,8 @@ class Tracker:
         self.backfilled = False
         self.per_agent = config.per_agent and bool(config.agents)
         self._touched: set[str] | None = None  # known calls that settled or moved (saving)
+        self.live = config.live and not self.per_agent
+        self._live_next = -math.inf  # when the next live listing is due
 
     # ---- introspection ----------------------------------------------------------------
     @property
@@ -105,10 +117,20 @@ class Tracker:
         if self.per_agent or not self.cfg.agents:
             return
         self.per_agent = True
+        self.use_ranges()
         end = self._last_end.pop(None, None)
         if end is not None:
             for agent in self.cfg.agents:
                 self._last_end[agent] = end
+
+    def use_ranges(self) -> None:
+        """Stop the live listing (the API rejects or ignores the status filter): every
+        pending call is due for a re-read by range."""
+        if not self.live:
+            return
+        self.live = False
+        for cid in self._pending:
+            self._calls[cid].next_check = 0.0
 
     def forget_before(self, now: float) -> float:
         """Untracked items created before this are ignored; settled ones are forgotten."""
@@ -124,26 +146,47 @@ class Tracker:
     def plan(self, now: float) -> list[Range]:
         """Ranges to list this cycle, most important first (heads, then due pending calls
         youngest first, then stragglers)."""
-        floor_start = now - self.cfg.longest_window - self.cfg.max_call_duration
         ranges: list[Range] = []
         known = self._known_times()
         for key in self._keys():
-            head_start = now - self.cfg.settle_horizon
-            last = self._last_end.get(key)
-            if last is not None:
-                head_start = min(head_start, last - self.cfg.overlap)
-            head_start = max(head_start, floor_start)
+            head_start = self._head_start(key, now)
             est = self._count_between(known.get(key, []), head_start, now)
             ranges.append(Range(head_start, now, key, "head", est))
             ranges.extend(self._plan_pending(key, head_start, now, known.get(key, [])))
+        live = self._plan_live([r for r in ranges if r.kind == "head"], now)
         heads = [r for r in ranges if r.kind == "head"]
-        rest = [r for r in ranges if r.kind == "pending"]
+        rest = live + [r for r in ranges if r.kind == "pending"]
         stragglers = [r for r in ranges if r.kind == "straggler"]
         # longest-waiting first, so a short budget rotates through the span instead of
         # starving its oldest part; newer first among equals
         rest.sort(key=lambda r: (r.due, -r.end))
         stragglers.sort(key=lambda r: (r.due, -r.end))
         return heads + rest + stragglers
+
+    def _head_start(self, key: str | None, now: float) -> float:
+        start = now - self.cfg.settle_horizon
+        last = self._last_end.get(key)
+        if last is not None:
+            start = min(start, last - self.cfg.overlap)
+        return max(start, now - self.cfg.longest_window - self.cfg.max_call_duration)
+
+    def plan_live(self, now: float) -> list[Range]:
+        """The live listing alone, when due (listed before the cycle's plan, so that the calls
+        it finds ended are re-read in the same cycle)."""
+        return self._plan_live([Range(self._head_start(k, now), now, k) for k in self._keys()], now)
+
+    def _plan_live(self, heads: list[Range], now: float) -> list[Range]:
+        """The live listing, when due: in-progress calls from the oldest pending call to the
+        start of the head (one key: live is workspace-wide)."""
+        if not self.live or not heads or now < self._live_next - 0.25 * self.cfg.pending_recheck:
+            return []
+        end = min(r.start for r in heads)
+        older = [self._calls[c].created_at for c in self._pending]
+        older = [t for t in older if t < end]
+        if not older:
+            self._live_next = now + self.cfg.pending_recheck
+            return []
+        return [Range(min(older), end, None, "live", len(older), max(0.0, self._live_next))]
 
     def _known_times(self) -> dict[str | None, list[float]]:
         out: dict[str | None, list[float]] = {}
@@ -223,6 +266,11 @@ class Tracker:
         """Take in the calls listed this cycle. ``completed`` are the ranges listed to the
         end: their pending calls are rescheduled, and a head's end becomes the next start."""
         out = Applied()
+        completed = list(completed)
+        seen: set[str] = set()
+        if any(r.kind == "live" for r in completed):
+            calls = list(calls)
+            seen = {c.id for c in calls}
         self.windows.advance(now)
         forget = -math.inf if backfill else self.forget_before(now)
         # New calls (most of a backfill, a head's newest) take an inlined path: this loop is
@@ -257,6 +305,9 @@ class Tracker:
             new_terminal.append((agent, counted))
             settled_ids.append(cid)
         for r in completed:
+            if r.kind == "live":
+                self._watch(r, seen, now)
+                continue
             if r.kind in ("head", "backfill"):
                 prev = self._last_end.get(r.agent_id, -math.inf)
                 self._last_end[r.agent_id] = max(prev, r.end)
@@ -322,7 +373,21 @@ class Tracker:
         t.bucket = self.windows.add(t.agent_id, status, settled)
         out.new_terminal.append((t.agent_id, status))
 
+    def _watch(self, r: Range, seen: set[str], now: float) -> None:
+        """A complete live listing: the pending calls in its span that it returned stay
+        watched; the others have ended (or changed) and are due for a re-read now."""
+        for cid in self._pending:
+            t = self._calls[cid]
+            if r.start <= t.created_at <= r.end:
+                if cid in seen:
+                    t.next_check = WATCHED
+                elif t.next_check == WATCHED:  # due from now; one already due keeps its turn
+                    t.next_check = now
+        self._live_next = now + self.cfg.pending_recheck
+
     def _next_check(self, t: _Tracked, now: float) -> float:
+        if self.live:
+            return WATCHED
         age = now - t.created_at
         if age <= self.cfg.max_call_duration:
             return now + self.cfg.pending_recheck
@@ -376,7 +441,8 @@ class Tracker:
         self._calls = {cid: _Tracked(*saved) for cid, saved in calls.items()}
         self._pending = {cid for cid, t in self._calls.items() if t.counted_as is None}
         for t in (self._calls[cid] for cid in self._pending):  # as if rechecked at ``at``
-            t.next_check = max(t.next_check, self._next_check(t, at))
+            saved = t.next_check if t.next_check < WATCHED else 0.0  # saved in another mode
+            t.next_check = max(saved, self._next_check(t, at))
         self._last_end = dict(cursor)
         self._agents = {t.agent_id for t in self._calls.values()} | set(self.windows.agents())
         self.backfilled = True

@@ -1,0 +1,102 @@
+"""Which of a cycle's planned ranges fit the rate budget, and what was deferred. Pure.
+
+The tracker plans ranges most important first (heads, then due pending calls longest-waiting
+first, then stragglers); ``select`` spends the cycle's allowance (``RateLimiter.budget``: a
+token bucket, so unused budget carries over) on them:
+
+1. *Overdue* ranges first, longest-waiting first: a pending range due for longer than
+   ``overdue_after`` (``starvation_bound``: two intervals, at least 60 s), and a head whose
+   listing has not run for that long. This is what keeps any range from starving, whatever
+   the interval: a range waits in line at most until it is overdue, and overdue ranges are
+   served in order of waiting.
+2. Then heads, then the rest, in the planned order, each while it fits what is left.
+
+The first range chosen goes whenever at least one token is left, even if it costs more (the
+bucket goes below zero and the next cycles pay it back): a range larger than what the bucket
+can hold still gets its turn. With no token left nothing goes out, heads included; the
+deferred ranges are reported by kind so the daemon can show it (metric, log line, /readyz).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ..model import Range
+
+OVERDUE_FLOOR = 60.0  # seconds: a range due this long goes first, whatever the interval
+KINDS = ("head", "pending", "straggler", "live")
+
+
+def starvation_bound(interval: float) -> float:
+    """How long a due range may wait before it goes first: two intervals, at least 60 s."""
+    return max(2.0 * interval, OVERDUE_FLOOR)
+
+
+def waiting_since(r: Range, head_listed: Mapping[str | None, float]) -> float | None:
+    """Since when ``r`` has been waiting: a pending range since its earliest call became
+    due, a head since its key's last complete head listing (None: never listed)."""
+    if r.kind == "head":
+        return head_listed.get(r.agent_id)
+    if r.kind == "backfill":
+        return None
+    return r.due
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    chosen: list[Range]
+    deferred: dict[str, int] = field(default_factory=dict)  # kind -> ranges deferred
+    oldest_wait: float = 0.0  # seconds the longest-waiting deferred range has waited
+    overdue: int = 0  # ranges chosen ahead of the rest because they waited too long
+    heads_deferred_for: float = 0.0  # seconds since the longest-deferred head last ran
+
+    @property
+    def deferred_total(self) -> int:
+        return sum(self.deferred.values())
+
+
+def select(
+    ranges: Sequence[Range],
+    allowance: int,
+    now: float,
+    overdue_after: float,
+    head_listed: Mapping[str | None, float] | None = None,
+) -> Selection:
+    """Spend ``allowance`` requests on ``ranges`` (planned order); see the module doc."""
+    listed = head_listed or {}
+    waits = [waiting_since(r, listed) for r in ranges]
+    overdue = sorted(
+        (i for i, w in enumerate(waits) if w is not None and now - w >= overdue_after),
+        key=lambda i: (waits[i] or 0.0, i),
+    )
+    late = set(overdue)
+    rest = [i for i, r in enumerate(ranges) if i not in late and r.kind == "head"]
+    rest += [i for i, r in enumerate(ranges) if i not in late and r.kind != "head"]
+    left = allowance
+    chosen: list[int] = []
+    for i in [*overdue, *rest]:
+        cost = ranges[i].est_requests
+        if left >= 1 and (not chosen or cost <= left):
+            chosen.append(i)
+            left -= cost
+    taken = set(chosen)
+    deferred: dict[str, int] = {}
+    oldest = 0.0
+    heads_for = 0.0
+    for i, r in enumerate(ranges):
+        if i in taken:
+            continue
+        deferred[r.kind] = deferred.get(r.kind, 0) + 1
+        w = waits[i]
+        if w is not None:
+            oldest = max(oldest, now - w)
+            if r.kind == "head":
+                heads_for = max(heads_for, now - w)
+    return Selection(
+        [ranges[i] for i in chosen],
+        deferred,
+        oldest,
+        sum(1 for i in overdue if i in taken),
+        heads_for,
+    )
