@@ -23,6 +23,7 @@ PURE = [
     "windows",
     "durations",
     "ingest.parse",
+    "ingest.agents",
     "ingest.tracker",
     "alerts.rules",
     "alerts.incidents",

@@ -5,6 +5,9 @@ store, alert pipeline, delivery worker, notifier, Slack actions, history recorde
 daemon); with a state store it resumes from the saved state when it can (a warm restart).
 ``run``, ``once``, ``demo``, the tests and the benchmarks all go through it; nothing else
 assembles parts by hand.
+
+Longer than ~400 lines: the one place that assembles every part (alert path, Slack actions,
+agent directory, history, daemon), with each part's clean-up on a failed start.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from .daemon import CycleReport, Watchdog
 from .heartbeat import ApiMetrics, Heartbeat
 from .history import Recorder, Resumed, start_history
 from .ingest.client import ApiClient, RateLimiter
+from .ingest.directory import AgentDirectory, DirectoryCollector
 from .ingest.tracker import Tracker, TrackerConfig
 from .metrics import Metrics
 from .model import CountsView, PollStatus
@@ -135,9 +139,12 @@ def build_alerts(
     exclusive: bool = False,
     retry: RetryPolicy | None = None,
     rand: Callable[[], float] = random.random,
+    name_of: Callable[[str], str | None] | None = None,
 ) -> Alerts:
     """The alert path: store, rules, planner policy, pipeline, delivery, metrics.
-    Raises ``ConfigError`` for bad rules and ``store.StateError`` for an unusable state."""
+    ``name_of``: agent id -> the name people read (the agent directory's ``title_of``;
+    default ``slack.agent_names``). Raises ``ConfigError`` for bad rules and
+    ``store.StateError`` for an unusable state."""
     problems = validate_rules(settings)
     if problems:
         raise ConfigError(problems)
@@ -149,8 +156,9 @@ def build_alerts(
         delivery = DeliveryWorker(
             store, sender, policy=retry, rand=rand, count_results=settings.slack.mode != "none"
         )
-        names = dict(settings.slack.agent_names)
-        snapshots = Snapshots(rules, names.get, settings.alerts.sparkline_points)
+        if name_of is None:
+            name_of = dict(settings.slack.agent_names).get
+        snapshots = Snapshots(rules, name_of, settings.alerts.sparkline_points)
         policy = Policy(
             can_edit=sender.can_edit,
             group_threshold=settings.slack.group_threshold,
@@ -190,6 +198,7 @@ def build_actions(
     lock: threading.Lock,
     *,
     socket_ping: float = 10.0,
+    name_of: Callable[[str], str | None] | None = None,
 ) -> Actions | None:
     """Slack actions (``slack.actions.mode``), started: Socket Mode connects in the
     background; HTTP mode listens on ``slack.actions.listen`` (``ConfigError`` when it
@@ -202,9 +211,10 @@ def build_actions(
     access = Access(
         cfg.allowed_users, cfg.allowed_usergroups, io.usergroup_members, clock, cfg.usergroup_cache
     )
-    names = dict(slack.agent_names)
+    if name_of is None:
+        name_of = dict(slack.agent_names).get
     reader = StatusReader(
-        view, lock, list(settings.outcomes), settings.alerts.sparkline_points, names.get
+        view, lock, list(settings.outcomes), settings.alerts.sparkline_points, name_of
     )
     service = ActionService(
         alerts.pipeline,
@@ -257,12 +267,18 @@ class App:
     alerts: Alerts | None
     recorder: Recorder | None = None  # the recorded history (with the state store)
     resumed: Resumed | None = None  # set when this start resumed from the saved state
+    directory: AgentDirectory | None = None  # the agent directory (GET /agents2)
 
     def close(self) -> None:
         self.daemon.close()
 
 
-def build_tracker(settings: Settings, windows: Windows) -> Tracker:
+def build_tracker(
+    settings: Settings,
+    windows: Windows,
+    call_limit: Callable[[str], float | None] | None = None,
+) -> Tracker:
+    """``call_limit``: the agent directory's per-agent limits (``AgentDirectory.limit_of``)."""
     p = settings.poll
     explicit = None if p.agents == "all" else tuple(p.agents)
     return Tracker(
@@ -280,6 +296,7 @@ def build_tracker(settings: Settings, windows: Windows) -> Tracker:
         ),
         windows,
         settings.status_classes,
+        call_limit if settings.agents.call_limits else None,
     )
 
 
@@ -307,7 +324,6 @@ def build(
     registry = registry if registry is not None else CollectorRegistry()
     lock = threading.Lock()
     windows = Windows(settings.window_seconds, settings.status_classes)
-    tracker = build_tracker(settings, windows)
     metrics = Metrics(registry, windows, lock)
     heartbeat = Heartbeat(clock)
     d = settings.dialnexa
@@ -328,6 +344,16 @@ def build(
         # thread; pacing to the rate-limit window's reset (the backfill) may still wait
         max_sleep=max(settings.poll.interval, d.rate_limit_period),
     )
+    directory = AgentDirectory(
+        client if settings.agents.directory else None,
+        clock,
+        refresh=settings.agents.refresh,
+        margin=settings.agents.limit_margin,
+        names=settings.slack.agent_names,
+        call_limits=settings.agents.call_limits,
+    )
+    registry.register(DirectoryCollector(directory))
+    tracker = build_tracker(settings, windows, directory.limit_of)
     alerts = None
     if alerting:
         try:
@@ -338,10 +364,13 @@ def build(
                 stream=stream,
                 notifier=notifier,
                 exclusive=exclusive_state,
+                name_of=directory.title_of,
             )
         except BaseException:
             client.close()
             raise
+        directory.memory = alerts.store  # names and limits before the first listing
+        directory.load()
     recorder, resumed = None, None
     if alerts is not None:  # the history lives in the state store: resume, then record
         try:
@@ -360,7 +389,13 @@ def build(
     if alerts is not None:
         try:
             alerts.actions = build_actions(
-                settings, clock, alerts, windows, lock, socket_ping=socket_ping
+                settings,
+                clock,
+                alerts,
+                windows,
+                lock,
+                socket_ping=socket_ping,
+                name_of=directory.title_of,
             )
         except BaseException:
             client.close()
@@ -380,6 +415,7 @@ def build(
         timer=timer,
         memory=alerts.store if alerts is not None else None,
         record=recorder.record if recorder is not None else None,
+        directory=directory if directory.enabled else None,
     )
     return App(
         settings,
@@ -393,4 +429,5 @@ def build(
         alerts,
         recorder,
         resumed,
+        directory,
     )

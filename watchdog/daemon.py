@@ -15,6 +15,7 @@ from .clock import Clock
 from .config import Settings
 from .heartbeat import Heartbeat
 from .ingest.client import ApiClient, ApiError, Listing, Stopped
+from .ingest.directory import AgentDirectory
 from .ingest.tracker import Applied, Tracker, listing_costs
 from .logs import Throttle
 from .metrics import Metrics
@@ -81,6 +82,7 @@ class Watchdog:
         timer: Callable[[], float] = time.perf_counter,
         memory: Memory | None = None,
         record: Callable[[float], object] | None = None,  # history.Recorder.record
+        directory: AgentDirectory | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -97,6 +99,7 @@ class Watchdog:
         self.listing_estimates: dict[str, int] = {}
         self.memory = memory
         self.record = record
+        self.directory = directory
         self._resuming = tracker.backfilled  # a warm restart: no backfill, the gap is listed
         self._held: float | None = None
         self._throttle = Throttle(log, max(60.0, settings.poll.interval), now=clock.now)
@@ -172,11 +175,25 @@ class Watchdog:
         return self._cycle(self.tracker.plan_backfill(now), now, backfill=True)
 
     def poll_once(self) -> CycleReport:
-        """One cycle: backfill first if it has not succeeded yet."""
+        """One cycle: the agent directory when its refresh is due, then backfill first if it
+        has not succeeded yet."""
+        self._refresh_directory()
         if not self.tracker.backfilled:
             return self.backfill()
         now = self.clock.now()
         return self._cycle(self.tracker.plan(now), now, backfill=False)
+
+    def _refresh_directory(self) -> None:
+        """List the agents when due: before the calls, from the same rate budget (the
+        listing that follows is chosen from what the limiter has left)."""
+        d = self.directory
+        if d is None or not d.due(self.clock.now()):
+            return
+        try:
+            d.refresh()
+        except Exception:  # a fault in the directory must never stop polling
+            d.up = False
+            log.exception("agent directory refresh failed")
 
     def _select(self, ranges: list[Range], now: float) -> tuple[list[Range], int]:
         """Heads always; the rest while the rate budget for one interval lasts."""
