@@ -11,14 +11,18 @@ from typing import Any
 
 import msgspec
 import pytest
+from dialnexa_watchdog.alerts.state import AlertState, State
+from dialnexa_watchdog.alerts.store import Changes, Store
 from dialnexa_watchdog.app import App, build
-from dialnexa_watchdog.clock import FakeClock
+from dialnexa_watchdog.cli import main
+from dialnexa_watchdog.clock import FakeClock, SystemClock
 from dialnexa_watchdog.config import load_settings
 from dialnexa_watchdog.demo import DEGRADED, DEMO_KEY, demo_overrides, demo_scenario
 from dialnexa_watchdog.ingest.agents import MAX_TITLE_CHARS, AgentEntry, parse_agents
 from dialnexa_watchdog.ingest.parse import PageError
 from dialnexa_watchdog.ingest.tracker import Tracker, TrackerConfig
 from dialnexa_watchdog.model import Call, Range, StatusClasses
+from dialnexa_watchdog.report import rate_table
 from dialnexa_watchdog.simulator import Scenario, Simulator, serve
 from dialnexa_watchdog.simulator.agents import GARBAGE, agent_item, bad_agents, camel
 from dialnexa_watchdog.simulator.profiles import AgentInfo
@@ -167,6 +171,7 @@ def test_the_directory_pages_refreshes_and_survives_a_restart(tmp_path: Path) ->
         again.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["403", "404", "garbage"])
 def test_a_failing_agents_api_changes_nothing_else(
     tmp_path: Path, mode: str, caplog: pytest.LogCaptureFixture
@@ -203,6 +208,7 @@ def test_a_failing_agents_api_changes_nothing_else(
     assert len(lines) == 1, [r.getMessage() for r in lines]
 
 
+@pytest.mark.slow
 def test_names_reach_slack_escaped(tmp_path: Path) -> None:
     """The demo's agt_support_02 fails every call from 3 s to 18 s; the API titles it with
     Slack's control sequences."""
@@ -271,3 +277,69 @@ def test_a_pending_call_past_its_agents_limit_is_a_straggler_at_once() -> None:
     # an agent the directory has no limit for keeps the global one
     for after in (31, 240):
         assert plan_one("agt_other", 950, True, after) == plan_one("agt_other", 950, False, after)
+
+
+# ---- names where people read them: rate tables, `alerts`, `once` -----------------------------
+
+
+def test_rate_table_shows_titles_under_ids_with_control_characters_defused() -> None:
+    classes = StatusClasses()
+    w = Windows({"5m": 300.0, "1h": 3600.0}, classes)
+    w.advance(T0)
+    w.add("agt_a", "failed", T0 - 10)
+    w.add("agt_b", "completed", T0 - 10)
+    names = {"agt_a": "Support \x1b[31mBot"}.get
+    lines = rate_table(w, name_of=names).splitlines()[2:]
+    assert lines[0].split()[0] == "agt_a" and lines[1].startswith("Support \ufffd[31mBot ")
+    assert lines[2].split()[0] == "agt_b" and lines[3].split()[0] == "1h"  # no name: blank
+    one = Windows({"5m": 300.0}, classes)
+    one.advance(T0)
+    one.add("agt_a", "failed", T0 - 10)
+    assert rate_table(one, name_of=names).splitlines()[2:] == [
+        rate_table(one).splitlines()[2],
+        "Support \ufffd[31mBot",
+    ]
+
+
+def test_alerts_command_names_agents_from_the_saved_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "state.sqlite3"
+    cfg = tmp_path / "watchdog.yaml"
+    cfg.write_text(
+        f"state: {{path: {path}}}\n"
+        "slack: {agent_names: {agt_b: Named in config}}\n"
+        "rules:\n  - {name: failed-rate, outcome: failed, window: 15m, threshold: 0.25}\n",
+        encoding="utf-8",
+    )
+    store = Store(path)
+    saved = [AgentEntry("agt_a", "Customer Support Bot").to_json(), AgentEntry("agt_b").to_json()]
+    store.set_meta("agent_directory", json.dumps({"at": T0, "agents": saved}))
+    states = [
+        AlertState("failed-rate", a, "critical", State.FIRING, T0, T0, fired_at=T0, rate=0.5)
+        for a in ("agt_a", "agt_b", "agt_c")
+    ]
+    store.commit(T0, Changes(states=[(st, None) for st in states]))
+    store.close()
+    assert main(["alerts", "-c", str(cfg)]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert "failed-rate  Customer Support Bot (agt_a)  firing" in " ".join(rows)
+    assert any("Named in config (agt_b)" in r for r in rows)  # the config wins
+    assert any(r.split()[1] == "agt_c" for r in rows)
+
+
+@pytest.mark.slow
+def test_once_prints_titles(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    clock = SystemClock()
+    sim = Simulator(clock, Scenario.demo(history=120.0), keys=(KEY,))
+    with serve(sim) as server:
+        cfg = tmp_path / "watchdog.yaml"
+        cfg.write_text(
+            f"dialnexa: {{base_url: '{server.url}', api_key: {KEY}}}\n"
+            "poll: {max_call_duration: 5m}\nwindows: [5m]\n",
+            encoding="utf-8",
+        )
+        assert main(["once", "-c", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "Customer Support Bot" in out and "agt_support_02" in out
+    assert sum(1 for r in sim.requests if "agents2" in r.path) == 1

@@ -238,6 +238,19 @@ class AgentDirectory:
         )
 
 
+def saved_titles(memory: Memory) -> dict[str, str]:
+    """Agent id -> title from the directory the daemon saved (the ``alerts`` command reads
+    the state file; it lists nothing); empty when there is none or it is unreadable."""
+    try:
+        raw = memory.get_meta(MEMORY_KEY)
+        doc = json.loads(raw) if raw else {}
+    except Exception:
+        return {}
+    rows = doc.get("agents") if isinstance(doc, dict) else None
+    entries = (AgentEntry.from_json(r) for r in rows) if isinstance(rows, list) else ()
+    return {e.id: e.title for e in entries if e is not None and e.title}
+
+
 class DirectoryCollector(Collector):
     """``dialnexa_agents_api_up`` and ``dialnexa_agent_info{agent_id,title,published}`` = 1
     (one series per agent not deleted; ``title`` is ``slack.agent_names``' name, else the

@@ -154,14 +154,17 @@ def _single_blocks(a: AlertSnapshot, word: str, dashboard_url: str | None) -> li
 
 
 def _member_line(a: AlertSnapshot) -> str:
-    name = f" ({untrusted(a.agent_name, NAME_CHARS)})" if a.agent_name else ""
+    # "Customer Support Bot (`agt_k7m2nq9xw4p8`)", or the id alone
+    name = f"{untrusted(a.agent_name, NAME_CHARS)} " if a.agent_name else ""
     if a.state == "resolved":
         tail = resolved_tail(a)
         rate = "" if a.resolved_rate is None else f" at {pct(a.resolved_rate)}"
-        return f"✅ ~{code(a.agent_id)}~{name} resolved{rate}" + (f", {tail}" if tail else "")
+        who = f"{name}(~{code(a.agent_id)}~)" if name else f"~{code(a.agent_id)}~"
+        return f"✅ {who} resolved{rate}" + (f", {tail}" if tail else "")
     spark = clip(spark_of(a), 60)
     quiet = " 🔕" if a.silenced_until is not None else ""
-    return f"🔴 {code(a.agent_id)}{name}{quiet}: {SLACK.bold(pct(a.rate))} of {a.calls} calls" + (
+    who = f"{name}({code(a.agent_id)})" if name else code(a.agent_id)
+    return f"🔴 {who}{quiet}: {SLACK.bold(pct(a.rate))} of {a.calls} calls" + (
         f"  {spark}" if spark else ""
     )
 

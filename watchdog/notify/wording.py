@@ -145,8 +145,9 @@ def who_of(a: AlertSnapshot, st: Style) -> str:
         return "all agents (workspace)"
     if a.scope == "stale":
         return "DialNexa polling"
-    name = f" ({st.esc(a.agent_name, NAME_CHARS)})" if a.agent_name else ""
-    return f"agent {st.ident(a.agent_id)}{name}"
+    if a.agent_name:  # "Customer Support Bot (`agt_k7m2nq9xw4p8`)"
+        return f"{st.esc(a.agent_name, NAME_CHARS)} ({st.ident(a.agent_id)})"
+    return f"agent {st.ident(a.agent_id)}"
 
 
 def stale_line(a: AlertSnapshot, st: Style) -> str:
