@@ -24,6 +24,8 @@ PURE = [
     "durations",
     "ingest.parse",
     "ingest.agents",
+    "activity",
+    "alerts.stopped",
     "ingest.tracker",
     "alerts.rules",
     "alerts.incidents",

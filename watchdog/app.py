@@ -17,7 +17,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol, TextIO
 
@@ -29,13 +29,15 @@ from .actions.http import HttpTransport
 from .actions.service import ActionService, StatusReader
 from .actions.slackio import SlackIO
 from .actions.socket import SocketTransport
+from .activity import ActivityKeeper
 from .alerts.collector import AlertCollector
 from .alerts.compile import compile_rules
 from .alerts.delivery import DeliveryWorker, RetryPolicy
 from .alerts.incidents import Policy
 from .alerts.pipeline import AlertPipeline
 from .alerts.snapshots import Snapshots
-from .alerts.state import StaleRule
+from .alerts.state import AlertState, Evaluation, StaleRule
+from .alerts.stopped import evaluate_stopped, has_stopped_rules
 from .alerts.store import Store
 from .clock import Clock
 from .config import ConfigError, Settings, SlackSettings, validate_rules
@@ -273,6 +275,23 @@ class App:
         self.daemon.close()
 
 
+def build_activity(
+    alerts: Alerts | None, directory: AgentDirectory, clock: Clock
+) -> ActivityKeeper | None:
+    """With a ``calls_stopped`` rule: the agents' call activity (kept in the state store)
+    and the pipeline's evaluation of those rules against it and the directory."""
+    if alerts is None or not has_stopped_rules(alerts.pipeline.rules):
+        return None
+    keeper = ActivityKeeper.start(alerts.store, clock.now())
+    rules = alerts.pipeline.rules
+
+    def stopped(prev: Mapping[tuple[str, str], AlertState], now: float) -> Evaluation:
+        return evaluate_stopped(rules, prev, keeper.activity, directory.is_active, now)
+
+    alerts.pipeline.stopped = stopped
+    return keeper
+
+
 def build_tracker(
     settings: Settings,
     windows: Windows,
@@ -401,6 +420,7 @@ def build(
             client.close()
             alerts.close()
             raise
+    activity = build_activity(alerts, directory, clock)
     daemon = Watchdog(
         settings,
         clock,
@@ -416,6 +436,7 @@ def build(
         memory=alerts.store if alerts is not None else None,
         record=recorder.record if recorder is not None else None,
         directory=directory if directory.enabled else None,
+        activity=activity,
     )
     return App(
         settings,

@@ -1,4 +1,8 @@
-"""The daemon: run poll cycles on a schedule, hand each to alerting, serve HTTP, stop cleanly."""
+"""The daemon: run poll cycles on a schedule, hand each to alerting, serve HTTP, stop cleanly.
+
+Longer than ~400 lines: one poll cycle's bookkeeping (listing, applying, the agent directory
+and call activity, status, readiness) reads best in one class.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from . import sdnotify
+from .activity import ActivityKeeper
 from .clock import Clock
 from .config import Settings
 from .heartbeat import Heartbeat
@@ -83,6 +88,7 @@ class Watchdog:
         memory: Memory | None = None,
         record: Callable[[float], object] | None = None,  # history.Recorder.record
         directory: AgentDirectory | None = None,
+        activity: ActivityKeeper | None = None,  # with a calls_stopped rule
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -100,6 +106,7 @@ class Watchdog:
         self.memory = memory
         self.record = record
         self.directory = directory
+        self.activity = activity
         self._resuming = tracker.backfilled  # a warm restart: no backfill, the gap is listed
         self._held: float | None = None
         self._throttle = Throttle(log, max(60.0, settings.poll.interval), now=clock.now)
@@ -249,6 +256,10 @@ class Watchdog:
                 self.tracker.backfilled = False
             self._record(applied)
             pending = self.tracker.pending_count
+        if self.activity is not None and not self.activity.cycle(
+            calls, applied.settled_ids, applied_at
+        ):
+            self._throttle.warning("activity", "cannot save the agents' call activity; retrying")
         if self.record is not None:  # the history row and resume point (never raises)
             self.record(applied_at)
         first = errors[0] if errors else None
@@ -390,5 +401,7 @@ class Watchdog:
 
     def close(self) -> None:
         self.client.close()
+        if self.activity is not None:
+            self.activity.save(self.clock.now())
         if self.alerting is not None:
             self.alerting.close()

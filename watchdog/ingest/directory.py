@@ -110,6 +110,11 @@ class AgentDirectory:
     def entry(self, agent_id: str) -> AgentEntry | None:
         return self.agents.get(agent_id)
 
+    def is_active(self, agent_id: str) -> bool | None:
+        """Published and not deleted (True), deleted or unpublished (False), or not known."""
+        entry = self.agents.get(agent_id)
+        return None if entry is None else entry.active
+
     def limit_of(self, agent_id: str) -> float | None:
         """The agent's own call limit (max call + ring + margin), or None: use the global."""
         if not self.call_limits:

@@ -163,10 +163,33 @@ def stale_line(a: AlertSnapshot, st: Style) -> str:
     return line
 
 
+def stopped_line(a: AlertSnapshot, st: Style) -> str:
+    """``no calls for 42m (fires after 30m; 57 calls in the same hour yesterday)``."""
+    if a.state == "resolved":
+        if a.note:
+            return f"resolved: {st.esc(a.note, ERROR_CHARS)}"
+        return "calls resumed"
+    quiet = human_duration(a.age or 0.0)
+    after = human_duration(a.stale_after or 0.0)
+    return (
+        f"no calls for {st.bold(quiet)} (fires after {after}; {a.calls} calls in "
+        f"{st.esc(a.window, WORD_CHARS)})"
+    )
+
+
+def headline(a: AlertSnapshot) -> str:
+    """The short form of an alert's number in lists: ``31.0%``, or ``silent 42m``."""
+    if a.scope == "stopped":
+        return f"silent {human_duration(a.age or 0.0)}"
+    return pct(a.rate)
+
+
 def rate_line(a: AlertSnapshot, st: Style) -> str:
     """``failed rate 31.0% >= 25.0% over 15m (13 of 42 calls)`` and its resolved form."""
     if a.scope == "stale":
         return stale_line(a, st)
+    if a.scope == "stopped":
+        return stopped_line(a, st)
     outcome = st.esc(a.outcome, WORD_CHARS)
     window = st.esc(a.window, WORD_CHARS)
     if a.state == "resolved":
@@ -199,7 +222,7 @@ def resolved_tail(a: AlertSnapshot) -> str:
 
 
 def spark_of(a: AlertSnapshot) -> str:
-    if a.scope == "stale":
+    if a.scope in ("stale", "stopped"):
         return ""
     return sparkline(a.sparkline, a.threshold)
 
