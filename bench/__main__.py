@@ -13,6 +13,7 @@ import sys
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import UTC, datetime
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,16 @@ def _detect() -> dict[str, Any]:
     return run_detect()
 
 
+# Benchmarks in a module of their own, ``bench/<topic>.py`` with ``run(quick) -> dict`` whose
+# keys start with the topic; ``--only TOPIC`` re-measures one without the rest.
+SECTIONS = ("agents",)
+
+
+def _section(topic: str, quick: bool) -> dict[str, Any]:
+    result: dict[str, Any] = import_module(f"bench.{topic}").run(quick)
+    return result
+
+
 def _per_interval(seconds: float | None) -> float | None:
     return None if seconds is None else seconds / 30.0
 
@@ -89,6 +100,8 @@ def run_all(quick: bool) -> dict[str, Any]:
             jobs[key] = pool.submit(_economy, key, eco[key])
         jobs["ingest"] = pool.submit(_ingest, 20 if quick else 400)
         jobs["detect"] = pool.submit(_detect)
+        for topic in SECTIONS:
+            jobs[topic] = pool.submit(_section, topic, quick)
         done = {k: f.result() for k, f in jobs.items()}
     ws = done["workspace"]
     res: dict[str, Any] = {
@@ -115,7 +128,8 @@ def run_all(quick: bool) -> dict[str, Any]:
         **{k: v for k, v in done["scale"].items()},
         "scale_rss_simulator_only_mb": done["baseline"]["baseline_rss_mb"],
         **{k: v for k, v in done["detect"].items()},
-        "details": done,
+        **{k: v for t in SECTIONS for k, v in done[t].items()},
+        "details": {k: v for k, v in done.items() if k not in SECTIONS},
     }
     return res
 
@@ -135,7 +149,7 @@ TARGETS: list[tuple[str, str, float, str]] = [
 
 
 def table(res: dict[str, Any], quick: bool) -> str:
-    lines = [f"{'metric':<38} {'value':>12}  {'target':>10}  result"]
+    lines = [f"{'metric':<44} {'value':>12}  {'target':>10}  result"]
     for key, op, limit, what in TARGETS:
         v = res.get(key)
         if v is None:
@@ -145,7 +159,7 @@ def table(res: dict[str, Any], quick: bool) -> str:
             ok = v <= limit if op == "<=" else v < limit if op == "<" else v >= limit
             verdict = ("pass" if ok else "MISS") if not quick else "(smoke)"
             shown = f"{v:.4g}"
-        lines.append(f"{key:<38} {shown:>12}  {op}{limit:>8g}  {verdict}   {what}")
+        lines.append(f"{key:<44} {shown:>12}  {op}{limit:>8g}  {verdict}   {what}")
     extra = [
         "api_requests_per_cycle",
         "api_naive_requests_per_cycle",
@@ -165,10 +179,19 @@ def table(res: dict[str, Any], quick: bool) -> str:
         "scale_rss_simulator_only_mb",
         "detection_after_truth_intervals",
         "detection_first_failure_to_truth_s",
+        "agents_global_15m_requests_per_cycle",
+        "agents_global_3h_requests_per_cycle",
+        "agents_own_requests_per_cycle",
+        "agents_global_15m_stuck_requests_per_cycle",
+        "agents_global_3h_stuck_requests_per_cycle",
+        "agents_own_stuck_requests_per_cycle",
+        "agents_global_15m_long_call_late_p95_s",
+        "agents_own_long_call_late_p95_s",
+        "agents_directory_requests_per_refresh",
     ]
     for key in extra:
         v = res.get(key)
-        lines.append(f"{key:<38} {'-' if v is None else format(v, '.4g'):>12}")
+        lines.append(f"{key:<44} {'-' if v is None else format(v, '.4g'):>12}")
     return "\n".join(lines)
 
 
@@ -176,9 +199,25 @@ def main() -> int:
     p = argparse.ArgumentParser(prog="python -m bench")
     p.add_argument("--quick", action="store_true", help="CI smoke run: small and fast")
     p.add_argument("--out", default=str(Path(__file__).parent / "results.json"))
+    p.add_argument(
+        "--only",
+        metavar="TOPIC[,TOPIC]",
+        help=f"run only these sections ({', '.join(SECTIONS)}) and update their keys in --out",
+    )
     a = p.parse_args()
     started = time.perf_counter()
-    res = run_all(a.quick)
+    if a.only:
+        topics = [t.strip() for t in a.only.split(",") if t.strip()]
+        unknown = [t for t in topics if t not in SECTIONS]
+        if unknown:
+            p.error(f"--only: unknown section {unknown[0]!r}; one of {', '.join(SECTIONS)}")
+        out = Path(a.out)
+        res = json.loads(out.read_text()) if out.exists() else {}
+        for topic in topics:
+            res = {k: v for k, v in res.items() if not k.startswith(f"{topic}_")}
+            res.update(_section(topic, a.quick))
+    else:
+        res = run_all(a.quick)
     res["bench_seconds"] = time.perf_counter() - started
     res["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
     res["date"] = datetime.now(UTC).strftime("%Y-%m-%d")

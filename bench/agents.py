@@ -41,9 +41,9 @@ from dialnexa_watchdog.simulator.calls import CallSpec
 from bench.common import KEY, T0, bench_settings
 
 FULL: dict[str, Any] = {
-    "agents": 2000,
-    "calls_per_day": 1_000_000,
-    "hours": 1.0,
+    "agents": 1000,
+    "calls_per_day": 500_000,
+    "hours": 0.5,
     "warm": 1800.0,
     "seeds": (11, 12, 13),
 }

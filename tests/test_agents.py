@@ -343,3 +343,41 @@ def test_once_prints_titles(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     out = capsys.readouterr().out
     assert "Customer Support Bot" in out and "agt_support_02" in out
     assert sum(1 for r in sim.requests if "agents2" in r.path) == 1
+
+
+@pytest.mark.slow
+def test_per_agent_limits_cost_fewer_requests_than_a_global_limit_long_enough_for_all(
+    tmp_path: Path,
+) -> None:
+    """The same seeded realistic traffic (agents' limits 300 s to 3 h), with a few calls the
+    API keeps showing in progress for 2 h: per-agent limits back off from those after their
+    agent's limit; a global poll.max_call_duration long enough for the longest agent's
+    calls (3 h) keeps re-reading them every 30 s."""
+    totals = {}
+    for label, extra in (
+        ("global", {"agents.call_limits": False, "poll.max_call_duration": "3h",
+                    "poll.max_pending_age": "4h"}),
+        ("own", {}),
+    ):  # fmt: skip
+        clock = FakeClock(T0)
+        scenario = Scenario.realistic(30, 20_000, 21, history=4 * 3600)
+        sim = Simulator(clock, scenario, keys=(KEY,), rate_limit=None)
+        short = [a for a, i in sim.directory() if i.max_call_duration_sec == 300]
+        for i in range(30):  # stuck in progress for 2 h, created over the 3 h before the start
+            sim.add_call(short[i % len(short)], T0 - 10_800 + 360 * i, talk=7200.0)
+        (tmp_path / label).mkdir()
+        with serve(sim) as server:
+            app = make_app(server.url, tmp_path / label, clock, **extra)
+            requests = []
+            for _ in range(30):
+                requests.append(app.daemon.poll_once().requests)
+                clock.set(max(clock.now(), T0 + 30 * len(requests)))
+            app.close()
+        totals[label] = sum(requests[10:])  # after the backfill and the first 5 minutes
+        if label == "own":
+            assert (
+                app.directory is not None
+                and app.directory.limit_of(short[0])
+                == 300 + (app.directory.agents[short[0]].ring_duration or 0) + 60
+            )
+    assert totals["own"] < totals["global"], totals
