@@ -158,6 +158,8 @@ def test_a_silent_agent_pages_in_slack_and_resolves_when_it_calls_again(tmp_path
                 "metrics.listen": "127.0.0.1:0",
                 "state.path": str(tmp_path / "state.sqlite3"),
                 "poll.interval": "1m",
+                "windows": ["5m", "15m"],
+                "agents.refresh": "1m",
                 "rules": [rule],
                 "slack.token": TOKEN,
                 "slack.channel": CHANNEL_ID,
@@ -183,6 +185,14 @@ def test_a_silent_agent_pages_in_slack_and_resolves_when_it_calls_again(tmp_path
             sim.add_call("agt_stops", clock.now() - 5, ring=3.0, talk=600.0)  # calling again
             cycle()
             assert app.registry.get_sample_value("dialnexa_alert_firing", firing) == 0
+            for _ in range(6):  # past the longest window (15m) since their last call
+                cycle()
+            # deleted and unpublished agents leave /metrics with their windows
+            body = app.metrics.body().decode()
+            assert 'dialnexa_calls_total{agent_id="agt_stops"' in body
+            assert 'agent_id="agt_deleted"' not in body
+            assert 'dialnexa_agent_info{agent_id="agt_draft"' in body  # still listed, a draft
+            assert 'dialnexa_calls_total{agent_id="agt_draft"' not in body
             app.close()
         posts = [json.dumps(p.params, ensure_ascii=False) for p in fake.posts()]
         updates = [json.dumps(u.params, ensure_ascii=False) for u in fake.updates()]

@@ -201,6 +201,11 @@ class Watchdog:
         except Exception:  # a fault in the directory must never stop polling
             d.up = False
             log.exception("agent directory refresh failed")
+        with self.lock:  # deleted or unpublished agents leave /metrics with their windows
+            totals = self.metrics.windows
+            for agent in [a for a in totals.calls_total if d.is_active(a) is False]:
+                if all(self.windows.raw_counts(agent, w) is None for w in self.windows.labels):
+                    totals.forget(agent)
 
     def _select(self, ranges: list[Range], now: float) -> tuple[list[Range], int]:
         """Heads always; the rest while the rate budget for one interval lasts."""
