@@ -177,16 +177,18 @@ class Watchdog:
 
     # ---- cycles -------------------------------------------------------------------------
     def backfill(self) -> CycleReport:
-        """List the longest window (plus the longest call) once; sets ``backfilled``."""
+        """List the longest window (plus the longest call) once; sets ``backfilled``. The
+        agent directory first, when its refresh is due (names and call limits)."""
+        self._refresh_directory()
         now = self.clock.now()
         return self._cycle(self.tracker.plan_backfill(now), now, backfill=True)
 
     def poll_once(self) -> CycleReport:
-        """One cycle: the agent directory when its refresh is due, then backfill first if it
-        has not succeeded yet."""
-        self._refresh_directory()
+        """One cycle: backfill first if it has not succeeded yet; the agent directory first
+        when its refresh is due."""
         if not self.tracker.backfilled:
             return self.backfill()
+        self._refresh_directory()
         now = self.clock.now()
         return self._cycle(self.tracker.plan(now), now, backfill=False)
 

@@ -100,9 +100,7 @@ def _cmd_once(args: argparse.Namespace) -> int:
     app = build(settings, SystemClock(stop), alerting=False)
     directory = app.directory
     try:
-        if directory is not None and directory.enabled:
-            directory.refresh()  # names (a failure changes nothing but the names)
-        report = app.daemon.backfill()
+        report = app.daemon.backfill()  # the agent directory first: names, call limits
     finally:
         app.close()
     if not report.ok:
