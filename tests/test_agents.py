@@ -163,7 +163,12 @@ def test_the_directory_pages_refreshes_and_survives_a_restart(tmp_path: Path) ->
         d2 = again.directory
         assert d2 is not None and d2.title_of(listed[1][0]) == listed[1][1].title
         assert d2.title_of(first) == "From config"  # slack.agent_names wins
+        asked = agent_requests(sim)
+        again.daemon.poll_once()  # listed less than agents.refresh ago: not asked again yet
+        assert agent_requests(sim) == asked
+        clock.advance(600)
         again.daemon.poll_once()
+        assert agent_requests(sim) == asked + 1  # the 404
         assert d2.title_of(listed[1][0]) == listed[1][1].title  # a failure keeps what it had
         assert sample(again, "dialnexa_agents_api_up") == 0
         info = {"agent_id": first, "title": "From config", "published": "true"}

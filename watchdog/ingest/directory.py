@@ -141,6 +141,8 @@ class AgentDirectory:
         self.agents = {e.id: e for e in entries if e is not None}
         at = doc.get("at") if isinstance(doc, dict) else None
         self.refreshed_at = float(at) if isinstance(at, int | float) else None
+        if self.refreshed_at is not None and self.agents:  # fresh: the next refresh is due
+            self.next_at = min(self.refreshed_at, self.clock.now()) + self.refresh_every
         return len(self.agents)
 
     def _save(self, now: float) -> None:
