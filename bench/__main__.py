@@ -195,6 +195,10 @@ def table(res: dict[str, Any], quick: bool) -> str:
     return "\n".join(lines)
 
 
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
+
+
 def main() -> int:
     p = argparse.ArgumentParser(prog="python -m bench")
     p.add_argument("--quick", action="store_true", help="CI smoke run: small and fast")
@@ -213,13 +217,17 @@ def main() -> int:
             p.error(f"--only: unknown section {unknown[0]!r}; one of {', '.join(SECTIONS)}")
         out = Path(a.out)
         res = json.loads(out.read_text()) if out.exists() else {}
-        for topic in topics:
-            res = {k: v for k, v in res.items() if not k.startswith(f"{topic}_")}
+        for topic in topics:  # its keys replaced; every other row (and the date) kept
             res.update(_section(topic, a.quick))
-    else:
-        res = run_all(a.quick)
+            res[f"{topic}_date"] = datetime.now(UTC).strftime("%Y-%m-%d")
+            res[f"{topic}_machine"] = machine()
+        Path(a.out).write_text(json.dumps(res, indent=2, default=str) + "\n")
+        print(table(res, a.quick))
+        print(f"\n{time.perf_counter() - started:.0f} s; updated {', '.join(topics)} in {a.out}")
+        return 0
+    res = run_all(a.quick)
     res["bench_seconds"] = time.perf_counter() - started
-    res["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
+    res["machine"] = machine()
     res["date"] = datetime.now(UTC).strftime("%Y-%m-%d")
     res["quick"] = a.quick
     Path(a.out).write_text(json.dumps(res, indent=2, default=str) + "\n")
