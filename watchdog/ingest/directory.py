@@ -35,7 +35,6 @@ log = logging.getLogger("watchdog.agents")
 
 MEMORY_KEY = "agent_directory"
 MAX_PAGES = 1000  # 100,000 agents
-RETRY_AFTER_FAILURE = 120.0  # a transient failure is retried this soon (at most ``refresh``)
 INFO_TITLE_CHARS = 200
 
 
@@ -166,11 +165,9 @@ class AgentDirectory:
             now = self.clock.now() if now is None else now
             agents, kind, requests, invalid = self._list(self.client)
             if agents is None:
-                self.next_at = now + (
-                    self.refresh_every
-                    if kind in ("auth", "client_error")
-                    else min(self.refresh_every, RETRY_AFTER_FAILURE)
-                )
+                # a failure waits a whole refresh too: a hanging endpoint (up to
+                # dialnexa.timeout per attempt) must not hold the poll thread every few cycles
+                self.next_at = now + self.refresh_every
                 self.up = False
                 return Refresh(False, requests, len(self.agents), invalid, kind)
             self.agents = agents
