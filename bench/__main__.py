@@ -33,6 +33,12 @@ def _pending(quick: bool) -> dict[str, Any]:
     return run(quick)
 
 
+def _agents(quick: bool) -> dict[str, Any]:
+    from bench.agents import run
+
+    return run(quick)
+
+
 SECTIONS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "realistic": realistic.run,
     "kind": kind.run,
@@ -44,6 +50,7 @@ SECTIONS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "daemon": daemon.run_section,
     "backtest": _backtest,
     "pending": _pending,
+    "agents": _agents,
 }
 
 
@@ -71,6 +78,10 @@ def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     for key in ("details", "section_seconds"):
         out[key] = {**(old.get(key) or {}), **(new.get(key) or {})}
     return out
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
 
 
 def main() -> int:

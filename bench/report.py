@@ -76,6 +76,15 @@ EXTRA = [
     "backtest_replay_cycles",
     "backtest_recorded_calls",
     "backtest_recording_bytes_per_call",
+    "agents_global_15m_requests_per_cycle",
+    "agents_global_3h_requests_per_cycle",
+    "agents_own_requests_per_cycle",
+    "agents_global_15m_stuck_requests_per_cycle",
+    "agents_global_3h_stuck_requests_per_cycle",
+    "agents_own_stuck_requests_per_cycle",
+    "agents_global_15m_long_call_late_p95_s",
+    "agents_own_long_call_late_p95_s",
+    "agents_directory_requests_per_refresh",
 ]
 
 

@@ -16,6 +16,10 @@ def compile_rules(rules: Sequence[RuleSettings], windows: Mapping[str, float]) -
     """Rules from validated config; ``windows`` is Settings.window_seconds."""
     out: list[Rule] = []
     for r in rules:
+        if r.kind == "calls_stopped":
+            out.append(_stopped(r))
+            continue
+        assert r.threshold is not None and r.outcome is not None and r.window is not None
         base = Limits(r.threshold, r.effective_clear_below, r.min_calls, r.for_)
         overrides: dict[str, Limits] = {}
         for agent, o in r.overrides.items():
@@ -50,3 +54,30 @@ def compile_rules(rules: Sequence[RuleSettings], windows: Mapping[str, float]) -
             )
         )
     return out
+
+
+def _stopped(r: RuleSettings) -> Rule:
+    """A ``kind: calls_stopped`` rule (validated: no rate fields; overrides set min_calls
+    and for only)."""
+    overrides = {
+        agent: Limits(
+            0.0,
+            0.0,
+            o.min_calls if o.min_calls is not None else r.min_calls,
+            o.for_ if o.for_ is not None else r.for_,
+        )
+        for agent, o in r.overrides.items()
+    }
+    return Rule(
+        name=r.name,
+        outcome="",
+        window="",
+        limits=Limits(0.0, 0.0, r.min_calls, r.for_),
+        severity=r.severity,
+        agents=None if r.agents == "all" else frozenset(r.agents),
+        exclude=frozenset(r.exclude),
+        overrides=overrides,
+        kind="calls_stopped",
+        baseline=r.baseline,
+        quiet_after=r.quiet_after,
+    )

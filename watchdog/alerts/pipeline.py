@@ -33,6 +33,7 @@ from ..notify import Notice
 from .incidents import Book, Incident, Policy, Snapshotter, acknowledge, new_incident_id, plan
 from .rules import evaluate, evaluate_stale
 from .state import STALE_RULE, AlertState, Evaluation, Rule, Silence, StaleRule, State
+from .stopped import with_stopped
 from .store import ActionChanges, Changes, Decision
 
 log = logging.getLogger("watchdog.alerts")
@@ -157,7 +158,10 @@ class AlertPipeline:
         *,
         delivery: Wakeable | None = None,
         new_id: Callable[[str, str, float], str] = new_incident_id,
+        stopped: Callable[[Mapping[Key, AlertState], float], Evaluation] | None = None,
     ) -> None:
+        """``stopped``: evaluates the ``calls_stopped`` rules (``stopped.evaluate_stopped``
+        bound to the call activity and the agent directory by the composition root)."""
         self.rules = list(rules)
         self.stale = stale
         self.store = store
@@ -165,6 +169,7 @@ class AlertPipeline:
         self._snapshots = snapshots
         self.delivery = delivery
         self._new_id = new_id
+        self.stopped = stopped
         self._lock = threading.Lock()  # one evaluation at a time (poll thread, stale timer)
         states, incident_of = store.load_states()
         self._states: dict[Key, AlertState] = states
@@ -191,7 +196,14 @@ class AlertPipeline:
     # ---- stages --------------------------------------------------------------------------
     def on_poll(self, view: CountsView, poll: PollStatus, now: float) -> None:
         """Evaluate the rules after a poll. Never raises."""
-        self._run(lambda prev: evaluate(self.rules, prev, view, poll, now), view, now)
+
+        def both(prev: Mapping[Key, AlertState]) -> Evaluation:
+            ev = evaluate(self.rules, prev, view, poll, now)
+            if self.stopped is None:
+                return ev
+            return with_stopped(ev, self.stopped(prev, now), self.rules)
+
+        self._run(both, view, now)
 
     def on_tick(self, poll: PollStatus, now: float) -> None:
         """Evaluate the stale rule alone (on a timer). Never raises."""

@@ -238,7 +238,7 @@ def _could_fire(rules: Sequence[Rule], view: CountsView) -> dict[str, Iterable[s
     and stay inactive (a Wilson lower bound never exceeds the plain rate), so skipping it
     changes nothing. A view that can answer in bulk (windows.Windows) does it from its kept
     sums, once per window, instead of building a WindowCounts per agent and rule."""
-    agent_rules = [r for r in rules if r.scope != "workspace"]
+    agent_rules = [r for r in rules if r.scope != "workspace" and r.kind == "rate"]
     bulk = getattr(view, "candidates_many", None)
     if bulk is None:
         seen_agents = view.agents()  # only without the bulk answer (a sorted list per call)
@@ -285,6 +285,8 @@ def evaluate(
             transitions.append(Transition(nxt.key, old, nxt.state, nxt))
 
     for rule in rules:
+        if rule.kind != "rate":  # calls_stopped: evaluated by stopped.evaluate_stopped
+            continue
         if rule.scope == "workspace":
             agents: list[str] = [WORKSPACE_AGENT]
         else:
@@ -312,9 +314,13 @@ def evaluate(
                 if gone is not None:
                     record(prev, gone)
 
-    # states of rules that are no longer configured
+    # states of rules that are no longer configured (or changed kind)
+    rate_names = {r.name for r in rules if r.kind == "rate"}
     for (rule_name, _agent), prev in sorted(prev_states.items()):
-        if rule_name in rule_names or rule_name == STALE_RULE:
+        if rule_name in rate_names or rule_name == STALE_RULE:
+            continue
+        if rule_name in rule_names:  # a calls_stopped rule's: evaluated apart, carried over
+            states[prev.key] = prev
             continue
         gone = _retire(prev, now, "the rule was removed from the config")
         if gone is not None:

@@ -56,6 +56,11 @@ class Rule:
     exclude: frozenset[str] = frozenset()
     overrides: Mapping[str, Limits] = field(default_factory=dict)
     scope: Literal["agent", "workspace"] = "agent"
+    # "rate": outcome over window; "calls_stopped": no calls for quiet_after from an agent
+    # with at least min_calls in its baseline (outcome and window are "")
+    kind: Literal["rate", "calls_stopped"] = "rate"
+    baseline: Literal["same_hour_yesterday", "last_24h"] = "same_hour_yesterday"
+    quiet_after: float = 1800.0
 
     def limits_for(self, agent_id: str) -> Limits:
         return self.overrides.get(agent_id, self.limits)

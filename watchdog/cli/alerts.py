@@ -25,6 +25,7 @@ from ..alerts.store.sql import SqlStore
 from ..clock import SystemClock
 from ..config import Settings
 from ..durations import parse_duration
+from ..ingest.directory import saved_titles
 from ..model import WORKSPACE_AGENT
 from ..notify import SendResult
 from ..notify.message import SlackMessage, escape, human_duration, pct, utc
@@ -34,6 +35,7 @@ from ..notify.slack import (
     describe,
     incident_metadata,
 )
+from ..notify.wording import printable
 from .util import PROG, ConfigExit, add_config_arg, config_source, load_config
 
 
@@ -329,6 +331,12 @@ def _acked(inc: Incident | None) -> str:
     return f"{inc.acked_by} at {utc(inc.acked_at)}"
 
 
+def _agent(agent_id: str, names: dict[str, str]) -> str:
+    """``Customer Support Bot (agt_k7m2nq9xw4p8)``, or the id alone; for a terminal."""
+    name = names.get(agent_id)
+    return f"{printable(name[:60])} ({agent_id})" if name else agent_id
+
+
 def cmd_alerts(args: argparse.Namespace) -> int:
     settings = load_config(args)
     now = SystemClock().now()
@@ -337,6 +345,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         incidents = store.load_incidents(open_only=True)
         silences = store.silences(now)
         waiting = store.pending_count()
+        names = saved_titles(store) | dict(settings.slack.agent_names)
     order = {State.FIRING: 0, State.PENDING: 1, State.RESOLVED: 2, State.INACTIVE: 3}
     shown = sorted(states.values(), key=lambda s: (order[s.state], s.rule, s.agent_id))
     if not shown:
@@ -364,7 +373,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
             rows.append(
                 [
                     st.rule,
-                    st.agent_id,
+                    _agent(st.agent_id, names),
                     st.state.value,
                     st.severity,
                     _rate(st),

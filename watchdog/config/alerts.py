@@ -46,12 +46,17 @@ class RuleOverride(Section):
 
 
 class RuleSettings(Section):
-    """One entry of ``rules:``."""
+    """One entry of ``rules:``. ``kind: rate`` (the default) fires on an outcome's rate over
+    a window and needs ``outcome``, ``window`` and ``threshold``; ``kind: calls_stopped``
+    fires when a published agent that placed at least ``min_calls`` calls in its
+    ``baseline`` has placed none for ``quiet_after`` (it takes no outcome, window or
+    threshold; ``load.validate_rules`` says which field is missing or unused)."""
 
     name: str
-    outcome: str
-    window: WindowLabel
-    threshold: PositiveRatio
+    kind: Literal["rate", "calls_stopped"] = "rate"
+    outcome: str | None = None
+    window: WindowLabel | None = None
+    threshold: PositiveRatio | None = None
     # Resolves only below this; default: threshold.
     clear_below: PositiveRatio | None = None
     min_calls: MinCalls = 20
@@ -65,6 +70,10 @@ class RuleSettings(Section):
     exclude: list[str] = Field(default_factory=list)
     overrides: dict[str, RuleOverride] = Field(default_factory=dict)
     scope: Literal["agent", "workspace"] = "agent"
+    # calls_stopped: the span whose calls make an agent expected to call (the same clock
+    # hour a day earlier, or the last 24 hours), and how long without a call fires
+    baseline: Literal["same_hour_yesterday", "last_24h"] = "same_hour_yesterday"
+    quiet_after: Annotated[Duration, between(5 * MINUTE, DAY)] = 30 * MINUTE
 
     @field_validator("name")
     @classmethod
@@ -139,7 +148,9 @@ class RuleSettings(Section):
 
     @property
     def effective_clear_below(self) -> float:
-        return self.threshold if self.clear_below is None else self.clear_below
+        if self.clear_below is not None:
+            return self.clear_below
+        return self.threshold if self.threshold is not None else 0.0
 
 
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,30}")

@@ -145,8 +145,9 @@ def who_of(a: AlertSnapshot, st: Style) -> str:
         return "all agents (workspace)"
     if a.scope == "stale":
         return "DialNexa polling"
-    name = f" ({st.esc(a.agent_name, NAME_CHARS)})" if a.agent_name else ""
-    return f"agent {st.ident(a.agent_id)}{name}"
+    if a.agent_name:  # "Customer Support Bot (`agt_k7m2nq9xw4p8`)"
+        return f"{st.esc(a.agent_name, NAME_CHARS)} ({st.ident(a.agent_id)})"
+    return f"agent {st.ident(a.agent_id)}"
 
 
 def stale_line(a: AlertSnapshot, st: Style) -> str:
@@ -162,10 +163,33 @@ def stale_line(a: AlertSnapshot, st: Style) -> str:
     return line
 
 
+def stopped_line(a: AlertSnapshot, st: Style) -> str:
+    """``no calls for 42m (fires after 30m; 57 calls in the same hour yesterday)``."""
+    if a.state == "resolved":
+        if a.note:
+            return f"resolved: {st.esc(a.note, ERROR_CHARS)}"
+        return "calls resumed"
+    quiet = human_duration(a.age or 0.0)
+    after = human_duration(a.stale_after or 0.0)
+    return (
+        f"no calls for {st.bold(quiet)} (fires after {after}; {a.calls} calls in "
+        f"{st.esc(a.window, WORD_CHARS)})"
+    )
+
+
+def headline(a: AlertSnapshot) -> str:
+    """The short form of an alert's number in lists: ``31.0%``, or ``silent 42m``."""
+    if a.scope == "stopped":
+        return f"silent {human_duration(a.age or 0.0)}"
+    return pct(a.rate)
+
+
 def rate_line(a: AlertSnapshot, st: Style) -> str:
     """``failed rate 31.0% >= 25.0% over 15m (13 of 42 calls)`` and its resolved form."""
     if a.scope == "stale":
         return stale_line(a, st)
+    if a.scope == "stopped":
+        return stopped_line(a, st)
     outcome = st.esc(a.outcome, WORD_CHARS)
     window = st.esc(a.window, WORD_CHARS)
     if a.state == "resolved":
@@ -198,7 +222,7 @@ def resolved_tail(a: AlertSnapshot) -> str:
 
 
 def spark_of(a: AlertSnapshot) -> str:
-    if a.scope == "stale":
+    if a.scope in ("stale", "stopped"):
         return ""
     return sparkline(a.sparkline, a.threshold)
 
