@@ -29,6 +29,7 @@ PURE = [
     "alerts.state",
     "readiness",
     "alerts.snapshots",
+    "alerts.sequential",
 ]
 IMPURE_IMPORTS = {
     "httpx",

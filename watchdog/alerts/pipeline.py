@@ -30,6 +30,7 @@ from typing import Protocol
 
 from ..model import WORKSPACE_AGENT, CountsView, PollStatus
 from ..notify import Notice
+from .evidence import EvidenceFeed
 from .incidents import Book, Incident, Policy, Snapshotter, acknowledge, new_incident_id, plan
 from .rules import evaluate, evaluate_stale
 from .state import STALE_RULE, AlertState, Evaluation, Rule, Silence, StaleRule, State
@@ -157,6 +158,7 @@ class AlertPipeline:
         *,
         delivery: Wakeable | None = None,
         new_id: Callable[[str, str, float], str] = new_incident_id,
+        evidence: EvidenceFeed | None = None,
     ) -> None:
         self.rules = list(rules)
         self.stale = stale
@@ -165,6 +167,7 @@ class AlertPipeline:
         self._snapshots = snapshots
         self.delivery = delivery
         self._new_id = new_id
+        self.evidence = evidence  # the sequential rules' detector and its feed
         self._lock = threading.Lock()  # one evaluation at a time (poll thread, stale timer)
         states, incident_of = store.load_states()
         self._states: dict[Key, AlertState] = states
@@ -191,7 +194,16 @@ class AlertPipeline:
     # ---- stages --------------------------------------------------------------------------
     def on_poll(self, view: CountsView, poll: PollStatus, now: float) -> None:
         """Evaluate the rules after a poll. Never raises."""
-        self._run(lambda prev: evaluate(self.rules, prev, view, poll, now), view, now)
+        self._run(lambda prev: self._evaluate(prev, view, poll, now), view, now)
+
+    def _evaluate(
+        self, prev: Mapping[Key, AlertState], view: CountsView, poll: PollStatus, now: float
+    ) -> Evaluation:
+        feed = self.evidence
+        if feed is None or not feed.active:
+            return evaluate(self.rules, prev, view, poll, now)
+        feed.advance(view, now)
+        return evaluate(self.rules, prev, view, poll, now, detector=feed.detector)
 
     def on_tick(self, poll: PollStatus, now: float) -> None:
         """Evaluate the stale rule alone (on a timer). Never raises."""

@@ -13,13 +13,20 @@ import string
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from .levels import SEQUENTIAL_DEFAULTS, YEAR, Level, _above, check_detector, level
 from .types import (
     DAY,
+    HOUR,
     MINUTE,
     Duration,
-    PositiveRatio,
     Section,
     WindowLabel,
     agent_list,
@@ -39,8 +46,8 @@ RESERVED_RULE_NAMES = frozenset({"stale"})
 class RuleOverride(Section):
     """Per-agent replacements of a rule's limits."""
 
-    threshold: PositiveRatio | None = None
-    clear_below: PositiveRatio | None = None
+    threshold: Level | None = None
+    clear_below: Level | None = None
     min_calls: MinCalls | None = None
     for_: ForDuration | None = Field(None, alias="for")
 
@@ -51,9 +58,10 @@ class RuleSettings(Section):
     name: str
     outcome: str
     window: WindowLabel
-    threshold: PositiveRatio
+    # A rate; sequential rules also take a multiple of the agent's baseline (3x).
+    threshold: Level
     # Resolves only below this; default: threshold.
-    clear_below: PositiveRatio | None = None
+    clear_below: Level | None = None
     min_calls: MinCalls = 20
     # Wilson interval: fire when the lower bound >= threshold, resolve when the upper bound
     # < clear_below.
@@ -65,6 +73,37 @@ class RuleSettings(Section):
     exclude: list[str] = Field(default_factory=list)
     overrides: dict[str, RuleOverride] = Field(default_factory=dict)
     scope: Literal["agent", "workspace"] = "agent"
+    # window: the rate in ``window`` against threshold; sequential: a CUSUM over each agent's
+    # calls (alerts/sequential.py), with the keys below.
+    detector: Literal["window", "sequential"] = "window"
+    # Sequential rules only (unset: the defaults in SEQUENTIAL_DEFAULTS).
+    false_alarm: Annotated[Duration, between(HOUR, 1000 * YEAR)] | None = None
+    baseline: Literal["learned"] | Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
+    baseline_window: Annotated[Duration, between(DAY, 366 * DAY)] | None = None
+    baseline_fallback: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
+    baseline_prior_calls: Annotated[float, Field(ge=0.0, le=1_000_000.0)] | None = None
+    baseline_floor: Annotated[float, Field(ge=0.0, lt=1.0)] | None = None
+    baseline_min_calls: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
+
+    @field_validator(
+        "false_alarm",
+        "baseline",
+        "baseline_window",
+        "baseline_fallback",
+        "baseline_prior_calls",
+        "baseline_floor",
+        "baseline_min_calls",
+    )
+    @classmethod
+    def _sequential_only(cls, v: Any, info: ValidationInfo) -> Any:
+        if v is not None and info.data.get("detector", "window") != "sequential":
+            raise ValueError("only for detector: sequential")
+        return v
+
+    def sequential(self, key: str) -> Any:
+        """A sequential setting: as configured, else its default."""
+        v = getattr(self, key)
+        return SEQUENTIAL_DEFAULTS[key] if v is None else v
 
     @field_validator("name")
     @classmethod
@@ -97,9 +136,9 @@ class RuleSettings(Section):
 
     @field_validator("clear_below")
     @classmethod
-    def _clear_below(cls, v: float | None, info: ValidationInfo) -> float | None:
+    def _clear_below(cls, v: float | str | None, info: ValidationInfo) -> float | str | None:
         threshold = info.data.get("threshold")
-        if v is not None and threshold is not None and v > threshold:
+        if v is not None and threshold is not None and _above(v, threshold):
             raise ValueError(f"must be <= threshold ({threshold}); got {v}")
         return v
 
@@ -114,12 +153,12 @@ class RuleSettings(Section):
         base_clear = info.data.get("clear_below")
         for agent, o in v.items():
             threshold = o.threshold if o.threshold is not None else base_threshold
-            if threshold <= 0:
+            if level(threshold)[0] <= 0:
                 raise ValueError(f"{agent}: threshold must be > 0")
             clear = o.clear_below
             if clear is None:
                 clear = base_clear if base_clear is not None else threshold
-            if clear > threshold:
+            if _above(clear, threshold):
                 raise ValueError(
                     f"{agent}: clear_below ({clear}) would be above threshold ({threshold}); "
                     "set clear_below in the override too"
@@ -137,8 +176,13 @@ class RuleSettings(Section):
             raise ValueError("workspace scope takes no agents, exclude or overrides")
         return v
 
+    @model_validator(mode="after")
+    def _detector(self) -> RuleSettings:
+        check_detector(self)
+        return self
+
     @property
-    def effective_clear_below(self) -> float:
+    def effective_clear_below(self) -> float | str:
         return self.threshold if self.clear_below is None else self.clear_below
 
 

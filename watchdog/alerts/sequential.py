@@ -1,0 +1,392 @@
+"""The sequential detector: a Bernoulli CUSUM per (rule, agent). Pure: no I/O, no clock.
+
+Each settled call of an agent is one Bernoulli observation x (1: the rule's outcome, 0: any
+other status in the denominator). The *fire evidence* is Page's CUSUM (Page 1954) of the
+log-likelihood ratio of "the rate is p1 (threshold)" against "it is p0 (baseline)":
+
+    S = max(0, S + x*ln(p1/p0) + (1-x)*ln((1-p1)/(1-p0)))
+
+which is the optimal test for a change from p0 to p1 (Moustakides 1986). The detector raises
+its alarm when S >= h. While the alarm is up, the *clear evidence* R is the same CUSUM for
+"the rate is pc (clear_below)" against "it is p1"; the alarm ends when R >= h', and S, R and
+the run start again from zero.
+
+The limits come from ``false_alarm``: the mean time between false alarms of one healthy agent.
+At an agent's volume of v calls per second that is ARL0 = false_alarm * v calls, and h solves
+Siegmund's corrected-diffusion approximation (Siegmund 1985) for the average run length of a
+CUSUM of log-likelihood ratios, whose increments have mean -KL(p0, p1) and standard deviation
+sigma under p0:
+
+    ARL0(h) = (exp(b) - b - 1) / KL(p0, p1),   b = h + 1.166*sigma
+
+h' solves the same with the roles of the rates swapped (a false clear while the rate is
+still p1 is as rare as a false alarm while it is p0).
+
+Calls arrive in groups: a poll cycle's changes to the windows (``windows.drain_journal``, and
+the recorded history's cycles: the same cells) are (bucket, agent, status, +n) per settle-time
+bucket. Cells are fed in that order: cycle by cycle, and within a cycle bucket by bucket
+(oldest first); within one bucket and cycle the calls' order is unknown, and they are fed as
+one binomial observation (h hits of n calls: the log-likelihood ratio of the group). That is
+the CUSUM with the group's hits first and its other calls after them, and never above the
+CUSUM of the same calls in any order, so grouping can only delay an alarm, never add a false
+one. A negative cell (a call that moved to another status or bucket) is not undone: the
+evidence is a running statistic; a moved call's new status is fed like a new call.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from .state import Rule
+
+# Siegmund's correction for the overshoot of a boundary by a random walk (2 * 0.583).
+SIEGMUND_RHO = 1.166
+MAX_RATE = 0.999  # a relative threshold is capped here: p1 = 1 would make ln(1 - p1) -inf
+MIN_RATE = 1e-6
+
+
+def weights(p0: float, p1: float) -> tuple[float, float]:
+    """The log-likelihood ratio of one call for rate ``p1`` against ``p0``: (hit, other)."""
+    return (math.log(p1 / p0), math.log((1.0 - p1) / (1.0 - p0)))
+
+
+def drift(p: float, w: tuple[float, float]) -> tuple[float, float]:
+    """Mean and standard deviation of one call's increment when the true rate is ``p``."""
+    hit, other = w
+    mu = p * hit + (1.0 - p) * other
+    sigma = math.sqrt(p * (1.0 - p)) * abs(hit - other)
+    return mu, sigma
+
+
+def siegmund_arl(mu: float, sigma: float, h: float, theta: float | None = None) -> float:
+    """Average run length (in observations) of the one-sided CUSUM max(0, S + X) >= h, for
+    increments X of mean ``mu`` and standard deviation ``sigma`` (Siegmund 1985):
+
+        ARL = (exp(theta*b) - theta*b - 1) / (theta * -mu),   b = h + 1.166*sigma
+
+    ``theta`` is the non-zero root of E[exp(theta*X)] = 1: for normal increments
+    -2*mu/sigma^2 (the default; this is the textbook form with D = mu/sigma), and for a
+    log-likelihood ratio exactly +1 under the null rate and -1 under the alternative."""
+    b = h + SIEGMUND_RHO * sigma
+    if abs(mu) < 1e-12:
+        return (b / sigma) ** 2
+    t = -2.0 * mu / (sigma * sigma) if theta is None else theta
+    x = t * b
+    if x > 700.0:  # exp overflows: the ARL is astronomically long
+        return math.inf
+    return (math.exp(x) - x - 1.0) / (t * -mu)
+
+
+def kl(p: float, q: float) -> float:
+    """Kullback-Leibler divergence of Bernoulli(p) from Bernoulli(q), in nats."""
+    return p * math.log(p / q) + (1.0 - p) * math.log((1.0 - p) / (1.0 - q))
+
+
+def arl0(p0: float, p1: float, h: float) -> float:
+    """Calls between false alarms of the CUSUM of ``p1`` against ``p0`` with limit ``h``
+    while the true rate is ``p0`` (Siegmund; the increments are a log-likelihood ratio, so
+    theta = 1 and -mu = KL(p0, p1))."""
+    _mu, sigma = drift(p0, weights(p0, p1))
+    return siegmund_arl(-kl(p0, p1), sigma, h, theta=1.0)
+
+
+def arl1(p0: float, p1: float, h: float) -> float:
+    """Calls to an alarm of the same CUSUM once the true rate is ``p1`` (theta = -1)."""
+    _mu, sigma = drift(p1, weights(p0, p1))
+    return siegmund_arl(kl(p1, p0), sigma, h, theta=-1.0)
+
+
+def limit(p0: float, p1: float, arl: float) -> float:
+    """The h at which the CUSUM of ``p1`` against ``p0`` waits ``arl`` calls on average
+    for a false alarm (``arl0`` solved by bisection). 0 when even h = 0 waits that long."""
+    if arl0(p0, p1, 0.0) >= arl:
+        return 0.0
+    lo, hi = 0.0, 1.0
+    while arl0(p0, p1, hi) < arl:
+        lo, hi = hi, hi * 2.0
+        if hi > 1e4:
+            return hi
+    for _ in range(60):
+        mid = (lo + hi) / 2.0
+        if arl0(p0, p1, mid) < arl:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-6:
+            break
+    return hi
+
+
+# ---- parameters per (rule, agent) ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    """What one (rule, agent)'s CUSUMs need: the three rates, the increments and limits."""
+
+    p0: float  # baseline
+    p1: float  # threshold
+    pc: float  # clear_below
+    fire: tuple[float, float]  # increments of S (hit, other)
+    clear: tuple[float, float]  # increments of R
+    h_fire: float
+    h_clear: float
+    arl: float  # calls between false alarms the limits were set for
+
+
+def rate(value: float, relative: bool, baseline: float) -> float:
+    """An absolute rate, or ``value`` times the baseline (capped below 1)."""
+    r = value * baseline if relative else value
+    return min(MAX_RATE, max(MIN_RATE, r))
+
+
+def params(p0: float, p1: float, pc: float, arl: float) -> Params | None:
+    """The CUSUMs' parameters, or None when the rates cannot be tested (the threshold is not
+    above the baseline, or clear_below not between them)."""
+    p0 = min(MAX_RATE, max(MIN_RATE, p0))
+    if not p0 < p1:
+        return None
+    pc = min(max(pc, p0), p1)
+    fire = weights(p0, p1)
+    if pc >= p1:  # clear_below == threshold: clear on evidence for the baseline itself
+        pc = p0
+    clear = weights(p1, pc)
+    return Params(p0, p1, pc, fire, clear, limit(p0, p1, arl), limit(p1, pc, arl), arl)
+
+
+class ParamCache:
+    """``params`` memoised on rounded inputs: agents share baselines and volumes often, and
+    the bisection costs ~100 exp() calls. Rates are rounded to 4 significant digits, the ARL
+    to 1% (which moves h by ~0.01)."""
+
+    def __init__(self, size: int = 50_000) -> None:
+        self._cache: dict[tuple[float, float, float, int], Params | None] = {}
+        self._size = size
+
+    def get(self, p0: float, p1: float, pc: float, arl: float) -> Params | None:
+        key = (
+            _round(p0),
+            _round(p1),
+            _round(pc),
+            round(math.log(max(arl, 1.0)) * 100),
+        )
+        if key in self._cache:
+            return self._cache[key]
+        if len(self._cache) >= self._size:
+            self._cache.clear()
+        out = self._cache[key] = params(key[0], key[1], key[2], math.exp(key[3] / 100))
+        return out
+
+
+def _round(p: float) -> float:
+    return float(f"{p:.4g}")
+
+
+# ---- the evidence ----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Evidence:
+    """One (rule, agent)'s CUSUMs. Mutable: the detector updates thousands per cycle."""
+
+    s: float = 0.0  # fire evidence (nats)
+    r: float = 0.0  # clear evidence, while the alarm is up
+    alarm: bool = False
+    run_calls: int = 0  # calls since S last stood at zero (the episode the evidence is about)
+    run_hits: int = 0
+    calls: int = 0  # calls fed in all
+    at: float = 0.0  # when last fed
+
+    def copy(self) -> Evidence:
+        return Evidence(
+            self.s, self.r, self.alarm, self.run_calls, self.run_hits, self.calls, self.at
+        )
+
+
+def feed(ev: Evidence, hits: int, n: int, p: Params, min_calls: int = 1) -> None:
+    """Feed one group of ``n`` calls, ``hits`` of them with the outcome (see the module
+    docstring for why a group is one binomial observation)."""
+    if n <= 0:
+        return
+    hits = min(max(hits, 0), n)
+    other = n - hits
+    ev.calls += n
+    if ev.alarm:
+        ev.s = max(0.0, ev.s + hits * p.fire[0] + other * p.fire[1])
+        ev.r = max(0.0, ev.r + hits * p.clear[0] + other * p.clear[1])
+        ev.run_calls += n
+        ev.run_hits += hits
+        if ev.r >= p.h_clear:
+            ev.alarm = False
+            ev.s = ev.r = 0.0
+            ev.run_calls = ev.run_hits = 0
+        return
+    s = ev.s + hits * p.fire[0] + other * p.fire[1]
+    if s <= 0.0:
+        ev.s = 0.0
+        ev.run_calls = ev.run_hits = 0
+        return
+    ev.s = s
+    ev.run_calls += n
+    ev.run_hits += hits
+    if s >= p.h_fire and ev.run_calls >= min_calls:
+        ev.alarm = True
+        ev.r = 0.0
+
+
+def ratio(ev: Evidence, p: Params | None) -> float:
+    """The fire evidence as a share of the firing limit (>= 1 while the alarm is up)."""
+    if p is None or ev.s <= 0.0:
+        return 0.0
+    if p.h_fire <= 0.0:
+        return 1.0
+    return ev.s / p.h_fire
+
+
+def group(
+    cells: Iterable[tuple[int, str, str, int]],
+    denominator: frozenset[str],
+    outcomes: Mapping[str, frozenset[str]],
+) -> dict[str, dict[str, list[tuple[int, int, int]]]]:
+    """One cycle's cells as outcome -> agent -> [(bucket, hits, calls)], oldest bucket first.
+
+    Only added calls count (n > 0); statuses outside the denominator (cancelled, unknown)
+    are no observation."""
+    per: dict[tuple[str, int], list[int]] = {}
+    agent_status: dict[tuple[str, int], dict[str, int]] = {}
+    for k, agent, status, n in cells:
+        if n <= 0 or status not in denominator:
+            continue
+        key = (agent, k)
+        per.setdefault(key, [0])[0] += n
+        by = agent_status.setdefault(key, {})
+        by[status] = by.get(status, 0) + n
+    out: dict[str, dict[str, list[tuple[int, int, int]]]] = {o: {} for o in outcomes}
+    for agent, k in sorted(per, key=lambda ak: (ak[1], ak[0])):
+        n = per[(agent, k)][0]
+        by = agent_status[(agent, k)]
+        for o, statuses in outcomes.items():
+            hits = sum(c for s, c in by.items() if s in statuses)
+            out[o].setdefault(agent, []).append((k, hits, n))
+    return out
+
+
+# ---- the detector: every sequential rule's evidence, cycle by cycle ----------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """An agent's normal rate for one outcome, and where it comes from (shown in ``alerts``
+    and in Slack): "configured", "learned", or "fallback (<why>)"."""
+
+    rate: float
+    source: str = "configured"
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What the detector says about one (rule, agent) at an evaluation."""
+
+    alarm: bool
+    evidence: float  # the fire evidence as a share of its limit (``ratio``)
+    run_calls: int
+    run_hits: int
+    params: Params | None
+    baseline: Baseline | None
+
+
+# (rule, agent) -> baseline; agent -> calls per second (its volume)
+BaselineOf = Callable[[Rule, str], Baseline]
+VolumeOf = Callable[[str], float]
+
+
+class Detector:
+    """Every sequential rule's CUSUMs. A pure step-by-step object: ``step`` takes one poll
+    cycle's cells (the live daemon's journal, or a recorded cycle in a replay), ``reading``
+    answers for one (rule, agent). Only (rule, agent) pairs with evidence above zero or an
+    alarm up are kept, so memory follows the agents that look unusual, not the fleet."""
+
+    def __init__(
+        self,
+        rules: Sequence[Rule],
+        denominator: Iterable[str],
+        outcomes: Mapping[str, Iterable[str]],
+    ) -> None:
+        self.rules = [r for r in rules if r.sequential is not None and r.scope == "agent"]
+        self.denominator = frozenset(denominator)
+        used = {r.outcome for r in self.rules}
+        self.outcomes = {o: frozenset(s) for o, s in outcomes.items() if o in used}
+        self.evidence: dict[tuple[str, str], Evidence] = {}
+        self.used: dict[tuple[str, str], tuple[Params | None, Baseline]] = {}
+        self.cache = ParamCache()
+        self.at: float | None = None  # the last cycle fed
+
+    def params_for(
+        self, rule: Rule, agent: str, baseline: BaselineOf, volume: VolumeOf
+    ) -> tuple[Params | None, Baseline]:
+        spec = rule.sequential
+        assert spec is not None
+        base = baseline(rule, agent)
+        lim = rule.limits_for(agent)
+        p1 = rate(lim.threshold, lim.relative, base.rate)
+        pc = rate(lim.clear_below, lim.clear_relative, base.rate)
+        arl = max(1.0, spec.false_alarm * max(volume(agent), 0.0))
+        return self.cache.get(base.rate, p1, pc, arl), base
+
+    def step(
+        self,
+        cells: Iterable[tuple[int, str, str, int]],
+        now: float,
+        baseline: BaselineOf,
+        volume: VolumeOf,
+    ) -> None:
+        """Feed one cycle's cells (bucket, agent, status, +n/-n), in the order the module
+        docstring gives."""
+        self.at = now
+        if not self.rules:
+            return
+        grouped = group(cells, self.denominator, self.outcomes)
+        for rule in self.rules:
+            per_agent = grouped.get(rule.outcome)
+            if not per_agent:
+                continue
+            for agent, groups in per_agent.items():
+                if not rule.covers(agent):
+                    continue
+                key = (rule.name, agent)
+                p, base = self.params_for(rule, agent, baseline, volume)
+                self.used[key] = (p, base)
+                if p is None:
+                    self.evidence.pop(key, None)
+                    continue
+                ev = self.evidence.get(key)
+                if ev is None:
+                    ev = Evidence()
+                min_calls = rule.limits_for(agent).min_calls
+                for _k, hits, n in groups:
+                    feed(ev, hits, n, p, min_calls)
+                ev.at = now
+                if ev.alarm or ev.s > 0.0:
+                    self.evidence[key] = ev
+                else:
+                    self.evidence.pop(key, None)
+                    self.used.pop(key, None)
+
+    def reading(self, rule: str, agent: str) -> Reading:
+        ev = self.evidence.get((rule, agent))
+        p, base = self.used.get((rule, agent), (None, None))
+        if ev is None:
+            return Reading(False, 0.0, 0, 0, p, base)
+        return Reading(ev.alarm, ratio(ev, p), ev.run_calls, ev.run_hits, p, base)
+
+    def active(self, rule: str) -> list[str]:
+        """Agents of ``rule`` with evidence above zero or an alarm up."""
+        return sorted(a for (r, a) in self.evidence if r == rule)
+
+    def forget(self, keep: Callable[[str, str], bool]) -> None:
+        """Drop the evidence of (rule, agent) pairs ``keep`` says no to (config changed)."""
+        for key in [k for k in self.evidence if not keep(*k)]:
+            del self.evidence[key]
+            self.used.pop(key, None)
