@@ -79,6 +79,16 @@ class EvidenceFeed:
                 extra={"agents": len(self.detector.evidence)},
             )
 
+    def ratios(self) -> dict[tuple[str, str], float]:
+        """(rule, agent) -> fire evidence / firing limit, for the pairs above zero."""
+        d = self.detector
+        out = {}
+        for rule, agent in d.evidence:
+            r = d.reading(rule, agent).evidence
+            if r > 0.0:
+                out[(rule, agent)] = r
+        return out
+
     def add(self, cycle: Cycle) -> None:
         """A cycle the daemon just applied (the recorder's hook). Cheap: kept until the
         next ``advance``."""

@@ -135,6 +135,7 @@ class AlertView:
 
     states: Mapping[Key, AlertState] = field(default_factory=dict)
     covered: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    evidence: Mapping[Key, float] = field(default_factory=dict)  # sequential rules, > 0 only
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,7 +277,11 @@ class AlertPipeline:
         changes = self._changes(prev, states, p.book.incident_of, p.incidents, p.notices, now)
         self._states = states
         self._book = p.book
-        self.view = AlertView(states, covered)
+        if partial or self.evidence is None:
+            evidence = self.view.evidence
+        else:
+            evidence = self.evidence.ratios()
+        self.view = AlertView(states, covered, evidence)
         self._commit(now, changes)
         for iid in p.orphaned:
             log.warning("closing incident %s: none of its alerts is active", iid)

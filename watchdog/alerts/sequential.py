@@ -19,8 +19,9 @@ sigma under p0:
 
     ARL0(h) = (exp(b) - b - 1) / KL(p0, p1),   b = h + 1.166*sigma
 
-h' solves the same with the roles of the rates swapped (a false clear while the rate is
-still p1 is as rare as a false alarm while it is p0).
+h' solves the same with the roles of the rates swapped, for one false clear a day at the
+agent's volume while the rate stays at p1 (``CLEAR_ARL``: a false clear costs a second page;
+a slow clear keeps a recovered agent red for an hour).
 
 Calls arrive in groups: a poll cycle's changes to the windows (``windows.drain_journal``, and
 the recorded history's cycles: the same cells) are (bucket, agent, status, +n) per settle-time
@@ -45,6 +46,10 @@ from .state import Rule
 SIEGMUND_RHO = 1.166
 MAX_RATE = 0.999  # a relative threshold is capped here: p1 = 1 would make ln(1 - p1) -inf
 MIN_RATE = 1e-6
+# A false clear (the rate still at the threshold) costs a second page, not a missed one: the
+# clear limit is set for one a day at the agent's volume, so recoveries resolve in ~half an
+# hour at 3 calls a minute instead of an hour.
+CLEAR_ARL = 86400.0
 
 
 def weights(p0: float, p1: float) -> tuple[float, float]:
@@ -133,7 +138,8 @@ class Params:
     clear: tuple[float, float]  # increments of R
     h_fire: float
     h_clear: float
-    arl: float  # calls between false alarms the limits were set for
+    arl: float  # calls between false alarms the fire limit was set for
+    arl_clear: float  # calls between false clears (while the rate is p1) for the clear limit
 
 
 def rate(value: float, relative: bool, baseline: float) -> float:
@@ -142,7 +148,9 @@ def rate(value: float, relative: bool, baseline: float) -> float:
     return min(MAX_RATE, max(MIN_RATE, r))
 
 
-def params(p0: float, p1: float, pc: float, arl: float) -> Params | None:
+def params(
+    p0: float, p1: float, pc: float, arl: float, arl_clear: float | None = None
+) -> Params | None:
     """The CUSUMs' parameters, or None when the rates cannot be tested (the threshold is not
     above the baseline, or clear_below not between them)."""
     p0 = min(MAX_RATE, max(MIN_RATE, p0))
@@ -153,7 +161,10 @@ def params(p0: float, p1: float, pc: float, arl: float) -> Params | None:
     if pc >= p1:  # clear_below == threshold: clear on evidence for the baseline itself
         pc = p0
     clear = weights(p1, pc)
-    return Params(p0, p1, pc, fire, clear, limit(p0, p1, arl), limit(p1, pc, arl), arl)
+    arl_clear = arl if arl_clear is None else arl_clear
+    return Params(
+        p0, p1, pc, fire, clear, limit(p0, p1, arl), limit(p1, pc, arl_clear), arl, arl_clear
+    )
 
 
 class ParamCache:
@@ -162,21 +173,24 @@ class ParamCache:
     to 1% (which moves h by ~0.01)."""
 
     def __init__(self, size: int = 50_000) -> None:
-        self._cache: dict[tuple[float, float, float, int], Params | None] = {}
+        self._cache: dict[tuple[float, float, float, int, int], Params | None] = {}
         self._size = size
 
-    def get(self, p0: float, p1: float, pc: float, arl: float) -> Params | None:
+    def get(self, p0: float, p1: float, pc: float, arl: float, arl_clear: float) -> Params | None:
         key = (
             _round(p0),
             _round(p1),
             _round(pc),
             round(math.log(max(arl, 1.0)) * 100),
+            round(math.log(max(arl_clear, 1.0)) * 100),
         )
         if key in self._cache:
             return self._cache[key]
         if len(self._cache) >= self._size:
             self._cache.clear()
-        out = self._cache[key] = params(key[0], key[1], key[2], math.exp(key[3] / 100))
+        out = self._cache[key] = params(
+            key[0], key[1], key[2], math.exp(key[3] / 100), math.exp(key[4] / 100)
+        )
         return out
 
 
@@ -332,8 +346,10 @@ class Detector:
         lim = rule.limits_for(agent)
         p1 = rate(lim.threshold, lim.relative, base.rate)
         pc = rate(lim.clear_below, lim.clear_relative, base.rate)
-        arl = max(1.0, spec.false_alarm * max(volume(agent), 0.0))
-        return self.cache.get(base.rate, p1, pc, arl), base
+        v = max(volume(agent), 0.0)
+        arl = max(1.0, spec.false_alarm * v)
+        arl_clear = max(1.0, min(spec.false_alarm, CLEAR_ARL) * v)
+        return self.cache.get(base.rate, p1, pc, arl, arl_clear), base
 
     def step(
         self,
