@@ -328,8 +328,9 @@ def test_a_degraded_agent_fires_and_recovers_a_healthy_one_stays_quiet() -> None
         if st is not None and st.state is State.RESOLVED:
             resolved_after = (i + 1) * 2
             break
-    # the clear evidence grows 0.085 nats per healthy call against a limit of ~9 nats
-    assert resolved_after is not None and 100 <= resolved_after <= 400, resolved_after
+    # the clear evidence grows 0.085 nats per healthy call against a limit set for one false
+    # clear a day (864 calls at this volume): 3.1 nats, ~37 calls
+    assert resolved_after is not None and 30 <= resolved_after <= 60, resolved_after
 
 
 def test_for_delays_firing_and_silence_of_the_window_resolves_as_no_data() -> None:
