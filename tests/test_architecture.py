@@ -30,6 +30,7 @@ PURE = [
     "readiness",
     "alerts.snapshots",
     "alerts.sequential",
+    "alerts.detector",
 ]
 IMPURE_IMPORTS = {
     "httpx",

@@ -10,10 +10,9 @@ from typing import Any
 
 import pytest
 from dialnexa_watchdog.alerts.compile import compile_rules
+from dialnexa_watchdog.alerts.detector import Baseline, Detector
 from dialnexa_watchdog.alerts.rules import evaluate
 from dialnexa_watchdog.alerts.sequential import (
-    Baseline,
-    Detector,
     Evidence,
     Params,
     arl0,

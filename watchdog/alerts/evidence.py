@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from ..history import HistoryReader, Recorder
 from ..history.replay import Cycle
 from ..model import CountsView
-from .sequential import Baseline, Detector
+from .detector import Baseline, Detector
 from .state import Rule
 
 log = logging.getLogger("watchdog.alerts")

@@ -30,7 +30,7 @@ from statistics import NormalDist
 from typing import Any
 
 from ..model import WORKSPACE_AGENT, CountsView, PollStatus, WindowCounts
-from .sequential import Detector, Reading
+from .detector import Detector, Reading
 from .state import (
     NO_DATA,
     STALE_RULE,
