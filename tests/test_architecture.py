@@ -31,6 +31,7 @@ PURE = [
     "alerts.snapshots",
     "alerts.sequential",
     "alerts.detector",
+    "alerts.baselines",
 ]
 IMPURE_IMPORTS = {
     "httpx",

@@ -9,6 +9,7 @@ import random
 from typing import Any
 
 import pytest
+from dialnexa_watchdog.alerts.baselines import Learner, intervals_exclude, shrunk
 from dialnexa_watchdog.alerts.compile import compile_rules
 from dialnexa_watchdog.alerts.detector import Baseline, Detector
 from dialnexa_watchdog.alerts.rules import evaluate
@@ -399,3 +400,82 @@ def test_relative_levels_and_years_compile() -> None:
     assert over.threshold == 0.5 and not over.relative and over.clear_relative
     (learned,) = rules(baseline="learned")
     assert learned.sequential is not None and learned.sequential.baseline is None
+
+
+# ---- learned baselines ----------------------------------------------------------------------
+
+
+def learned_rule(**kw: Any) -> Rule:
+    (rule,) = rules(baseline="learned", baseline_min_calls=100, baseline_prior_calls=50, **kw)
+    return rule
+
+
+def test_a_learned_baseline_is_the_agents_rate_shrunk_toward_the_fleet() -> None:
+    rule = learned_rule(baseline_floor=0.01)
+    learner = Learner([rule], DENOM, OUTCOMES)
+    day = 86400.0 * 20_000
+    learner.advance(day)
+    # "big": 1,000 calls at 30% failed; "small": 120 calls, none failed; "new": 40 calls
+    cells = [
+        (day, "big", "failed", 300),
+        (day, "big", "completed", 700),
+        (day, "small", "completed", 120),
+        (day, "new", "failed", 2),
+        (day, "new", "completed", 38),
+        (day, "big", "cancelled", 500),  # not in the denominator
+    ]
+    learner.add(cells)
+    fleet = 302 / 1160
+    assert learner.fleet_rate(rule) == pytest.approx(fleet)
+    big = learner.baseline(rule, "big")
+    assert big is not None and big.source == "learned"
+    assert big.rate == pytest.approx((300 + 50 * fleet) / (1000 + 50))
+    small = learner.baseline(rule, "small")
+    assert small is not None and small.rate == pytest.approx(50 * fleet / 170)
+    assert learner.baseline(rule, "new") is None  # under baseline_min_calls: the fallback
+    assert shrunk(0, 10_000, 0.2, 50, 0.01) == 0.01  # the floor
+
+
+def test_calls_while_the_alarm_is_up_are_not_learned_and_old_days_expire() -> None:
+    rule = learned_rule(baseline_window="2d")
+    learner = Learner([rule], DENOM, OUTCOMES)
+    t = 86400.0 * 20_000
+    learner.advance(t)
+    learner.add([(t, "a", "completed", 190), (t, "a", "failed", 10)])
+    firing = {(rule.name, "a"): [(t + 100, t + 200)]}
+    learner.add([(t + 150, "a", "failed", 500)], intervals_exclude(firing))
+    assert learner.totals(rule.name, "a") == (200, 10)
+    learner.advance(t + 86400)  # the window is 2 days: the first day is still in
+    assert learner.totals(rule.name, "a") == (200, 10)
+    learner.advance(t + 2 * 86400)
+    assert learner.totals(rule.name, "a") == (0, 0)
+    assert learner.baseline(rule, "a") is None
+
+
+def test_relative_thresholds_follow_each_agents_learned_baseline() -> None:
+    """A collections agent at 40% no-answer and a support agent at 5%: 2x their own rate."""
+    (rule,) = rules(
+        outcome="failed",
+        baseline="learned",
+        threshold="2x",
+        clear_below="1.5x",
+        baseline_min_calls=100,
+        baseline_prior_calls=0,
+    )
+    learner = Learner([rule], DENOM, OUTCOMES)
+    t = 86400.0 * 20_000
+    learner.advance(t)
+    learner.add([(t, "hi", "failed", 400), (t, "hi", "completed", 600)])
+    learner.add([(t, "lo", "failed", 50), (t, "lo", "completed", 950)])
+    det = Detector([rule], DENOM, OUTCOMES)
+
+    def base(r: Rule, agent: str) -> Baseline:
+        found = learner.baseline(r, agent)
+        assert found is not None
+        return found
+
+    hi, hi_base = det.params_for(rule, "hi", base, lambda _a: 0.01)
+    lo, _ = det.params_for(rule, "lo", base, lambda _a: 0.01)
+    assert hi is not None and lo is not None and hi_base.source == "learned"
+    assert (hi.p0, hi.p1, hi.pc) == pytest.approx((0.4, 0.8, 0.6))
+    assert (lo.p0, lo.p1, lo.pc) == pytest.approx((0.05, 0.1, 0.075))

@@ -14,7 +14,7 @@ import pytest
 from dialnexa_watchdog.app import App, build
 from dialnexa_watchdog.clock import FakeClock
 from dialnexa_watchdog.config import load_settings
-from dialnexa_watchdog.simulator import Scenario, Simulator, serve
+from dialnexa_watchdog.simulator import AgentProfile, Scenario, Simulator, serve
 from fakeslack import CHANNEL_ID, TOKEN, FakeSlack
 from support import KEY, T0
 
@@ -38,7 +38,7 @@ def rule(**kw: Any) -> dict[str, Any]:
         "detector": "sequential",
         "threshold": "3x",
         "clear_below": "1.5x",
-        "baseline": 0.08,  # the steady mix's failed share
+        "baseline": 0.08,  # the steady mix's failed share (learned: see below)
         "min_calls": 3,
         "false_alarm": "10y",
         "severity": "critical",
@@ -123,5 +123,61 @@ def test_a_degraded_agent_pages_via_the_sequential_rule_and_healthy_ones_stay_qu
             assert [k for k in app.alerts.pipeline.states() if k[0] == RULE] == []
             assert len(slack.posts()) == 1  # no other agent paged, the incident resolved
             assert slack.updates(post.answer["ts"])  # type: ignore[index]
+        finally:
+            app.close()
+
+
+def profile(agent_id: str, failed: float, **kw: Any) -> AgentProfile:
+    mix = {"completed": 1.0 - failed - 0.05, "failed": failed, "busy": 0.05}
+    return AgentProfile(agent_id, 4.0, outcomes=mix, ring=(2.0, 10.0), talk=(10.0, 60.0), **kw)
+
+
+@pytest.mark.slow
+def test_learned_baselines_survive_a_restart_and_a_high_baseline_agent_is_not_paged(
+    clock: FakeClock, tmp_path: Path, slack: FakeSlack
+) -> None:
+    """A collections-like agent failing 30% of its calls as usual is normal for itself; a
+    support-like agent at 4% that jumps to 60% pages. After a restart the baselines come
+    back from the recorded history."""
+    agents = (
+        profile("agt_hi", 0.30),
+        profile("agt_lo", 0.04, degradations=((2700.0, 9000.0, 0.6),)),
+    )
+    sim = Simulator(clock, Scenario(agents, seed=2, history=3600), keys=(KEY,), rate_limit=None)
+    learned = {
+        "baseline": "learned",
+        "threshold": "2x",
+        "baseline_min_calls": 100,
+        "baseline_prior_calls": 20,
+    }
+    with serve(sim) as server:
+        app = make_app(server.url, tmp_path, clock, slack, **learned)
+        try:
+            assert app.daemon.poll_once().ok  # the backfill: an hour (the longest window)
+            run(app, clock, 60)  # 30 healthy minutes
+            feed = app.alerts.pipeline.evidence if app.alerts is not None else None
+            assert feed is not None
+            (rule,) = feed.detector.rules
+            hi, lo = feed.baseline(rule, "agt_hi"), feed.baseline(rule, "agt_lo")
+            assert hi.source == lo.source == "learned"
+            assert 0.25 < hi.rate < 0.36 and 0.02 < lo.rate < 0.08, (hi, lo)
+            assert slack.posts() == []  # 30% failed is this agent's normal: nobody paged
+        finally:
+            app.close()
+        clock.advance(INTERVAL)
+        app = make_app(server.url, tmp_path, clock, slack, **learned)  # a restart
+        try:
+            feed = app.alerts.pipeline.evidence if app.alerts is not None else None
+            assert feed is not None
+            (rule,) = feed.detector.rules
+            again = feed.baseline(rule, "agt_hi")
+            assert again.source == "learned" and again.rate == pytest.approx(hi.rate, rel=0.05)
+            assert app.daemon.poll_once().ok  # warm: the gap only
+            for _ in range(60):  # agt_lo fails 60% from 45 minutes after the first start
+                run(app, clock, 1)
+                if slack.posts():
+                    break
+            [post] = slack.posts()
+            assert "agt_lo" in post.params["text"] and "agt_hi" not in post.params["text"]
         finally:
             app.close()

@@ -359,7 +359,7 @@ def build(
             alerts.close()
             raise
         if alerts.pipeline.evidence is not None:  # fed every cycle, and the recent history
-            alerts.pipeline.evidence.attach(recorder, windows, clock.now())
+            alerts.pipeline.evidence.attach(recorder, windows, clock.now(), alerts.store)
     if alerts is not None:
         try:
             alerts.actions = build_actions(
