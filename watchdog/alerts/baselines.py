@@ -1,4 +1,5 @@
-"""Learned baselines: each agent's normal rate of a rule's outcome, from its own recorded calls.
+"""Learned baselines: each agent's normal rate of a rule's outcome, from its own recorded calls,
+and its volume (calls per second), which sets the CUSUM's limits.
 Pure: calls come in as (time, agent, status, n) cells; nothing is read or written here.
 
 Per (rule, agent) the learner keeps the calls and hits of each UTC day over the rule's
@@ -38,9 +39,8 @@ class Learner:
         denominator: Iterable[str],
         outcomes: Mapping[str, Iterable[str]],
     ) -> None:
-        self.rules = [
-            r for r in rules if r.sequential is not None and r.sequential.baseline is None
-        ]
+        # every sequential rule: the learned ones for their baselines, all for volumes
+        self.rules = [r for r in rules if r.sequential is not None and r.scope == "agent"]
         self.denominator = frozenset(denominator)
         self.outcomes = {o: frozenset(s) for o, s in outcomes.items()}
         self.days = {
@@ -52,6 +52,9 @@ class Learner:
         self.counts: dict[str, dict[str, dict[int, list[int]]]] = {r.name: {} for r in self.rules}
         # rule -> day -> [calls, hits] (the fleet)
         self.fleet: dict[str, dict[int, list[int]]] = {r.name: {} for r in self.rules}
+        # the same summed over the window: rule -> agent -> [calls, hits]; rule -> [calls, hits]
+        self.sums: dict[str, dict[str, list[int]]] = {r.name: {} for r in self.rules}
+        self.fleet_sums: dict[str, list[int]] = {r.name: [0, 0] for r in self.rules}
         self.today: int | None = None
 
     @property
@@ -74,13 +77,15 @@ class Learner:
                 if not rule.covers(agent) or excluded(rule.name, agent, t):
                     continue
                 hit = n if status in self.outcomes.get(rule.outcome, ()) else 0
-                per = self.counts[rule.name].setdefault(agent, {})
-                c = per.setdefault(day, [0, 0])
-                c[0] += n
-                c[1] += hit
-                f = self.fleet[rule.name].setdefault(day, [0, 0])
-                f[0] += n
-                f[1] += hit
+                name = rule.name
+                for c in (
+                    self.counts[name].setdefault(agent, {}).setdefault(day, [0, 0]),
+                    self.fleet[name].setdefault(day, [0, 0]),
+                    self.sums[name].setdefault(agent, [0, 0]),
+                    self.fleet_sums[name],
+                ):
+                    c[0] += n
+                    c[1] += hit
 
     def advance(self, now: float) -> None:
         """Forget the days that left each rule's window."""
@@ -90,16 +95,22 @@ class Learner:
         self.today = today
         for rule in self.rules:
             oldest = today - self.days[rule.name]  # this day and older are out
-            fleet = self.fleet[rule.name]
+            name = rule.name
+            fleet, fleet_sum = self.fleet[name], self.fleet_sums[name]
             for day in [d for d in fleet if d <= oldest]:
-                del fleet[day]
-            per_agent = self.counts[rule.name]
+                c, h = fleet.pop(day)
+                fleet_sum[0] -= c
+                fleet_sum[1] -= h
+            per_agent, sums = self.counts[name], self.sums[name]
             for agent in list(per_agent):
                 per = per_agent[agent]
                 for day in [d for d in per if d <= oldest]:
-                    del per[day]
+                    c, h = per.pop(day)
+                    sums[agent][0] -= c
+                    sums[agent][1] -= h
                 if not per:
                     del per_agent[agent]
+                    del sums[agent]
 
     def totals(self, rule: str, agent: str | None) -> tuple[int, int]:
         """(calls, hits) in the window: one agent's, or the fleet's (None)."""
@@ -116,18 +127,30 @@ class Learner:
         spec = rule.sequential
         if spec is None or spec.baseline is not None or rule.name not in self.counts:
             return None
-        calls, hits = self.totals(rule.name, agent)
+        calls, hits = self.sums[rule.name].get(agent, (0, 0))
         if calls < spec.min_history:
             return None
         return Baseline(
             shrunk(hits, calls, self.fleet_rate(rule), spec.prior_calls, spec.floor), "learned"
         )
 
+    def volume(self, agent: str, now: float) -> float | None:
+        """The agent's calls per second over the days it has in the window (today so far
+        included), or None without a day in it. Steadier than a window's count: the
+        limits move with it."""
+        for rule in self.rules:
+            per = self.counts[rule.name].get(agent)
+            if per:
+                first = min(per) * DAY
+                span = max(3600.0, now - first)
+                return self.sums[rule.name][agent][0] / span
+        return None
+
     def fleet_rate(self, rule: Rule) -> float:
-        calls, hits = self.totals(rule.name, None)
-        spec = rule.sequential
-        fallback = spec.fallback if spec is not None else 0.05
-        return hits / calls if calls > 0 else fallback
+        calls, hits = self.fleet_sums.get(rule.name, (0, 0))
+        if calls > 0:
+            return hits / calls
+        return rule.sequential.fallback if rule.sequential is not None else 0.05
 
 
 def shrunk(hits: int, calls: int, fleet: float, prior_calls: float, floor: float) -> float:

@@ -32,6 +32,9 @@ class Reading:
     baseline: Baseline | None
 
 
+MEMO_RATE = 0.005  # a baseline 0.5% (relative) away from the one the limits were set for
+MEMO_ARL = 0.10  # a volume 10% away: h moves by ~0.1 nats
+
 # (rule, agent) -> baseline; agent -> calls per second (its volume)
 BaselineOf = Callable[[Rule, str], Baseline]
 VolumeOf = Callable[[str], float]
@@ -56,6 +59,9 @@ class Detector:
         self.evidence: dict[tuple[str, str], Evidence] = {}
         self.used: dict[tuple[str, str], tuple[Params | None, Baseline]] = {}
         self.cache = ParamCache()
+        # (rule, agent) -> (p0, arl, params): reused while the baseline moves less than
+        # MEMO_RATE and the volume less than MEMO_ARL (the limits move by ~0.1 nats)
+        self._memo: dict[tuple[str, str], tuple[float, float, Params | None]] = {}
         self.at: float | None = None  # the last cycle fed
 
     def params_for(
@@ -69,8 +75,18 @@ class Detector:
         pc = rate(lim.clear_below, lim.clear_relative, base.rate)
         v = max(volume(agent), 0.0)
         arl = max(1.0, spec.false_alarm * v)
+        key = (rule.name, agent)
+        memo = self._memo.get(key)
+        if (
+            memo is not None
+            and abs(memo[0] - base.rate) <= MEMO_RATE * memo[0]
+            and abs(arl - memo[1]) <= MEMO_ARL * memo[1]
+        ):
+            return memo[2], base
         arl_clear = max(1.0, min(spec.false_alarm, CLEAR_ARL) * v)
-        return self.cache.get(base.rate, p1, pc, arl, arl_clear), base
+        p = self.cache.get(base.rate, p1, pc, arl, arl_clear)
+        self._memo[key] = (base.rate, arl, p)
+        return p, base
 
     def step(
         self,
@@ -118,9 +134,10 @@ class Detector:
             return Reading(False, 0.0, 0, 0, p, base)
         return Reading(ev.alarm, ratio(ev, p), ev.run_calls, ev.run_hits, p, base)
 
-    def active(self, rule: str) -> list[str]:
-        """Agents of ``rule`` with evidence above zero or an alarm up."""
-        return sorted(a for (r, a) in self.evidence if r == rule)
+    def alarmed(self, rule: str) -> list[str]:
+        """Agents of ``rule`` whose alarm is up (the others' verdict is CLEAR: an agent
+        without a previous alert state needs no evaluation)."""
+        return sorted(a for (r, a), ev in self.evidence.items() if r == rule and ev.alarm)
 
     def forget(self, keep: Callable[[str, str], bool]) -> None:
         """Drop the evidence of (rule, agent) pairs ``keep`` says no to (config changed)."""

@@ -2,13 +2,14 @@
 
 The recorder hands every poll cycle's changes to the windows (``history.Cycle``: the same
 cells it records) to ``EvidenceFeed.add``; ``advance`` feeds the cycles received since the
-last evaluation to the ``sequential.Detector``, right before the rules are evaluated. A
-backtest or a warm restart feeds recorded cycles the same way (``replay``).
+last evaluation to the ``detector.Detector``, right before the rules are evaluated. A
+start replays recorded cycles the same way (``attach``), and a backtest can too (``feed``).
 
 An agent's *volume* (calls per second, which turns ``false_alarm`` into a number of calls)
-is its calls in the longest window over that window's length, at least one call per
-window; its *baseline* is the rule's number, else the learned one (``baselines.py``), else
-the rule's fallback.
+is its calls over the days of history the learner holds (``baselines.Learner.volume``),
+else its calls in the longest window over that window's length (at least one call per
+window); its *baseline* is the rule's number, else the learned one (``baselines.py``),
+else the rule's fallback.
 """
 
 from __future__ import annotations
@@ -169,6 +170,9 @@ class EvidenceFeed:
         span = self.longest_s
 
         def volume(agent: str) -> float:
+            learned = self.learner.volume(agent, cycle.at)
+            if learned is not None:
+                return learned
             return max(1.0, float(view.counts(agent, self.longest_label).calls)) / span
 
         if learn and self.learner.active:

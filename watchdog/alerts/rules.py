@@ -318,7 +318,7 @@ def evaluate(
             if rule.sequential is None:
                 candidates.update(could_fire[rule.name])
             elif detector is not None:
-                candidates.update(detector.active(rule.name))
+                candidates.update(detector.alarmed(rule.name))
             agents = sorted(a for a in candidates if rule.covers(a))
         covered[rule.name] = tuple(agents)
         for agent in agents:
