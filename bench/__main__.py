@@ -71,6 +71,19 @@ def _detect() -> dict[str, Any]:
     return run_detect()
 
 
+# Sections with a module of their own (``bench/<topic>.py`` exposing ``run(quick)``): run by
+# ``run_all`` and, alone, by ``--only TOPIC[,TOPIC]``.
+SECTIONS = ("sequential",)
+
+
+def _section(name: str, quick: bool) -> dict[str, Any]:
+    import importlib
+
+    module = importlib.import_module(f"bench.{name}")
+    result: dict[str, Any] = module.run(quick)
+    return result
+
+
 def _per_interval(seconds: float | None) -> float | None:
     return None if seconds is None else seconds / 30.0
 
@@ -89,6 +102,8 @@ def run_all(quick: bool) -> dict[str, Any]:
             jobs[key] = pool.submit(_economy, key, eco[key])
         jobs["ingest"] = pool.submit(_ingest, 20 if quick else 400)
         jobs["detect"] = pool.submit(_detect)
+        for name in SECTIONS:
+            jobs[name] = pool.submit(_section, name, quick)
         done = {k: f.result() for k, f in jobs.items()}
     ws = done["workspace"]
     res: dict[str, Any] = {
@@ -115,7 +130,8 @@ def run_all(quick: bool) -> dict[str, Any]:
         **{k: v for k, v in done["scale"].items()},
         "scale_rss_simulator_only_mb": done["baseline"]["baseline_rss_mb"],
         **{k: v for k, v in done["detect"].items()},
-        "details": done,
+        **{k: v for name in SECTIONS for k, v in done[name].items()},
+        "details": {k: v for k, v in done.items() if k not in SECTIONS},
     }
     return res
 
@@ -131,6 +147,9 @@ TARGETS: list[tuple[str, str, float, str]] = [
     ("scale_metrics_render_ms", "<=", 150, "/metrics right after a poll"),
     ("scale_eval_ms", "<=", 50, "10 rules"),
     ("detection_latency_intervals", "<=", 1.0, "first failing call -> Slack notice (for: 0s)"),
+    ("sequential_hard_paired_ratio_of_medians", "<=", 1 / 3, "hard: sequential / window"),
+    ("sequential_false_pages_failed_seq_per_1000_agent_days", "<=", 1.0, "10y, healthy"),
+    ("sequential_calibration_busy_ratio", "<=", 2.0, "false alarms / promised (2d)"),
 ]
 
 
@@ -176,8 +195,28 @@ def main() -> int:
     p = argparse.ArgumentParser(prog="python -m bench")
     p.add_argument("--quick", action="store_true", help="CI smoke run: small and fast")
     p.add_argument("--out", default=str(Path(__file__).parent / "results.json"))
+    p.add_argument(
+        "--only",
+        help=f"run only these sections ({', '.join(SECTIONS)}), comma-separated, and update "
+        "only their keys in the existing results file",
+    )
     a = p.parse_args()
     started = time.perf_counter()
+    if a.only:
+        names = [n.strip() for n in a.only.split(",") if n.strip()]
+        unknown = sorted(set(names) - set(SECTIONS))
+        if unknown:
+            p.error(f"--only: unknown section(s) {', '.join(unknown)}; one of {SECTIONS}")
+        out = Path(a.out)
+        res = json.loads(out.read_text()) if out.exists() else {}
+        for name in names:
+            res.update(_section(name, a.quick))
+        res[f"{'_'.join(names)}_seconds"] = time.perf_counter() - started
+        res[f"{'_'.join(names)}_quick"] = a.quick
+        out.write_text(json.dumps(res, indent=2, default=str) + "\n")
+        print(table(res, a.quick))
+        print(f"\nsections {', '.join(names)}: wrote {out}")
+        return 0
     res = run_all(a.quick)
     res["bench_seconds"] = time.perf_counter() - started
     res["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"

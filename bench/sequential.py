@@ -102,6 +102,8 @@ class Run:
 @dataclass
 class Outcome:
     detect: dict[tuple[str, str], list[float | None]] = field(default_factory=dict)
+    # per degradation: size, calls/day, {rule: delay or None}
+    cases: list[tuple[str, float, dict[str, float | None]]] = field(default_factory=list)
     false_pages: dict[str, int] = field(default_factory=dict)
     agent_days: dict[str, float] = field(default_factory=dict)
     soft_volumes: list[float] = field(default_factory=list)  # calls/day of soft agents
@@ -242,11 +244,14 @@ def score(f: Fleet, injected: Sequence[Injected], run: Run, days: float) -> Outc
         first = run.first.get(d)
         if first is None:
             continue  # no call while degraded: nothing to detect
+        case: dict[str, float | None] = {}
         for rule in RULES_FOR[d.size]:
             hits = [t for t, r, a in pages if r == rule and a == agent and d.start <= t]
             hits = [t for t in hits if t <= d.end + 3600.0]
             delay = (min(hits) - first) if hits else None
             out.detect.setdefault((d.size, rule), []).append(delay)
+            case[rule] = delay
+        out.cases.append((d.size, float(f.rate[d.agent] * DAY), case))
         if d.size == "soft":
             out.soft_volumes.append(float(f.rate[d.agent] * DAY))
     degraded = {f.ids[d.agent]: d for d in injected}
@@ -265,8 +270,11 @@ def score(f: Fleet, injected: Sequence[Injected], run: Run, days: float) -> Outc
     return out
 
 
-def calibration(f: Fleet, seed: int, days: float) -> tuple[int, float]:
-    """(alarms, promised) over ``days`` of healthy traffic at false_alarm 2d, min_calls 1."""
+def calibration(f: Fleet, seed: int, days: float) -> dict[str, tuple[int, float]]:
+    """(alarms, promised) over ``days`` of healthy traffic at false_alarm 2d, min_calls 1:
+    for every agent, and for agents with at least 1,000 calls a day (where the limit is
+    several calls' evidence; below, a limit of one or two failures is as coarse as the
+    calls are few)."""
     run = simulate(
         f,
         seed + 30_000,
@@ -275,9 +283,13 @@ def calibration(f: Fleet, seed: int, days: float) -> tuple[int, float]:
         seq_overrides={"false_alarm": "2d", "min_calls": 1},
         window_rules=False,
     )
-    failed = sum(1 for _t, r, _a in run.pages if r == "failed-seq")
+    busy = {a for a, r in zip(f.ids, f.rate, strict=True) if r * DAY >= 1000.0}
+    failed = [a for _t, r, a in run.pages if r == "failed-seq"]
     active = sum(1 for c in run.calls.values() if c > 0)
-    return failed, active * days / 2.0
+    return {
+        "all": (len(failed), active * days / 2.0),
+        "busy": (sum(1 for a in failed if a in busy), len(busy) * days / 2.0),
+    }
 
 
 def _stats(values: Sequence[float]) -> dict[str, float | None]:
@@ -287,22 +299,32 @@ def _stats(values: Sequence[float]) -> dict[str, float | None]:
     return {"median": statistics.median(values), "p25": q[0], "p75": q[2]}
 
 
+def one_seed(
+    seed: int, cfg: dict[str, Any], quick: bool
+) -> tuple[Outcome, dict[str, tuple[int, float]]]:
+    days = float(cfg["days"])
+    f = fleet(int(cfg["agents"]), float(cfg["calls_per_day"]), seed)
+    rng = np.random.default_rng(seed + 40_000)
+    inj = inject(f, rng, int(cfg["per_size"]), days * DAY)
+    outcome = score(f, inj, simulate(f, seed, days, inj), days)
+    return outcome, calibration(f, seed, days if quick else 0.5)
+
+
 def run(quick: bool) -> dict[str, Any]:
     cfg = QUICK if quick else FULL
-    days = float(cfg["days"])
-    per_seed: list[Outcome] = []
-    calib: list[tuple[int, float]] = []
-    for seed in range(int(cfg["seeds"])):
-        f = fleet(int(cfg["agents"]), float(cfg["calls_per_day"]), seed)
-        rng = np.random.default_rng(seed + 40_000)
-        inj = inject(f, rng, int(cfg["per_size"]), days * DAY)
-        per_seed.append(score(f, inj, simulate(f, seed, days, inj), days))
-        calib.append(calibration(f, seed, days if quick else 1.0))
-    return summarise(per_seed, calib, cfg)
+    seeds = range(int(cfg["seeds"]))
+    if quick:
+        done = [one_seed(s, cfg, quick) for s in seeds]
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=2) as pool:  # the machine has 2 cores
+            done = list(pool.map(one_seed, seeds, [cfg] * len(seeds), [quick] * len(seeds)))
+    return summarise([o for o, _ in done], [c for _, c in done], cfg)
 
 
 def summarise(
-    per_seed: Sequence[Outcome], calib: Sequence[tuple[int, float]], cfg: dict[str, Any]
+    per_seed: Sequence[Outcome], calib: Sequence[dict[str, tuple[int, float]]], cfg: dict[str, Any]
 ) -> dict[str, Any]:
     res: dict[str, Any] = {"sequential_seeds": len(per_seed), "sequential_agents": cfg["agents"]}
     for size in SIZES:
@@ -326,10 +348,38 @@ def summarise(
             if seed_medians:
                 res[f"{key}_seed_median_min"] = min(seed_medians)
                 res[f"{key}_seed_median_max"] = max(seed_medians)
-    hard_seq = res.get("sequential_hard_failed_seq_detect_intervals_median")
-    hard_win = res.get("sequential_hard_failed_rate_detect_intervals_median")
-    if hard_seq is not None and hard_win:
-        res["sequential_hard_speedup_ratio"] = hard_seq / hard_win
+    for size, seq, win in (
+        ("hard", "failed-seq", "failed-rate"),
+        ("medium", "failed-seq", "failed-rate"),
+        ("soft", "no-answer-seq", "no-answer-40"),
+    ):
+        # the same degradations, detected by both: how much sooner the sequential rule is
+        pairs = [
+            (c[seq], c[win])
+            for o in per_seed
+            for sz, _v, c in o.cases
+            if sz == size and c.get(seq) is not None and c.get(win) is not None
+        ]
+        key = f"sequential_{size}_paired"
+        res[f"{key}_n"] = len(pairs)
+        if pairs:
+            seq_i = [a / INTERVAL for a, _ in pairs]
+            win_i = [b / INTERVAL for _, b in pairs]
+            res[f"{key}_seq_intervals_median"] = statistics.median(seq_i)
+            res[f"{key}_window_intervals_median"] = statistics.median(win_i)
+            res[f"{key}_ratio_of_medians"] = statistics.median(seq_i) / max(
+                1e-9, statistics.median(win_i)
+            )
+    # soft degradations on high-baseline agents at or above the median volume of those
+    soft = [(v, c) for o in per_seed for sz, v, c in o.cases if sz == "soft"]
+    if soft:
+        median_volume = statistics.median(v for v, _ in soft)
+        upper = [c for v, c in soft if v >= median_volume]
+        res["sequential_soft_median_volume_calls_per_day"] = median_volume
+        for rule in RULES_FOR["soft"]:
+            ok = [c for c in upper if c.get(rule) is not None and c[rule] <= 7200.0]
+            key = f"sequential_soft_at_median_volume_{rule.replace('-', '_')}_within_2h_share"
+            res[key] = len(ok) / len(upper)
     agent_days = sum(o.agent_days["all"] for o in per_seed)
     high_days = sum(o.agent_days["high"] for o in per_seed)
     for rule in ("failed-rate", "failed-seq", "no-answer-rate", "no-answer-40", "no-answer-seq"):
@@ -344,12 +394,13 @@ def summarise(
     res["sequential_agent_days"] = agent_days
     vols = [v for o in per_seed for v in o.soft_volumes]
     res["sequential_soft_agents_median_calls_per_day"] = statistics.median(vols) if vols else None
-    alarms = sum(a for a, _ in calib)
-    promised = sum(p for _, p in calib)
     res["sequential_calibration_false_alarm"] = "2d"
-    res["sequential_calibration_alarms"] = alarms
-    res["sequential_calibration_promised"] = promised
-    res["sequential_calibration_ratio"] = alarms / promised if promised else None
+    for group in ("all", "busy"):
+        alarms = sum(c[group][0] for c in calib)
+        promised = sum(c[group][1] for c in calib)
+        res[f"sequential_calibration_{group}_alarms"] = alarms
+        res[f"sequential_calibration_{group}_promised"] = promised
+        res[f"sequential_calibration_{group}_ratio"] = alarms / promised if promised else None
     return res
 
 

@@ -22,8 +22,10 @@ from dialnexa_watchdog.alerts.sequential import (
     feed,
     group,
     limit,
+    order,
     params,
     siegmund_arl,
+    step,
     weights,
 )
 from dialnexa_watchdog.alerts.state import AlertState, Rule, State
@@ -167,25 +169,32 @@ def cusum(start: float, incs: list[float]) -> float:
     return sums[-1] - min([-start, *sums[1:]])
 
 
-def brute_force(groups: list[tuple[int, int]], p: Params) -> tuple[bool, float, float]:
-    """(alarm, S, R) recomputed from the whole history at every step: S from zero (or its
-    restart at the last alarm's end); while an alarm is up, S goes on from its value at the
-    alarm and R from zero."""
+def brute_force(calls: list[bool], p: Params) -> tuple[bool, float, float]:
+    """(alarm, S, R) recomputed from the whole history after every call: S from zero (or
+    its restart at the last alarm's end); while an alarm is up, S goes on from its value at
+    the alarm and R from zero."""
     alarm, start, s_at_alarm = False, 0, 0.0
     s = r = 0.0
-    for t in range(len(groups)):
-        since = groups[start : t + 1]
-        fire = [h * p.fire[0] + (n - h) * p.fire[1] for h, n in since]
+    for t in range(len(calls)):
+        since = calls[start : t + 1]
+        fire = [p.fire[0] if x else p.fire[1] for x in since]
         if not alarm:
             s = cusum(0.0, fire)
             if s >= p.h_fire:
                 alarm, start, s_at_alarm, r = True, t + 1, s, 0.0
         else:
             s = cusum(s_at_alarm, fire)
-            r = cusum(0.0, [h * p.clear[0] + (n - h) * p.clear[1] for h, n in since])
+            r = cusum(0.0, [p.clear[0] if x else p.clear[1] for x in since])
             if r >= p.h_clear:
                 alarm, start, s, r = False, t + 1, 0.0, 0.0
     return alarm, s, r
+
+
+def expand(hits: int, n: int, key: str) -> list[bool]:
+    """A group as the calls ``feed`` steps through."""
+    if 0 < hits < n:
+        return order(hits, n, key)
+    return [hits == n] * n
 
 
 @pytest.mark.slow
@@ -193,40 +202,52 @@ def brute_force(groups: list[tuple[int, int]], p: Params) -> tuple[bool, float, 
 @given(
     st.lists(
         st.tuples(st.integers(0, 12), st.integers(1, 12)).map(lambda t: (min(t), t[1])),
-        max_size=120,
+        max_size=80,
     ),
     st.sampled_from([(0.05, 0.15, 0.075), (0.2, 0.4, 0.25), (0.02, 0.3, 0.02)]),
     st.sampled_from([50.0, 1e3, 1e5]),
 )
-def test_state_after_n_groups_equals_a_brute_force_recomputation(
+def test_state_after_n_calls_equals_a_brute_force_recomputation(
     groups: list[tuple[int, int]], rates: tuple[float, float, float], arl: float
 ) -> None:
+    """Groups (all-hit and no-hit ones take a shortcut; mixed ones are stepped through in
+    their pseudo-random order) against the definition, recomputed from every call."""
     p = params(*rates, arl)
     assert p is not None
     ev = Evidence()
-    for hits, n in groups:
-        feed(ev, hits, n, p)
-    alarm, s, r = brute_force(groups, p)
+    calls: list[bool] = []
+    for i, (hits, n) in enumerate(groups):
+        feed(ev, hits, n, p, key=str(i))
+        calls += expand(hits, n, str(i))
+    alarm, s, r = brute_force(calls, p)
     assert ev.alarm == alarm
     assert ev.s == pytest.approx(s, abs=1e-9)
     if alarm:
         assert ev.r == pytest.approx(r, abs=1e-9)
-    assert ev.calls == sum(n for _, n in groups)
+    assert ev.calls == len(calls)
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.lists(st.booleans(), min_size=1, max_size=60))
-def test_a_group_never_has_more_evidence_than_its_calls_in_any_order(calls: list[bool]) -> None:
-    """Grouping (the journal's per-bucket counts) can only delay an alarm: S after a group
-    fed at once <= S after the same calls one by one, whatever their order."""
-    p = params(0.05, 0.15, 0.075, 1e9)  # no alarm: compare S alone
+@given(st.integers(0, 40), st.integers(1, 40), st.text(max_size=8))
+def test_a_group_is_its_calls_in_a_repeatable_order(hits: int, n: int, key: str) -> None:
+    hits = min(hits, n)
+    calls = order(hits, n, key)
+    assert sum(calls) == hits and len(calls) == n
+    assert order(hits, n, key) == calls  # the same order every time (replays)
+    p = params(0.05, 0.15, 0.075, 1e4)
     assert p is not None
-    one_by_one = Evidence(s=1.0)
-    for x in calls:
-        feed(one_by_one, int(x), 1, p)
-    grouped = Evidence(s=1.0)
-    feed(grouped, sum(calls), len(calls), p)
-    assert grouped.s <= one_by_one.s + 1e-9
+    grouped, stepped = Evidence(s=2.0), Evidence(s=2.0)
+    feed(grouped, hits, n, p, key=key)
+    for x in expand(hits, n, key):
+        step(stepped, x, p)
+    assert grouped.s == pytest.approx(stepped.s, abs=1e-9)
+    assert grouped.r == pytest.approx(stepped.r, abs=1e-9)
+    assert (grouped.alarm, grouped.calls, grouped.run_calls, grouped.run_hits) == (
+        stepped.alarm,
+        stepped.calls,
+        stepped.run_calls,
+        stepped.run_hits,
+    )
 
 
 def test_the_run_says_how_many_of_the_last_calls_had_the_outcome() -> None:

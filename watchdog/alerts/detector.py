@@ -118,8 +118,8 @@ class Detector:
                 if ev is None:
                     ev = Evidence()
                 min_calls = rule.limits_for(agent).min_calls
-                for _k, hits, n in groups:
-                    feed(ev, hits, n, p, min_calls)
+                for k, hits, n in groups:
+                    feed(ev, hits, n, p, min_calls, f"{agent}:{k}:{hits}:{n}")
                 ev.at = now
                 if ev.alarm or ev.s > 0.0:
                     self.evidence[key] = ev

@@ -26,17 +26,20 @@ a slow clear keeps a recovered agent red for an hour).
 Calls arrive in groups: a poll cycle's changes to the windows (``windows.drain_journal``, and
 the recorded history's cycles: the same cells) are (bucket, agent, status, +n) per settle-time
 bucket. Cells are fed in that order: cycle by cycle, and within a cycle bucket by bucket
-(oldest first); within one bucket and cycle the calls' order is unknown, and they are fed as
-one binomial observation (h hits of n calls: the log-likelihood ratio of the group). That is
-the CUSUM with the group's hits first and its other calls after them, and never above the
-CUSUM of the same calls in any order, so grouping can only delay an alarm, never add a false
-one. A negative cell (a call that moved to another status or bucket) is not undone: the
-evidence is a running statistic; a moved call's new status is fed like a new call.
+(oldest first). Within one bucket and cycle the calls' order is unknown; they are fed one by
+one in a pseudo-random order seeded by (agent, bucket, counts), which is what a random order
+of arrivals would give (so the Bernoulli CUSUM's false-alarm calibration holds; feeding a
+group as one binomial observation instead would page far less often than ``false_alarm``
+promises for busy agents), and deterministic (a replay decides the same). A negative cell (a
+call that moved to another status or bucket) is not undone: the evidence is a running
+statistic; a moved call's new status is fed like a new call.
 """
 
 from __future__ import annotations
 
 import math
+import random
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -216,33 +219,73 @@ class Evidence:
         )
 
 
-def feed(ev: Evidence, hits: int, n: int, p: Params, min_calls: int = 1) -> None:
-    """Feed one group of ``n`` calls, ``hits`` of them with the outcome (see the module
-    docstring for why a group is one binomial observation)."""
-    if n <= 0:
-        return
-    hits = min(max(hits, 0), n)
-    other = n - hits
-    ev.calls += n
+def step(ev: Evidence, hit: bool, p: Params, min_calls: int = 1) -> None:
+    """One call, by definition: the fire CUSUM (reset at zero); once it passes ``h_fire``
+    with at least ``min_calls`` calls in its run, the alarm is up and the clear CUSUM runs
+    from zero beside it; once that passes ``h_clear`` the alarm ends and both restart."""
+    ev.calls += 1
+    ev.run_calls += 1
+    ev.run_hits += hit
+    s = ev.s + (p.fire[0] if hit else p.fire[1])
     if ev.alarm:
-        ev.s = max(0.0, ev.s + hits * p.fire[0] + other * p.fire[1])
-        ev.r = max(0.0, ev.r + hits * p.clear[0] + other * p.clear[1])
-        ev.run_calls += n
-        ev.run_hits += hits
+        ev.s = s if s > 0.0 else 0.0
+        r = ev.r + (p.clear[0] if hit else p.clear[1])
+        ev.r = r if r > 0.0 else 0.0
         if ev.r >= p.h_clear:
             ev.alarm = False
             ev.s = ev.r = 0.0
             ev.run_calls = ev.run_hits = 0
         return
-    s = ev.s + hits * p.fire[0] + other * p.fire[1]
     if s <= 0.0:
         ev.s = 0.0
         ev.run_calls = ev.run_hits = 0
         return
     ev.s = s
+    if s >= p.h_fire and ev.run_calls >= min_calls:
+        ev.alarm = True
+        ev.r = 0.0
+
+
+def order(hits: int, n: int, key: str) -> list[bool]:
+    """A group's calls in a pseudo-random order seeded by ``key`` (deterministic across
+    processes: a replay feeds the same order)."""
+    rng = random.Random(zlib.crc32(key.encode()))
+    at = set(rng.sample(range(n), hits))
+    return [i in at for i in range(n)]
+
+
+def feed(ev: Evidence, hits: int, n: int, p: Params, min_calls: int = 1, key: str = "") -> None:
+    """Feed a group of ``n`` calls, ``hits`` of them with the outcome, in a pseudo-random
+    order (``order``; see the module docstring). All-hit and no-hit groups take a shortcut
+    with exactly the result of calling ``step`` ``n`` times."""
+    if n <= 0:
+        return
+    hits = min(max(hits, 0), n)
+    if 0 < hits < n:
+        for hit in order(hits, n, key):
+            step(ev, hit, p, min_calls)
+        return
+    hit = hits == n
+    ev.calls += n
     ev.run_calls += n
     ev.run_hits += hits
-    if s >= p.h_fire and ev.run_calls >= min_calls:
+    ds = n * (p.fire[0] if hit else p.fire[1])
+    dr = n * (p.clear[0] if hit else p.clear[1])
+    if ev.alarm:  # S and R each move one way: clipping at the end is clipping each step
+        ev.s = max(0.0, ev.s + ds)
+        ev.r = max(0.0, ev.r + dr)
+        if ev.r >= p.h_clear:  # only misses raise R: after the clear, S stays at zero
+            ev.alarm = False
+            ev.s = ev.r = 0.0
+            ev.run_calls = ev.run_hits = 0
+        return
+    s = ev.s + ds
+    if s <= 0.0:
+        ev.s = 0.0
+        ev.run_calls = ev.run_hits = 0
+        return
+    ev.s = s
+    if s >= p.h_fire and ev.run_calls >= min_calls:  # only hits raise S; R stays at zero
         ev.alarm = True
         ev.r = 0.0
 
