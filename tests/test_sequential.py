@@ -28,7 +28,7 @@ from dialnexa_watchdog.alerts.sequential import (
     step,
     weights,
 )
-from dialnexa_watchdog.alerts.state import AlertState, Rule, State
+from dialnexa_watchdog.alerts.state import NO_DATA, AlertState, Rule, State
 from dialnexa_watchdog.config import ConfigError, RuleSettings, load_settings
 from dialnexa_watchdog.model import PollStatus
 from fakeview import FakeView
@@ -354,7 +354,7 @@ def test_a_degraded_agent_fires_and_recovers_a_healthy_one_stays_quiet() -> None
     assert resolved_after is not None and 30 <= resolved_after <= 60, resolved_after
 
 
-def test_for_delays_firing_and_silence_of_the_window_resolves_as_no_data() -> None:
+def test_for_delays_firing_and_a_day_of_silence_resolves_as_no_data() -> None:
     run = Seq(rules(**{"for": "2m"}), volume=0.01)
     t = T0
     for _ in range(20):
@@ -363,11 +363,19 @@ def test_for_delays_firing_and_silence_of_the_window_resolves_as_no_data() -> No
     st = run.states[("failed-seq", "bad")]
     assert st.state is State.FIRING and st.fired_at is not None
     assert st.pending_at is not None and st.fired_at - st.pending_at >= 120
-    run.view.clear("bad")
-    t += 30
+    run.view.clear("bad")  # a quiet agent's window empties between its calls
+    for _ in range(3):
+        t += 3600
+        run.detector.step([], t, run.baseline, lambda _a: 0.01)
+        run.states = evaluate(
+            run.rules, run.states, run.view, OK_POLL, t, detector=run.detector
+        ).states
+        assert run.states[("failed-seq", "bad")].state is State.FIRING  # still no evidence
+    t += 86400  # a day without a call: the evidence is dropped, the alert ends
     run.detector.step([], t, run.baseline, lambda _a: 0.01)
     ev = evaluate(run.rules, run.states, run.view, OK_POLL, t, detector=run.detector)
-    assert ev.states[("failed-seq", "bad")].state is State.RESOLVED
+    st = ev.states[("failed-seq", "bad")]
+    assert st.state is State.RESOLVED and st.note == NO_DATA
 
 
 def test_window_rules_are_unchanged_next_to_sequential_ones() -> None:

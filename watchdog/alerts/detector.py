@@ -4,6 +4,7 @@ cells (``evidence.py``); a backtest can feed it recorded cycles the same way."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -32,6 +33,7 @@ class Reading:
     baseline: Baseline | None
 
 
+STALE_EVIDENCE = 86400.0  # evidence fed nothing for this long is dropped (``expire``)
 MEMO_RATE = 0.005  # a baseline 0.5% (relative) away from the one the limits were set for
 MEMO_ARL = 0.10  # a volume 10% away: h moves by ~0.1 nats
 
@@ -63,6 +65,7 @@ class Detector:
         # MEMO_RATE and the volume less than MEMO_ARL (the limits move by ~0.1 nats)
         self._memo: dict[tuple[str, str], tuple[float, float, Params | None]] = {}
         self.at: float | None = None  # the last cycle fed
+        self._expired_at = -math.inf
 
     def params_for(
         self, rule: Rule, agent: str, baseline: BaselineOf, volume: VolumeOf
@@ -100,6 +103,7 @@ class Detector:
         self.at = now
         if not self.rules:
             return
+        self.expire(now)
         grouped = group(cells, self.denominator, self.outcomes)
         for rule in self.rules:
             per_agent = grouped.get(rule.outcome)
@@ -133,6 +137,17 @@ class Detector:
         if ev is None:
             return Reading(False, 0.0, 0, 0, p, base)
         return Reading(ev.alarm, ratio(ev, p), ev.run_calls, ev.run_hits, p, base)
+
+    def expire(self, now: float, after: float = STALE_EVIDENCE) -> None:
+        """Drop the evidence of pairs fed nothing for ``after`` seconds: an agent that
+        stopped calling while its alarm was up resolves as "no data" (its window is empty)
+        instead of firing for ever. Checked at most once an hour."""
+        if now - self._expired_at < 3600.0:
+            return
+        self._expired_at = now
+        for key in [k for k, ev in self.evidence.items() if now - ev.at > after]:
+            del self.evidence[key]
+            self.used.pop(key, None)
 
     def alarmed(self, rule: str) -> list[str]:
         """Agents of ``rule`` whose alarm is up (the others' verdict is CLEAR: an agent

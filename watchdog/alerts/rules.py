@@ -109,18 +109,20 @@ def judge(
 
 
 def judge_sequential(reading: Reading, counts: WindowCounts, outcome: str) -> Observation:
-    """The verdict of a sequential rule: FIRE while the detector's alarm is up, else CLEAR
-    (no evidence left, or rates the test cannot use); NONE when the rule's window holds no
-    call (a firing alert then resolves as "no data", as window rules do). ``calls``/``hits``
+    """The verdict of a sequential rule: FIRE while the detector's alarm is up (an empty
+    window does not end it: a quiet agent's window empties between calls, and only calls
+    can show it recovered; the detector drops an alarm fed nothing for a day), else CLEAR;
+    NONE when the alarm is down and the rule's window holds no call. ``calls``/``hits``
     are the calls since the evidence last stood at zero (the episode), else the window's."""
-    if counts.calls <= 0:
-        return Observation(Verdict.NONE, None, 0, 0)
     if reading.run_calls > 0:
         n, hits = reading.run_calls, reading.run_hits
     else:
         n, hits = counts.calls, counts.outcomes.get(outcome, 0)
-    verdict = Verdict.FIRE if reading.alarm else Verdict.CLEAR
-    return Observation(verdict, hits / n, n, hits)
+    if reading.alarm:
+        return Observation(Verdict.FIRE, hits / n if n else None, n, hits)
+    if counts.calls <= 0:
+        return Observation(Verdict.NONE, None, 0, 0)
+    return Observation(Verdict.CLEAR, hits / n, n, hits)
 
 
 def step(
