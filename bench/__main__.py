@@ -39,6 +39,12 @@ def _agents(quick: bool) -> dict[str, Any]:
     return run(quick)
 
 
+def _sequential(quick: bool) -> dict[str, Any]:
+    from bench.sequential import run
+
+    return run(quick)
+
+
 SECTIONS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "realistic": realistic.run,
     "kind": kind.run,
@@ -51,6 +57,7 @@ SECTIONS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "backtest": _backtest,
     "pending": _pending,
     "agents": _agents,
+    "sequential": _sequential,
 }
 
 

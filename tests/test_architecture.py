@@ -33,6 +33,9 @@ PURE = [
     "alerts.state",
     "readiness",
     "alerts.snapshots",
+    "alerts.sequential",
+    "alerts.detector",
+    "alerts.baselines",
 ]
 IMPURE_IMPORTS = {
     "httpx",

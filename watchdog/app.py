@@ -32,7 +32,7 @@ from .actions.slackio import SlackIO
 from .actions.socket import SocketTransport
 from .activity import ActivityKeeper
 from .alerts.collector import AlertCollector
-from .alerts.compile import compile_rules
+from .alerts.compile import compile_rules, evidence_feed
 from .alerts.delivery import DeliveryWorker, RetryPolicy
 from .alerts.incidents import Policy
 from .alerts.pipeline import AlertPipeline
@@ -179,6 +179,7 @@ def build_alerts(
             groupable=frozenset(r.name for r in rules if r.scope == "agent"),
         )
         pipeline = AlertPipeline(rules, stale, store, policy, snapshots.bind, delivery=delivery)
+        pipeline.evidence = evidence_feed(settings, rules)  # sequential rules' detector
         delivery.resume(clock.now())
     except BaseException:
         store.close()
@@ -426,6 +427,8 @@ def build(
             client.close()
             alerts.close()
             raise
+        if alerts.pipeline.evidence is not None:  # fed every cycle, and the recent history
+            alerts.pipeline.evidence.attach(recorder, windows, clock.now(), alerts.store)
     if alerts is not None:
         try:
             alerts.actions = build_actions(

@@ -325,6 +325,14 @@ def _silenced(silences: Sequence[Silence], st: AlertState, now: float) -> str:
     return f"{until} by {s.created_by}" if s.created_by else until
 
 
+def _baseline(st: AlertState) -> str:
+    """Sequential rules: the agent's normal rate and where it comes from
+    (``4.0% learned``, ``5.0% fallback: too little history``); window rules: -."""
+    if st.baseline is None:
+        return "-"
+    return f"{pct(st.baseline)} {st.baseline_source or 'configured'}"
+
+
 def _acked(inc: Incident | None) -> str:
     if inc is None or not inc.acked_by or inc.acked_at is None:
         return "-"
@@ -363,6 +371,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
                 "SINCE",
                 "SILENCED",
                 "ACKED",
+                "BASELINE",
             ]
         ]
         for st in shown:
@@ -382,6 +391,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
                     f"{utc(since)} ({human_duration(now - since)} ago)",
                     _silenced(silences, st, now),
                     _acked(incidents.get(incident_of.get(st.key, ""))),
+                    _baseline(st),
                 ]
             )
         table(rows, sys.stdout)

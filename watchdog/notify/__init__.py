@@ -69,6 +69,10 @@ class AlertSnapshot:
     silenced_until: float | None = None
     silenced_by: str | None = None
     silenced_until_resolved: bool = False
+    # sequential rules: the agent's normal rate, where it comes from, the evidence / limit
+    baseline: float | None = None
+    baseline_source: str | None = None
+    evidence: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -199,6 +199,8 @@ def rate_line(a: AlertSnapshot, st: Style) -> str:
             f"{outcome} rate {st.bold(pct(a.resolved_rate))} {st.lit('<')} "
             f"{pct(a.clear_below)} over {window}"
         )
+    if a.baseline is not None:
+        return sequential_line(a, st, outcome)
     if a.rate is not None and a.rate >= a.threshold:
         versus = st.lit(f">= {pct(a.threshold)}")
     else:  # held by hysteresis (or too few calls for a verdict): say so, do not claim >=
@@ -210,6 +212,23 @@ def rate_line(a: AlertSnapshot, st: Style) -> str:
     if a.confirm_window:
         line += f", confirmed over {st.esc(a.confirm_window, WORD_CHARS)}"
     return line
+
+
+# How "h of the last n calls ..." ends, per outcome; other outcomes: "had outcome <name>".
+OUTCOME_WORDS = {"failed": "failed", "busy": "were busy", "no_answer": "went unanswered"}
+
+
+def sequential_line(a: AlertSnapshot, st: Style, outcome: str) -> str:
+    """A sequential rule's evidence in words: ``12 of the last 15 calls failed; normal for
+    this agent is 4.0% (learned); fires at 12.0%``."""
+    did = OUTCOME_WORDS.get(a.outcome, f"had outcome {outcome}")
+    normal = f"normal for this agent is {st.bold(pct(a.baseline))}"
+    if a.baseline_source and a.baseline_source != "configured":
+        normal += f" ({st.esc(a.baseline_source, ERROR_CHARS)})"
+    return (
+        f"{st.bold(f'{a.hits} of the last {a.calls} calls')} {did}; {normal}; "
+        f"{st.lit(f'tested for {pct(a.threshold)}, clears under {pct(a.clear_below)}')}"
+    )
 
 
 def resolved_tail(a: AlertSnapshot) -> str:
