@@ -33,6 +33,18 @@ def _pending(quick: bool) -> dict[str, Any]:
     return run(quick)
 
 
+def _agents(quick: bool) -> dict[str, Any]:
+    from bench.agents import run
+
+    return run(quick)
+
+
+def _sequential(quick: bool) -> dict[str, Any]:
+    from bench.sequential import run
+
+    return run(quick)
+
+
 def _ha(quick: bool) -> dict[str, Any]:
     from bench.ha import run
 
@@ -51,6 +63,8 @@ SECTIONS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "backtest": _backtest,
     "pending": _pending,
     "ha": _ha,
+    "agents": _agents,
+    "sequential": _sequential,
 }
 
 
@@ -78,6 +92,10 @@ def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     for key in ("details", "section_seconds"):
         out[key] = {**(old.get(key) or {}), **(new.get(key) or {})}
     return out
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
 
 
 def main() -> int:

@@ -158,14 +158,16 @@ def _cmd_once(args: argparse.Namespace) -> int:
     stop = threading.Event()
     _install_signals(stop)
     app = build(settings, SystemClock(stop), alerting=False)
+    directory = app.directory
     try:
-        report = app.daemon.backfill()
+        report = app.daemon.backfill()  # the agent directory first: names, call limits
     finally:
         app.close()
     if not report.ok:
         print(f"dialnexa-watchdog: backfill failed: {report.error}", file=sys.stderr)
         return 1
-    print(rate_table(app.windows, limit=args.top))
+    names = directory.title_of if directory is not None else None
+    print(rate_table(app.windows, limit=args.top, name_of=names))
     print(
         f"\n{report.requests} API requests, {report.calls_seen} calls listed, "
         f"{report.pending} still in progress",

@@ -7,10 +7,12 @@ list a created_at range that holds the call again. Each cycle the tracker plans 
    ago, whichever is older, to now. It holds every new call and every call young enough to
    still be ringing, which is where failed, busy and no-answer outcomes settle.
 2. ranges that cover the pending calls older than the head that are *due* (each pending call
-   is re-checked every ``pending_recheck``; calls older than ``max_call_duration`` back off to
-   a quarter of their age, at most 10 minutes). Neighbouring due calls share a range when that
-   costs no more requests than listing them apart, counted from the calls already known in
-   between; a lone old straggler gets a narrow ``from == to == created_at`` query instead of
+   is re-checked every ``pending_recheck``; calls older than ``max_call_duration``, or than
+   their agent's own limit when the agent directory knows it (``call_limit``), back off to
+   a quarter of their age, at most 10 minutes, and a range of only such calls is a
+   straggler). Neighbouring due calls share a range when that costs no more requests than
+   listing them apart, counted from the calls already known in between; a lone old
+   straggler gets a narrow ``from == to == created_at`` query instead of
    stretching a range back to it.
 
 With ``live`` (``poll.pending_listing: status``), pending calls older than the head are not
@@ -31,7 +33,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from operator import attrgetter
 
@@ -81,8 +83,17 @@ class TrackerConfig:
 
 
 class Tracker:
-    def __init__(self, config: TrackerConfig, windows: Windows, classes: StatusClasses) -> None:
+    def __init__(
+        self,
+        config: TrackerConfig,
+        windows: Windows,
+        classes: StatusClasses,
+        call_limit: Callable[[str], float | None] | None = None,
+    ) -> None:
+        """``call_limit``: agent id -> how long its calls can stay unsettled (the agent
+        directory's max call + ring + margin), or None for ``max_call_duration``."""
         self.cfg = config
+        self.call_limit = call_limit
         self.windows = windows
         self.classes = classes
         self._calls: dict[str, _Tracked] = {}  # pending + settled within the horizon
@@ -206,6 +217,7 @@ class Tracker:
         self, key: str | None, head_start: float, now: float, known: list[float]
     ) -> list[Range]:
         due_at: dict[float, float] = {}
+        overdue: dict[float, bool] = {}  # every due call created then is past its limit
         slack = 0.25 * self.cfg.pending_recheck  # the tick and the last apply are not aligned
         for cid in self._pending:
             t = self._calls[cid]
@@ -214,6 +226,8 @@ class Tracker:
             if t.created_at < head_start and t.next_check <= now + slack:
                 prev = due_at.get(t.created_at)
                 due_at[t.created_at] = t.next_check if prev is None else min(prev, t.next_check)
+                over = now - t.created_at > self._limit(t.agent_id)
+                overdue[t.created_at] = overdue.get(t.created_at, True) and over
         due = list(due_at)
         if not due:
             return []
@@ -235,7 +249,8 @@ class Tracker:
             if not group:
                 return
             start, end = group[0], group[-1]
-            kind: RangeKind = "straggler" if end < straggler_before else "pending"
+            late = all(overdue[c] for c in group)  # each call past its own agent's limit
+            kind: RangeKind = "straggler" if late else "pending"
             since = min(due_at[c] for c in group)
             out.append(Range(start, end, key, kind, estimate(start, end), since))
             group.clear()
@@ -385,11 +400,16 @@ class Tracker:
                     t.next_check = now
         self._live_next = now + self.cfg.pending_recheck
 
+    def _limit(self, agent_id: str) -> float:
+        """How long a call of this agent can stay unsettled: its own limit, or the global."""
+        own = self.call_limit(agent_id) if self.call_limit is not None else None
+        return self.cfg.max_call_duration if own is None else own
+
     def _next_check(self, t: _Tracked, now: float) -> float:
         if self.live:
             return WATCHED
         age = now - t.created_at
-        if age <= self.cfg.max_call_duration:
+        if age <= self._limit(t.agent_id):
             return now + self.cfg.pending_recheck
         return now + min(max(self.cfg.pending_recheck, age / 4), 600.0)
 
