@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import io
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from dialnexa_watchdog.alerts.incidents import Book, Incident, Policy, plan, shows_same
+from dialnexa_watchdog.alerts.snapshots import Snapshots
+from dialnexa_watchdog.alerts.state import AlertState, Evaluation, State, Transition
 from dialnexa_watchdog.app import build
 from dialnexa_watchdog.clock import FakeClock
 from dialnexa_watchdog.config import load_settings
+from dialnexa_watchdog.notify import AlertSnapshot
 from dialnexa_watchdog.simulator import Scenario, Simulator
 from support import KEY, T0
 
@@ -88,3 +93,59 @@ def test_a_render_completes_while_the_alert_step_is_held_inside_its_commit(
         assert "dialnexa_agent_window_calls{" in text  # and the windows collector
     finally:
         wd.close()
+
+
+# ---- the planner re-reads only the members that changed --------------------------------
+
+
+def _firing(agent: str, calls: int, hits: int) -> AlertState:
+    return AlertState(
+        rule="r", agent_id=agent, severity="critical", state=State.FIRING, since=T0,
+        evaluated_at=T0, fired_at=T0, rate=hits / calls, calls=calls, hits=hits,
+        threshold=0.3, clear_below=0.3, peak_rate=hits / calls,
+    )  # fmt: skip
+
+
+def test_a_join_re_reads_only_the_joining_member_and_those_whose_numbers_moved() -> None:
+    snaps = Snapshots([], lambda a: None, points=4)
+    calls: list[str] = []
+
+    def snapshot(st: AlertState, base: AlertSnapshot | None) -> AlertSnapshot:
+        calls.append(st.agent_id)
+        return snaps.snapshot(st, None, base)
+
+    before = {f"a{i:03}": _firing(f"a{i:03}", 20, 10) for i in range(100)}
+    members = {a: snaps.snapshot(st, None) for a, st in before.items()}
+    inc = Incident(id="g", rule="r", group=True, opened_at=T0, members=members,
+                   last_notified_at=T0)  # fmt: skip
+    book = Book({"g": inc}, {("r", a): "g" for a in before})
+    now_states = {("r", a): st for a, st in before.items()}
+    now_states[("r", "a007")] = _firing("a007", 21, 11)  # one member's numbers moved
+    joiner = _firing("z", 10, 9)
+    now_states[("r", "z")] = joiner
+    ev = Evaluation(
+        states=now_states,
+        transitions=[Transition(("r", "z"), State.PENDING, State.FIRING, joiner)],
+        covered={"r": tuple(a for _, a in now_states)},
+    )
+    policy = Policy(can_edit=True, group_threshold=5, repeat_interval=0, groupable=frozenset({"r"}))
+    p = plan(book, ev, [], T0 + 30, policy, snapshot)
+    assert sorted(calls) == ["a007", "z"]  # not the 99 members whose numbers are the same
+    after = p.book.incidents["g"]
+    assert len(after.members) == 101
+    assert after.members["a007"].calls == 21  # the main message shows the moved numbers
+    unchanged = [a for a in before if a != "a007"]
+    assert all(after.members[a] is members[a] for a in unchanged)
+    main = [n for n in p.notices if n.kind == "main"]
+    assert len(main) == 1 and len(main[0].alerts) == 101
+    assert {n.kind for n in p.notices} == {"main", "joined"}
+
+
+def test_shows_same_notices_every_number_a_message_shows() -> None:
+    snaps = Snapshots([], lambda a: None, points=4)
+    st = _firing("a", 20, 10)
+    snap = snaps.snapshot(st, None)
+    assert shows_same(snap, st)
+    for change in ({"calls": 21}, {"hits": 11}, {"rate": 0.6}, {"severity": "warning"},
+                   {"peak_rate": 0.9}, {"state": State.RESOLVED}, {"note": "n"}):  # fmt: skip
+        assert not shows_same(snap, replace(st, **change)), change
