@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,11 @@ from typing import Any
 import httpx
 import pytest
 from dialnexa_watchdog.alerts.incidents import Book, Incident, Policy, plan, shows_same
+from dialnexa_watchdog.alerts.pipeline import changed_members
 from dialnexa_watchdog.alerts.snapshots import Snapshots
 from dialnexa_watchdog.alerts.state import AlertState, Evaluation, State, Transition
+from dialnexa_watchdog.alerts.store import Changes
+from dialnexa_watchdog.alerts.store.sql import SqlStore
 from dialnexa_watchdog.app import build
 from dialnexa_watchdog.clock import FakeClock
 from dialnexa_watchdog.config import load_settings
@@ -149,3 +153,48 @@ def test_shows_same_notices_every_number_a_message_shows() -> None:
     for change in ({"calls": 21}, {"hits": 11}, {"rate": 0.6}, {"severity": "warning"},
                    {"peak_rate": 0.9}, {"state": State.RESOLVED}, {"note": "n"}):  # fmt: skip
         assert not shows_same(snap, replace(st, **change)), change
+
+
+# ---- the store writes only the members that changed (schema 5) --------------------------
+
+
+def _member(agent: str, calls: int) -> AlertSnapshot:
+    return AlertSnapshot("r", agent, "critical", "firing", "failed", "15m", calls=calls)
+
+
+def test_a_member_delta_writes_only_the_changed_members(
+    open_store: Callable[[], SqlStore],
+) -> None:
+    store = open_store()
+    members = {f"a{i}": _member(f"a{i}", 10) for i in range(5)}
+    inc = Incident("g", "r", True, T0, members=members, last_notified_at=T0)
+    store.commit(T0, Changes(incidents=[inc]))  # new: written whole
+    # in memory a1 and a2 changed, and z joined; the delta names a1 and z only
+    moved = {**members, "a1": _member("a1", 11), "a2": _member("a2", 12), "z": _member("z", 3)}
+    store.commit(
+        T0 + 30,
+        Changes(incidents=[replace(inc, members=moved)], members={"g": ["a1", "z"]}),
+    )
+    store.close()
+    store = open_store()
+    got = store.load_incidents()["g"].members
+    assert {a: m.calls for a, m in got.items()} == {
+        "a0": 10, "a1": 11, "a2": 10, "a3": 10, "a4": 10, "z": 3,  # a2: not in the delta
+    }  # fmt: skip
+    assert store.load_incident("g") == store.load_incidents(open_only=False)["g"]
+    # written whole again (e.g. after a failed commit): the rows no longer override it
+    whole = replace(inc, members={**members, "a1": _member("a1", 20)}, closed_at=T0 + 60)
+    store.commit(T0 + 60, Changes(incidents=[whole]))
+    assert store.load_incidents() == {}
+    assert store.load_incident("g") == whole
+    store.purge(T0 + 60 + 8 * 86400)
+    assert store.load_incident("g") is None
+    store.close()
+
+
+def test_changed_members_names_only_replaced_snapshots() -> None:
+    members = {"a": _member("a", 1), "b": _member("b", 1)}
+    old = Incident("g", "r", True, T0, members=members)
+    new = replace(old, members={**members, "b": _member("b", 2), "c": _member("c", 1)})
+    fresh = Incident("n", "r", False, T0, members={"x": _member("x", 1)})
+    assert changed_members({"g": old}, [new, fresh]) == {"g": ["b", "c"]}
