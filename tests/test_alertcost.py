@@ -27,10 +27,13 @@ from dialnexa_watchdog.alerts.store.sql import SqlStore
 from dialnexa_watchdog.app import build
 from dialnexa_watchdog.clock import FakeClock
 from dialnexa_watchdog.config import load_settings
+from dialnexa_watchdog.model import StatusClasses
 from dialnexa_watchdog.notify import AlertSnapshot
 from dialnexa_watchdog.simulator import Scenario, Simulator
+from dialnexa_watchdog.windows import Windows
 from support import KEY, T0
 
+CLASSES = StatusClasses()
 RULES: list[dict[str, Any]] = [
     {"name": "failed-5m", "outcome": "failed", "window": "5m", "threshold": 0.0001,
      "min_calls": 1},
@@ -198,3 +201,36 @@ def test_changed_members_names_only_replaced_snapshots() -> None:
     new = replace(old, members={**members, "b": _member("b", 2), "c": _member("c", 1)})
     fresh = Incident("n", "r", False, T0, members={"x": _member("x", 1)})
     assert changed_members({"g": old}, [new, fresh]) == {"g": ["b", "c"]}
+
+
+def _reference_series(w: Windows, agent: str | None, outcome: str, window: str, points: int) -> Any:
+    """The series as computed before (every kept bucket scanned), from the same buckets."""
+    wi = w._label_index[window]
+    first, last = w._cuts[wi] + 1, w._now_k
+    span = max(1, last - first + 1)
+    points = max(1, min(points, span))
+    hits, denom = [0] * points, [0] * points
+    for k, per_agent in w._buckets.items():
+        if not first <= k <= last:
+            continue
+        rows = list(per_agent.values()) if agent is None else [per_agent.get(agent)]
+        p = (k - first) * points // span
+        for counts in rows:
+            if counts is not None:
+                hits[p] += sum(counts[i] for i in w._outcomes.get(outcome, []))
+                denom[p] += sum(counts[i] for i in w._denom)
+    return [h / d if d else None for h, d in zip(hits, denom, strict=True)]
+
+
+def test_a_short_windows_series_reads_only_its_buckets_among_a_longer_ones() -> None:
+    w = Windows({"1m": 60, "10m": 600}, CLASSES)
+    w.advance(6_000)
+    for t in range(5_410, 6_000, 7):  # calls over the long window: many buckets kept
+        w.add("a", "failed" if t % 3 else "completed", t)
+        w.add("b", "busy" if t % 2 else "failed", t)
+    w.advance(6_020)
+    for agent in ("a", "b", None):
+        for label, points in (("1m", 2), ("1m", 12), ("10m", 3), ("10m", 40)):
+            got = w.series(agent, "failed", label, points)
+            assert got == _reference_series(w, agent, "failed", label, points)
+            assert any(r is not None for r in got)
