@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import threading
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import httpx
 import pytest
 from dialnexa_watchdog.alerts.incidents import Book, Incident, Policy, plan, shows_same
 from dialnexa_watchdog.alerts.pipeline import changed_members
+from dialnexa_watchdog.alerts.rules import _evolve
 from dialnexa_watchdog.alerts.snapshots import Snapshots
 from dialnexa_watchdog.alerts.state import AlertState, Evaluation, State, Transition
 from dialnexa_watchdog.alerts.store import Changes
@@ -234,3 +235,13 @@ def test_a_short_windows_series_reads_only_its_buckets_among_a_longer_ones() -> 
             got = w.series(agent, "failed", label, points)
             assert got == _reference_series(w, agent, "failed", label, points)
             assert any(r is not None for r in got)
+
+
+def test_evolve_is_dataclasses_replace_for_every_field() -> None:
+    st = _firing("a", 20, 10)
+    for i, f in enumerate(fields(AlertState)):
+        value: Any = State.RESOLVED if f.name == "state" else f"v{i}"
+        assert _evolve(st, **{f.name: value}) == replace(st, **{f.name: value})
+    assert _evolve(st) == st
+    with pytest.raises(KeyError):
+        _evolve(st, no_such_field=1)
