@@ -8,7 +8,9 @@ backfill and ``warm`` cycles, each of ``measured`` cycles times its alert step (
 store commit inside it); meanwhile a scraper thread renders ``/metrics`` back to back and
 notes the longest render that overlapped a step (a real scrape does the same work: the
 registry's collectors, under the lock the poll thread shares) against the median render while
-no step runs. Run as ``python -m bench.alerting`` in a process of its own."""
+no step runs. The step and the commit are also timed in CPU time of the poll thread
+(``time.thread_time``), which the machine's load and the scrape thread do not inflate.
+Run as ``python -m bench.alerting`` in a process of its own."""
 
 from __future__ import annotations
 
@@ -82,16 +84,21 @@ def run(agents: int, calls_per_day: float, warm: int, measured: int) -> dict[str
         commits: list[float] = []
         on_poll, commit = pipeline.on_poll, store.commit
 
+        cpu_steps: list[float] = []
+        cpu_commits: list[float] = []
+
         def timed_on_poll(*a: Any) -> None:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.thread_time()
             scraper.go.set()
             on_poll(*a)
             steps.append((t, time.perf_counter()))
+            cpu_steps.append(time.thread_time() - c)
 
         def timed_commit(*a: Any) -> None:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.thread_time()
             commit(*a)
             commits.append(time.perf_counter() - t)
+            cpu_commits.append(time.thread_time() - c)
 
         pipeline.on_poll = timed_on_poll  # type: ignore[method-assign]
         store.commit = timed_commit  # type: ignore[method-assign]
@@ -104,6 +111,8 @@ def run(agents: int, calls_per_day: float, warm: int, measured: int) -> dict[str
             if i == warm:
                 steps.clear()
                 commits.clear()
+                cpu_steps.clear()
+                cpu_commits.clear()
                 scraper.spans.clear()
             clock.set(max(clock.now(), last + settings.poll.interval))
             last = clock.now()
@@ -131,6 +140,13 @@ def run(agents: int, calls_per_day: float, warm: int, measured: int) -> dict[str
         "alerting_step_p95_ms": _p95(step_ms) if step_ms else None,
         "alerting_step_median_ms": statistics.median(step_ms) if step_ms else None,
         "alerting_commit_p95_ms": _p95(commits) * 1000 if commits else None,
+        # CPU time of the poll thread alone (no waiting for the GIL, the disk or other
+        # processes): what the step costs, whatever else the machine runs
+        "alerting_step_cpu_p95_ms": _p95(cpu_steps) * 1000 if cpu_steps else None,
+        "alerting_step_cpu_median_ms": statistics.median(cpu_steps) * 1000 if cpu_steps else None,
+        "alerting_commit_cpu_median_ms": (
+            statistics.median(cpu_commits) * 1000 if cpu_commits else None
+        ),
         "alerting_metrics_max_ms_during_step": max(during) * 1000 if during else None,
         "alerting_metrics_median_ms_idle": statistics.median(idle) * 1000 if idle else None,
         "alerting_scrapes_during_step": len(during),

@@ -55,6 +55,9 @@ TARGETS: list[tuple[str, str, float, str]] = [
 EXTRA = [
     "alerting_step_median_ms",
     "alerting_commit_p95_ms",
+    "alerting_step_cpu_p95_ms",
+    "alerting_step_cpu_median_ms",
+    "alerting_commit_cpu_median_ms",
     "alerting_states",
     "alerting_metrics_median_ms_idle",
     "daemon_rss_mb",

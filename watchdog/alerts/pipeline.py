@@ -98,6 +98,20 @@ def durable(s: AlertState) -> tuple[object, ...]:
     )
 
 
+def changed_members(
+    before: Mapping[str, Incident], incidents: Sequence[Incident]
+) -> dict[str, list[str]]:
+    """Per changed incident that existed before: the agents whose member snapshot is not the
+    one it had (the planner keeps an unchanged member's snapshot object), so the store
+    writes only those. A new incident is left out: it is written whole."""
+    out: dict[str, list[str]] = {}
+    for inc in incidents:
+        old = before.get(inc.id)
+        if old is not None:
+            out[inc.id] = [a for a, m in inc.members.items() if old.members.get(a) is not m]
+    return out
+
+
 @dataclass
 class _Unsaved:
     """Changes not yet committed (the last commit failed), merged newest-wins."""
@@ -350,7 +364,13 @@ class AlertPipeline:
         deleted = [k for k in prev if k not in states]
         for k in deleted:
             written.pop(k, None)
-        return Changes(states=out, deleted=deleted, incidents=incidents, notices=notices)
+        return Changes(
+            states=out,
+            deleted=deleted,
+            incidents=incidents,
+            notices=notices,
+            members=changed_members(self._book.incidents, incidents),
+        )
 
     def _commit(self, now: float, changes: Changes) -> None:
         if not changes and not len(self._unsaved):

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
+from operator import attrgetter
 from statistics import NormalDist
 from typing import Any
 
@@ -207,12 +208,18 @@ def step(
 
 
 _STATE_FIELDS = tuple(f.name for f in fields(AlertState))
+_STATE_VALUES = attrgetter(*_STATE_FIELDS)
+_STATE_INDEX = {n: i for i, n in enumerate(_STATE_FIELDS)}
 
 
 def _evolve(st: AlertState, **changes: Any) -> AlertState:
     """``dataclasses.replace`` for AlertState without its per-call field introspection:
-    evaluation makes one per live alert state, thousands at 10,000 agents."""
-    return AlertState(*[changes[n] if n in changes else getattr(st, n) for n in _STATE_FIELDS])
+    evaluation makes one per live alert state, thousands at 10,000 agents (all fields read
+    at once, then only the changed ones replaced)."""
+    values = list(_STATE_VALUES(st))
+    for name, value in changes.items():
+        values[_STATE_INDEX[name]] = value
+    return AlertState(*values)
 
 
 def _track_peak(cur: AlertState, obs: Observation) -> AlertState:

@@ -54,6 +54,10 @@ def notice_from_json(text: str) -> Notice:
     return Notice(**d)
 
 
+def snapshot_to_json(a: AlertSnapshot) -> str:
+    return _ENCODER.encode(a).decode()
+
+
 def members_to_json(members: Mapping[str, AlertSnapshot]) -> str:
     return _ENCODER.encode(members).decode()
 
