@@ -18,8 +18,8 @@ from typing import Any
 
 import httpx
 import pytest
+from dialnexa_watchdog.alerts.diff import changed_members
 from dialnexa_watchdog.alerts.incidents import Book, Incident, Policy, plan, shows_same
-from dialnexa_watchdog.alerts.pipeline import changed_members
 from dialnexa_watchdog.alerts.rules import _evolve
 from dialnexa_watchdog.alerts.snapshots import Snapshots
 from dialnexa_watchdog.alerts.state import AlertState, Evaluation, State, Transition

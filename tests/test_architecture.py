@@ -35,6 +35,7 @@ PURE = [
     "alerts.snapshots",
     "alerts.sequential",
     "alerts.detector",
+    "alerts.diff",
     "alerts.baselines",
 ]
 IMPURE_IMPORTS = {

@@ -30,6 +30,7 @@ from typing import Protocol
 
 from ..model import WORKSPACE_AGENT, CountsView, PollStatus
 from ..notify import Notice
+from .diff import changed_members, durable
 from .evidence import EvidenceFeed
 from .incidents import Book, Incident, Policy, Snapshotter, acknowledge, new_incident_id, plan
 from .rules import evaluate, evaluate_stale
@@ -78,38 +79,6 @@ class Acted:
 
 class Wakeable(Protocol):
     def wake(self, added: int) -> None: ...
-
-
-def durable(s: AlertState) -> tuple[object, ...]:
-    """The part of a state that must survive a restart: everything but display values."""
-    return (
-        s.state,
-        s.since,
-        s.pending_at,
-        s.fired_at,
-        s.resolved_at,
-        s.severity,
-        s.threshold,
-        s.clear_below,
-        s.peak_rate,
-        s.resolved_rate,
-        s.last_error,
-        s.note,
-    )
-
-
-def changed_members(
-    before: Mapping[str, Incident], incidents: Sequence[Incident]
-) -> dict[str, list[str]]:
-    """Per changed incident that existed before: the agents whose member snapshot is not the
-    one it had (the planner keeps an unchanged member's snapshot object), so the store
-    writes only those. A new incident is left out: it is written whole."""
-    out: dict[str, list[str]] = {}
-    for inc in incidents:
-        old = before.get(inc.id)
-        if old is not None:
-            out[inc.id] = [a for a, m in inc.members.items() if old.members.get(a) is not m]
-    return out
 
 
 @dataclass
