@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -344,7 +345,10 @@ def test_once_prints_titles(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
             "poll: {max_call_duration: 5m}\nwindows: [5m]\n",
             encoding="utf-8",
         )
+        mark = signal.getsignal(signal.SIGINT)
         assert main(["once", "-c", str(cfg)]) == 0
+        # once installed its own SIGINT handler; the caller's is back (a later Ctrl-C works)
+        assert signal.getsignal(signal.SIGINT) is mark
     out = capsys.readouterr().out
     assert "Customer Support Bot" in out and "agt_support_02" in out
     assert sum(1 for r in sim.requests if "agents2" in r.path) == 1

@@ -264,9 +264,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    # run, once and demo install their own SIGTERM/SIGINT/SIGHUP handlers; put back what the
+    # caller had (an embedding process, a test) so a later Ctrl-C is not swallowed
+    signals = [getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    saved = {sig: signal.getsignal(sig) for sig in signals}
     try:
         return int(args.func(args))
     except ConfigExit:
         return 2
     except KeyboardInterrupt:
         return 130
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            for sig, handler in saved.items():
+                if handler is not None:
+                    signal.signal(sig, handler)
