@@ -40,8 +40,8 @@ from dialnexa_watchdog.simulator.calls import CallSpec
 from bench.common import KEY, T0, bench_settings
 
 # (key prefix, size): a workspace whose re-reads fit in the rate budget (requests per cycle
-# show what each setting needs), and a busier one where every setting spends the budget (~62
-# requests per cycle at 150/min) and the difference shows in freshness instead
+# show what each setting needs), and a busier one where every setting spends the budget (~37
+# requests per cycle: dialnexa.rate_budget 0.5 of 150/min) and the difference shows in freshness
 FULL: list[tuple[str, dict[str, Any]]] = [
     ("", {"agents": 300, "calls_per_day": 150_000, "hours": 0.5, "warm": 1800.0,
           "seeds": (11, 12, 13), "ranges": True}),
