@@ -40,17 +40,18 @@ from dialnexa_watchdog.simulator.calls import CallSpec
 from bench.common import KEY, T0, bench_settings
 
 # (key prefix, size): a workspace whose re-reads fit in the rate budget (requests per cycle
-# show what each setting needs), and a busier one where every setting spends the budget (~62
-# requests per cycle at 150/min) and the difference shows in freshness instead
+# show what each setting needs), and a busier one where every setting spends the budget (~37
+# requests per cycle: dialnexa.rate_budget 0.5 of 150/min) and the difference shows in freshness
 FULL: list[tuple[str, dict[str, Any]]] = [
     ("", {"agents": 300, "calls_per_day": 150_000, "hours": 0.5, "warm": 1800.0,
-          "seeds": (11, 12, 13)}),
+          "seeds": (11, 12, 13), "ranges": True}),
     ("busy_", {"agents": 1000, "calls_per_day": 500_000, "hours": 0.5, "warm": 1800.0,
                "seeds": (11,)}),
 ]  # fmt: skip
 QUICK: list[tuple[str, dict[str, Any]]] = [
-    ("", {"agents": 100, "calls_per_day": 50_000, "hours": 0.1, "warm": 120.0, "seeds": (11,)}),
-]
+    ("", {"agents": 100, "calls_per_day": 50_000, "hours": 0.1, "warm": 120.0, "seeds": (11,),
+          "ranges": True}),
+]  # fmt: skip
 RUNS: dict[str, dict[str, Any]] = {
     "global_15m": {"agents.call_limits": False},
     "global_3h": {
@@ -59,6 +60,13 @@ RUNS: dict[str, dict[str, Any]] = {
         "poll.max_pending_age": "4h",
     },
     "own": {},
+}
+# With "ranges" in a size: the long global limit and per-agent limits again with pending calls
+# re-read by created_at range (poll.pending_listing: ranges), where limits decide re-reads
+# (the default status=in-progress listing watches every pending call in one request)
+RANGES: dict[str, dict[str, Any]] = {
+    f"{label}_ranges": {**RUNS[label], "poll.pending_listing": "ranges"}
+    for label in ("global_3h", "own")
 }
 LONG_CALL = 900.0  # calls longer than the default poll.max_call_duration
 STUCK_SHARE = 0.001  # extra calls stuck in progress, as a share of the day's calls
@@ -161,7 +169,8 @@ def run_size(prefix: str, size: dict[str, Any]) -> dict[str, Any]:
     per_run: dict[str, list[dict[str, Any]]] = {}
     for seed in size["seeds"]:
         for stuck in (False, True):
-            for label, overrides in RUNS.items():
+            runs = {**RUNS, **RANGES} if size.get("ranges") else RUNS
+            for label, overrides in runs.items():
                 key = f"{label}_stuck" if stuck else label
                 per_run.setdefault(key, []).append(
                     run_one(

@@ -186,8 +186,13 @@ def replay(path: Path) -> dict[str, Any]:
 
 
 def run(quick: bool) -> dict[str, Any]:
+    from dialnexa_watchdog.alerts.store import SCHEMA_VERSION
+
     p = QUICK if quick else FULL
-    name = f"dialnexa-bench-backtest-{p['agents']}-{int(p['calls_per_day'])}-{p['days']:g}-{SEED}"
+    name = (  # the schema in the name: a store written by another version is not reused
+        f"dialnexa-bench-backtest-{p['agents']}-{int(p['calls_per_day'])}-{p['days']:g}-{SEED}"
+        f"-s{SCHEMA_VERSION}"
+    )
     path = Path(tempfile.gettempdir()) / f"{name}.sqlite3"
     meta = path.with_suffix(".json")
     if path.exists() and meta.exists():

@@ -68,6 +68,9 @@ RULES: list[dict[str, Any]] = [
 ]
 
 
+HOSTILE = "<b>Billing</b> & <!channel>"
+
+
 def scripted_day() -> Scenario:
     """Six agents at 3 calls a minute (8% fail normally): a hard failure, a slow drift, one
     flapping around the threshold, one that degrades then goes quiet, two healthy ones."""
@@ -82,7 +85,12 @@ def scripted_day() -> Scenario:
         for i in range(12)
     )
     agents = (
-        replace(hard, degradations=((2 * HOUR, 3 * HOUR, 0.8),)),
+        replace(
+            hard,
+            degradations=((2 * HOUR, 3 * HOUR, 0.8),),
+            # its /agents2 entry: the derived limits, a hostile title (escaped in the page)
+            info=replace(hard.directory(), title=HOSTILE),
+        ),
         replace(drift, degradations=drift_steps),
         replace(flap, degradations=flap_steps),
         replace(
@@ -311,6 +319,43 @@ def test_the_command_backtests_the_history_recorded_in_postgresql(
     err = capsys.readouterr().err
     database = pg_url.rsplit("/", 1)[1]
     assert f"/{database} holds history from" in err and PASSWORD not in err
+
+
+def test_the_report_names_agents_from_the_saved_directory_and_agent_names_win(
+    day: Day, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    slack = {
+        "webhook_url": "http://127.0.0.1:9/hook",
+        "repeat_interval": "1h",
+        "agent_names": {"agt_00001": "Drift Bot"},
+    }
+    cfg = write_config(tmp_path, day.state, slack=slack)
+    out = tmp_path / "report.json"
+    argv = ["backtest", "-c", str(cfg), "--json", str(out), "--limit", "100"]
+    assert main([*argv, "--since", iso(day.first), "--until", iso(day.last)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    want = {f"agt_0000{i}": f"Agent agt_0000{i}" for i in range(2, 6)}  # the simulator's titles
+    assert report["names"] == {"agt_00000": HOSTILE, "agt_00001": "Drift Bot", **want}
+    incidents = report["sets"][0]["incidents"]
+    assert {e["agent"]: e["title"] for e in incidents} == {
+        a: report["names"][a] for a in {e["agent"] for e in incidents}
+    }
+    assert "Drift Bot (agt_00001)" in printed and f"{HOSTILE} (agt_00000)" in printed
+    assert "Agent agt_00001" not in printed  # slack.agent_names wins over the API's title
+    # without a saved directory (agents.directory off): ids, and the configured names only
+    off = tmp_path / "off.sqlite3"
+    off.write_bytes(day.state.read_bytes())
+    store = Store(off)
+    try:
+        store.set_meta("agent_directory", "")
+    finally:
+        store.close()
+    cfg = write_config(tmp_path, off, slack=slack)
+    assert main([*argv, "--since", iso(day.first), "--until", iso(day.last)]) == 0
+    printed = capsys.readouterr().out
+    assert json.loads(out.read_text())["names"] == {"agt_00001": "Drift Bot"}
+    assert "(agt_00000)" not in printed and "Drift Bot (agt_00001)" in printed
 
 
 def test_a_candidate_file_with_errors_gets_one_line_per_field_and_exit_2(
@@ -561,8 +606,10 @@ def test_the_html_page_works_offline_in_headless_chromium(
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert f'data-charts="{len(alerted)} ok"' in dom.stdout  # every chart decoded, non-empty
     assert "CONSOLE" not in dom.stderr, dom.stderr[-2000:]  # no console message at all
-    for agent in alerted:
-        assert f"<h3>{agent}</h3>" in dom.stdout
+    for agent in alerted:  # titled from the directory the daemon saved
+        assert f"(<code>{agent}</code>)</h3>" in dom.stdout
+    assert "<h3>&lt;b&gt;Billing&lt;/b&gt; &amp; &lt;!channel&gt; (<code>agt_00000</code>)" in text
+    assert "<b>Billing" not in text
     shot = Path(os.environ.get("BACKTEST_SCREENSHOT_DIR", tmp_path)) / "backtest-report.png"
     res = chromium("--window-size=1280,3000", f"--screenshot={shot}", page.as_uri())
     assert res.returncode == 0, res.stderr[-2000:]
@@ -604,3 +651,23 @@ def test_flaps_differences_and_the_terminal_text_on_hand_made_episodes() -> None
     printed = text(rep)
     assert "\x1b" not in printed and "y\\x1b[31m" in printed
     assert "== only with config: 3 incidents" in printed and "(firing)" in printed
+    assert rep["names"] == {} and "title" in s["incidents"][0]
+    # named: the terminal, the JSON and the page (escaped) say "Title (id)"
+    names = {"x": "Customer Support Bot", "y\x1b[31m": "<script>alert(1)</script>", "q": "no"}
+    rep = to_json([a, b], w, names=names)
+    assert rep["names"] == {"x": "Customer Support Bot", "y\x1b[31m": names["y\x1b[31m"]}
+    assert [e["title"] for e in rep["sets"][1]["incidents"]] == ["Customer Support Bot"]
+    printed = text(rep)
+    assert printed.count("Customer Support Bot (x)") == 3 + 1 + 2  # config, candidate, only
+    assert "<script>alert(1)</script> (y\\x1b[31m)" in printed
+    row = next(ln for ln in printed.splitlines() if "(firing)" in ln)
+    head = next(
+        ln for ln in printed.splitlines() if ln.lstrip().startswith("rule ") and "start" in ln
+    )
+    assert row.index("(firing)") == head.index("end")  # columns stay aligned
+    from dialnexa_watchdog.backtest.html import page
+
+    html = page(rep, {"x": b"png", "y\x1b[31m": b"png"}, 2)
+    assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<h3>Customer Support Bot (<code>x</code>)</h3>" in html
+    assert 'alt="Customer Support Bot (x)"' in html

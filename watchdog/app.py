@@ -314,8 +314,11 @@ def build_tracker(
     settings: Settings,
     windows: Windows,
     call_limit: Callable[[str], float | None] | None = None,
+    longest_limit: Callable[[], float | None] | None = None,
 ) -> Tracker:
-    """``call_limit``: the agent directory's per-agent limits (``AgentDirectory.limit_of``)."""
+    """``call_limit``: the agent directory's per-agent limits (``AgentDirectory.limit_of``);
+    ``longest_limit``: the longest of them (``AgentDirectory.longest_limit``), how far before
+    the longest window the backfill reaches."""
     p = settings.poll
     explicit = None if p.agents == "all" else tuple(p.agents)
     return Tracker(
@@ -335,6 +338,7 @@ def build_tracker(
         windows,
         settings.status_classes,
         call_limit if settings.agents.call_limits else None,
+        longest_limit if settings.agents.call_limits else None,
     )
 
 
@@ -399,7 +403,7 @@ def build(
         call_limits=settings.agents.call_limits,
     )
     registry.register(DirectoryCollector(directory))
-    tracker = build_tracker(settings, windows, directory.limit_of)
+    tracker = build_tracker(settings, windows, directory.limit_of, directory.longest_limit)
     alerts = None
     if alerting:
         try:

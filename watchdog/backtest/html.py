@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
-from .report import _dur
+from .report import _dur, who
 from .series import Series
 
 MISSING = "--html needs matplotlib, which is not installed: pip install 'dialnexa-watchdog[report]'"
@@ -161,6 +161,14 @@ def _summary(report: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _who(agent: str, title: str | None) -> str:
+    """``Customer Support Bot (<code>agt_k7m2nq9xw4p8</code>)``, escaped (a title is an
+    API string: ``<script>`` in it stays text)."""
+    if not title:
+        return escape(agent)
+    return f"{escape(title)} (<code>{escape(agent)}</code>)"
+
+
 def _incidents(rows: Sequence[tuple[str, Mapping[str, Any]]]) -> list[str]:
     """A table of (rule set, incident) rows."""
     if not rows:
@@ -173,7 +181,8 @@ def _incidents(rows: Sequence[tuple[str, Mapping[str, Any]]]) -> list[str]:
         peak = "-" if e["peak_rate"] is None else f"{e['peak_rate']:.1%}"
         out.append(
             f"<tr><td>{escape(name)}</td><td class=l>{escape(e['rule'])}</td>"
-            f"<td class=l>{escape(e['agent'])}</td><td class=l>{escape(e['start'] or '')}</td>"
+            f"<td class=l>{_who(e['agent'], e.get('title'))}</td>"
+            f"<td class=l>{escape(e['start'] or '')}</td>"
             f"<td class=l>{escape(e['end'] or 'still firing')}</td>"
             f"<td>{_dur(e['duration_s'])}</td><td>{peak}</td><td>{e['calls']}</td></tr>"
         )
@@ -213,14 +222,16 @@ def page(
             "<p class=note>Shaded: incidents of the configured rules (red) and of the "
             "candidate (blue, hatched); solid and dashed lines: their thresholds.</p>"
         )
+    names = report.get("names") or {}
     for agent, png in charts.items():
         data = base64.b64encode(png).decode("ascii")
+        agent_title = names.get(agent)
         rows = [
             (s["name"], e) for s in report["sets"] for e in s["incidents"] if e["agent"] == agent
         ]
         body += [
-            f"<section class=agent><h3>{escape(agent)}</h3>",
-            f'<img class=chart alt="{escape(agent, quote=True)}" '
+            f"<section class=agent><h3>{_who(agent, agent_title)}</h3>",
+            f'<img class=chart alt="{escape(who(agent, agent_title), quote=True)}" '
             f'src="data:image/png;base64,{data}">',
             *_incidents(rows),
             "</section>",

@@ -85,10 +85,13 @@ def only_in(mine: Log, other: Log, until: float) -> list[Episode]:
     return out
 
 
-def _episode(e: Episode, until: float, flap: bool) -> dict[str, Any]:
+def _episode(
+    e: Episode, until: float, flap: bool, names: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     return {
         "rule": e.rule,
         "agent": e.agent,
+        "title": (names or {}).get(e.agent),
         "start": iso(e.start),
         "end": iso(e.end),
         "start_ts": e.start,
@@ -116,7 +119,12 @@ def _stats(eps: Sequence[Episode], flapped: int, w: Window, covered: int) -> dic
     }
 
 
-def summarise(log: Log, w: Window, source_file: str | None = None) -> dict[str, Any]:
+def summarise(
+    log: Log,
+    w: Window,
+    source_file: str | None = None,
+    names: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """One rule set's part of the JSON report."""
     flapped = flaps(log.episodes)
     eps = log.episodes
@@ -145,7 +153,7 @@ def summarise(log: Log, w: Window, source_file: str | None = None) -> dict[str, 
         "name": log.name,
         "file": source_file,
         "rules": [_rule(r) for r in log.rules],
-        "incidents": [_episode(e, w.end, i in flapped) for i, e in enumerate(eps)],
+        "incidents": [_episode(e, w.end, i in flapped, names) for i, e in enumerate(eps)],
         "by_rule": by_rule,
         "total": total,
         "messages": {
@@ -177,10 +185,17 @@ def _rule(r: Any) -> dict[str, Any]:
 
 
 def to_json(
-    logs: Sequence[Log], w: Window, files: Mapping[str, str | None] | None = None
+    logs: Sequence[Log],
+    w: Window,
+    files: Mapping[str, str | None] | None = None,
+    names: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The whole report (the schema is in the README: "Tuning rules with a backtest")."""
+    """The whole report (the schema is in the README: "Tuning rules with a backtest").
+    ``names``: agent id -> title (``slack.agent_names`` over the saved agent directory);
+    the report keeps those of the agents it mentions."""
     files = files or {}
+    names = names or {}
+    mentioned = set(w.agents) | {e.agent for log in logs for e in log.episodes}
     out: dict[str, Any] = {
         "schema": SCHEMA,
         "span": {
@@ -194,14 +209,15 @@ def to_json(
             "agents": len(w.agents),
             "source": w.source,
         },
-        "sets": [summarise(log, w, files.get(log.name)) for log in logs],
+        "names": {a: names[a] for a in sorted(mentioned) if names.get(a)},
+        "sets": [summarise(log, w, files.get(log.name), names) for log in logs],
         "difference": None,
     }
     if len(logs) == 2:
         a, b = logs
         out["difference"] = {
-            f"only_{a.name}": [_episode(e, w.end, False) for e in only_in(a, b, w.end)],
-            f"only_{b.name}": [_episode(e, w.end, False) for e in only_in(b, a, w.end)],
+            f"only_{a.name}": [_episode(e, w.end, False, names) for e in only_in(a, b, w.end)],
+            f"only_{b.name}": [_episode(e, w.end, False, names) for e in only_in(b, a, w.end)],
         }
     return out
 
@@ -229,13 +245,35 @@ def _safe(text: str) -> str:
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
+TITLE_CHARS = 40  # a longer title is cut (the JSON has it whole)
+
+
+def who(agent: str, title: str | None) -> str:
+    """``Customer Support Bot (agt_k7m2nq9xw4p8)``, or the id alone; unescaped (the terminal
+    defuses control characters with ``_safe``, the page escapes)."""
+    if not title:
+        return agent
+    if len(title) > TITLE_CHARS:
+        title = title[: TITLE_CHARS - 1] + "…"
+    return f"{title} ({agent})"
+
+
 def _short(t: str | None) -> str:
     return "(firing)" if t is None else t[5:16].replace("T", " ")
 
 
+def _agent(e: Mapping[str, Any]) -> str:
+    return _safe(who(e["agent"], e.get("title")))
+
+
 def text(report: Mapping[str, Any], limit: int = 20) -> str:
-    """The terminal report for ``to_json``'s output."""
+    """The terminal report for ``to_json``'s output (an agent with a title as
+    ``Customer Support Bot (agt_k7m2nq9xw4p8)``)."""
     sp = report["span"]
+    shown = [e for s in report["sets"] for e in s["incidents"][:limit]]
+    for eps in (report.get("difference") or {}).values():
+        shown += eps[:limit]
+    aw = max([16, *(len(_agent(e)) for e in shown)])
     lines = [
         f"Backtest {sp['start']} .. {sp['end']} ({_dur(sp['seconds'])}, {sp['cycles']} cycles "
         f"every {sp['interval_s']:g}s, {sp['agents']} agents with calls, from {sp['source']})",
@@ -263,14 +301,14 @@ def text(report: Mapping[str, Any], limit: int = 20) -> str:
         incidents = s["incidents"]
         if incidents:
             lines.append(
-                f"  {'rule':<22} {'agent':<16} {'start':<12} {'end':<12} {'duration':>8} "
+                f"  {'rule':<22} {'agent':<{aw}} {'start':<12} {'end':<12} {'duration':>8} "
                 f"{'peak':>6} {'calls':>5}"
             )
             for e in incidents[:limit]:
                 flag = " flap" if e["flap"] else ""
                 lines.append(
-                    f"  {e['rule']:<22} {_safe(e['agent']):<16} {_short(e['start']):<12} "
-                    f"{_short(e['end']):<12} {_dur(e['duration_s']):>8} "
+                    f"  {e['rule']:<22} {_agent(e):<{aw}} "
+                    f"{_short(e['start']):<12} {_short(e['end']):<12} {_dur(e['duration_s']):>8} "
                     f"{_rate(e['peak_rate']):>6} {e['calls']:>5}{flag}"
                 )
             if len(incidents) > limit:
@@ -279,12 +317,13 @@ def text(report: Mapping[str, Any], limit: int = 20) -> str:
     if diff:
         lines.append("")
         for key, eps in diff.items():
-            who = key.removeprefix("only_")
-            lines.append(f"== only with {who}: {len(eps)} incidents")
+            name = key.removeprefix("only_")
+            lines.append(f"== only with {name}: {len(eps)} incidents")
             for e in eps[:limit]:
                 lines.append(
-                    f"  {e['rule']:<22} {_safe(e['agent']):<16} {_short(e['start']):<12} "
-                    f"{_short(e['end']):<12} {_dur(e['duration_s']):>8} {_rate(e['peak_rate']):>6}"
+                    f"  {e['rule']:<22} {_agent(e):<{aw}} "
+                    f"{_short(e['start']):<12} {_short(e['end']):<12} {_dur(e['duration_s']):>8} "
+                    f"{_rate(e['peak_rate']):>6}"
                 )
             if len(eps) > limit:
                 lines.append(f"  ... {len(eps) - limit} more")

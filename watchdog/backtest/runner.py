@@ -4,7 +4,7 @@ reads files and prints; this builds the graph)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,15 +77,20 @@ def backtest(
     source: str,
     agents: Iterable[str] | None = None,
     on_cycle: Callable[[float], None] | None = None,
+    names: Mapping[str, str] | None = None,
 ) -> Outcome:
-    """Replay ``cycles`` (built on fresh windows) through every rule set."""
+    """Replay ``cycles`` (built on fresh windows) through every rule set. ``names``: agent id
+    -> title for the report (default ``slack.agent_names``; the CLI adds the saved agent
+    directory beneath them)."""
     windows = new_windows(settings)
     runs = runs_for(settings, sets, agents)
     span = run(cycles(windows), windows, runs, on_cycle)
     if agents is not None:
         span.agents &= set(agents)
     w = report.Window.of(span, settings.poll.interval, source)
-    out = report.to_json([r.log for r in runs], w, {s.name: s.file for s in sets})
+    if names is None:
+        names = dict(settings.slack.agent_names)
+    out = report.to_json([r.log for r in runs], w, {s.name: s.file for s in sets}, names)
     return Outcome(out, runs, span)
 
 

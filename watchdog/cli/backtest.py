@@ -169,8 +169,10 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             return fetch_and_replay(args, settings, sets, store, bounds, start, end, agents)
         assert store is not None
         cycles = from_history(store, start, end)
-        outcome = backtest(settings, sets, cycles, source="recorded", agents=agents)
-        from .backtest_out import finish
+        from .backtest_out import agent_names, finish
+
+        names = agent_names(settings, store)
+        outcome = backtest(settings, sets, cycles, source="recorded", agents=agents, names=names)
 
         return finish(args, outcome.report, settings, cycles, agents)
     finally:

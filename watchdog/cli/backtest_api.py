@@ -25,7 +25,7 @@ from ..history import HistoryReader
 from ..ingest.errors import ApiError
 from ..model import Call
 from ..windows import Windows
-from .backtest_out import finish
+from .backtest_out import agent_names, finish
 from .util import PROG
 
 
@@ -157,5 +157,6 @@ def fetch_and_replay(
         return itertools.chain(api, recorded)
 
     source = "api" if recorded_from is None else "api+recorded"
-    outcome = backtest(settings, sets, cycles, source=source, agents=agents)
+    names = agent_names(settings, store)
+    outcome = backtest(settings, sets, cycles, source=source, agents=agents, names=names)
     return finish(args, outcome.report, settings, cycles, agents)

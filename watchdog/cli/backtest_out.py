@@ -9,12 +9,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..alerts.store.sql import SqlStore
 from ..backtest.engine import Cycles
 from ..config import Settings
 from ..windows import Windows
 from .util import PROG
 
 CHARTS = 40  # agents charted at most (most incidents first)
+
+
+def agent_names(settings: Settings, store: SqlStore | None) -> dict[str, str]:
+    """Agent id -> title for the report: the directory the daemon saved in the state file,
+    ``slack.agent_names`` over it (no request: the backtest lists no agents)."""
+    from ..ingest.directory import saved_titles
+
+    saved = saved_titles(store) if store is not None else {}
+    return saved | dict(settings.slack.agent_names)
 
 
 def finish(

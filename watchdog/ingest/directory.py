@@ -92,6 +92,7 @@ class AgentDirectory:
         self.requests: dict[str, int] = dict.fromkeys(("200", "403", "404"), 0)
         self.invalid = 0
         self._lock = threading.Lock()  # one refresh at a time
+        self._longest: tuple[dict[str, AgentEntry], float | None] | None = None
 
     @property
     def enabled(self) -> bool:
@@ -120,6 +121,22 @@ class AgentDirectory:
             return None
         entry = self.agents.get(agent_id)
         return entry.call_limit(self.margin) if entry is not None else None
+
+    def longest_limit(self) -> float | None:
+        """The longest call limit of an agent not deleted (max call + ring + margin), or None
+        when none is known (or ``agents.call_limits`` is off): how far before the longest
+        window the tracker's backfill reaches."""
+        if not self.call_limits:
+            return None
+        agents = self.agents  # replaced whole on refresh: the cache is keyed on the object
+        cached = self._longest
+        if cached is not None and cached[0] is agents:
+            return cached[1]
+        limits = [e.call_limit(self.margin) for e in agents.values() if not e.deleted]
+        known = [x for x in limits if x is not None]
+        longest = max(known) if known else None
+        self._longest = (agents, longest)
+        return longest
 
     # ---- state store --------------------------------------------------------------------
     def load(self) -> int:

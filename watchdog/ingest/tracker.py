@@ -89,11 +89,14 @@ class Tracker:
         windows: Windows,
         classes: StatusClasses,
         call_limit: Callable[[str], float | None] | None = None,
+        longest_limit: Callable[[], float | None] | None = None,
     ) -> None:
         """``call_limit``: agent id -> how long its calls can stay unsettled (the agent
-        directory's max call + ring + margin), or None for ``max_call_duration``."""
+        directory's max call + ring + margin), or None for ``max_call_duration``;
+        ``longest_limit``: the longest of those the directory knows (see ``reach``)."""
         self.cfg = config
         self.call_limit = call_limit
+        self.longest_limit = longest_limit
         self.windows = windows
         self.classes = classes
         self._calls: dict[str, _Tracked] = {}  # pending + settled within the horizon
@@ -150,8 +153,19 @@ class Tracker:
         return min([horizon, *ends])
 
     # ---- planning ---------------------------------------------------------------------
+    def reach(self) -> float:
+        """How far before the longest window the backfill (and a head after a gap) lists, so
+        that a call started that long ago and settling inside the window is counted: the
+        longest call an agent of the directory allows when that is longer than
+        ``max_call_duration`` (never shorter: agents the directory does not know yet use the
+        global), capped at ``max_pending_age`` (a call pending longer is dropped as stuck)."""
+        longest = self.longest_limit() if self.longest_limit is not None else None
+        if longest is None:
+            return self.cfg.max_call_duration
+        return max(self.cfg.max_call_duration, min(longest, self.cfg.max_pending_age))
+
     def plan_backfill(self, now: float) -> list[Range]:
-        start = now - self.cfg.longest_window - self.cfg.max_call_duration
+        start = now - self.cfg.longest_window - self.reach()
         return [Range(start, now, key, "backfill") for key in self._keys()]
 
     def plan(self, now: float) -> list[Range]:
@@ -179,7 +193,7 @@ class Tracker:
         last = self._last_end.get(key)
         if last is not None:
             start = min(start, last - self.cfg.overlap)
-        return max(start, now - self.cfg.longest_window - self.cfg.max_call_duration)
+        return max(start, now - self.cfg.longest_window - self.reach())
 
     def plan_live(self, now: float) -> list[Range]:
         """The live listing alone, when due (listed before the cycle's plan, so that the calls
