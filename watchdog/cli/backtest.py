@@ -160,7 +160,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             return fetch_and_replay(args, settings, sets, store, bounds, start, end, agents)
         assert store is not None
         cycles = from_history(store, start, end)
-        outcome = backtest(settings, sets, cycles, source="recorded", agents=agents)
+        outcome = backtest(
+            settings, sets, cycles, source="recorded", agents=agents, history=store, incidents=store
+        )
         from .backtest_out import finish
 
         return finish(args, outcome.report, settings, cycles, agents)

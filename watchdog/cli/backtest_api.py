@@ -157,5 +157,7 @@ def fetch_and_replay(
         return itertools.chain(api, recorded)
 
     source = "api" if recorded_from is None else "api+recorded"
-    outcome = backtest(settings, sets, cycles, source=source, agents=agents)
+    outcome = backtest(
+        settings, sets, cycles, source=source, agents=agents, history=store, incidents=store
+    )
     return finish(args, outcome.report, settings, cycles, agents)
