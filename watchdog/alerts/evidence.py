@@ -18,7 +18,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
-from ..history import HistoryReader, Recorder
+from ..history import HistoryReader, Recorder, replay
 from ..history.replay import Cycle
 from ..model import CountsView
 from .baselines import Learner, intervals_exclude
@@ -87,7 +87,13 @@ class EvidenceFeed:
         been fed its whole episode, and a healthy agent's episodes last minutes). A history
         that cannot be read starts from zero, and says so."""
         recorder.listener = self.add
-        reader = HistoryReader(recorder.store)
+        self.load(HistoryReader(recorder.store), view, now, incidents)
+
+    def load(
+        self, reader: HistoryReader, view: CountsView, now: float, incidents: Incidents | None
+    ) -> None:
+        """What ``attach`` reads from the recorded history before ``now`` (a backtest does
+        the same at the start of its span). ``incidents`` None: no firing time known."""
         try:
             if self.learner.active:
                 self._learn_history(reader, now, incidents)
@@ -108,16 +114,20 @@ class EvidenceFeed:
                 extra={"agents": len(self.detector.evidence)},
             )
 
-    def _learn_history(self, reader: HistoryReader, now: float, incidents: Incidents) -> None:
+    def _learn_history(
+        self, reader: HistoryReader, now: float, incidents: Incidents | None
+    ) -> None:
         specs = [r.sequential for r in self.learner.rules if r.sequential is not None]
         span = max(s.baseline_window for s in specs)
         firing = firing_intervals(
-            incidents.load_incidents(open_only=False).values(),
+            incidents.load_incidents(open_only=False).values() if incidents is not None else (),
             [r.name for r in self.learner.rules],
             now,
         )
         self.learner.advance(now)
-        self.learner.add(reader.counts(now - span, now), intervals_exclude(firing))
+        # the buckets as recorded by ``now`` (a backtest's store holds later cycles too)
+        known = replay.counts(reader.cycles(now - span, now), now - span, now)
+        self.learner.add(known, intervals_exclude(firing))
 
     def ratios(self) -> dict[tuple[str, str], float]:
         """(rule, agent) -> fire evidence / firing limit, for the pairs above zero."""

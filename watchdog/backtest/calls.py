@@ -13,6 +13,7 @@ import bisect
 import math
 from collections.abc import Iterable, Iterator
 
+from ..history.replay import Cycle
 from ..model import Call, StatusClasses
 from ..windows import Windows
 
@@ -39,16 +40,22 @@ def steps(start: float, end: float, interval: float) -> list[float]:
 
 def api_cycles(
     calls: list[Settled], windows: Windows, times: list[float]
-) -> Iterator[tuple[float, set[str]]]:
-    """Advance ``windows`` to each of ``times`` and add the calls settled by then."""
+) -> Iterator[tuple[float, set[str], Cycle]]:
+    """Advance ``windows`` to each of ``times`` and add the calls settled by then; each
+    step's calls also as a cycle's cells (bucket, agent, status, +n), as the live recorder
+    hands them to the sequential rules."""
     keys = [c[0] for c in calls]
     i = 0
     for t in times:
         windows.advance(t)
         j = bisect.bisect_right(keys, t, lo=i)
         touched: set[str] = set()
+        cells: dict[tuple[int, str, str], int] = {}
         for at, agent, status in calls[i:j]:
-            if windows.add(agent, status, at) is not None:
+            k = windows.add(agent, status, at)
+            if k is not None:
                 touched.add(agent)
+                cells[(k, agent, status)] = cells.get((k, agent, status), 0) + 1
         i = j
-        yield t, touched
+        cycle = Cycle(t, windows.bucket, None, [(k, a, s, n) for (k, a, s), n in cells.items()])
+        yield t, touched, cycle

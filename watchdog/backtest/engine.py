@@ -39,6 +39,11 @@ class Detector(Protocol):
     @property
     def rules(self) -> Sequence[Rule]: ...
 
+    def take(self, cycle: Cycle, view: CountsView) -> None:
+        """One cycle's calls as the live recorder handed them on (``view``: the windows after
+        it), before the step at the cycle's time (the sequential rules' evidence)."""
+        ...
+
     def __call__(
         self, prev: Mapping[Key, AlertState], view: CountsView, now: float
     ) -> Evaluation: ...
@@ -50,6 +55,9 @@ class WindowRules:
     (a replay has no polls to go stale)."""
 
     rules: Sequence[Rule]
+
+    def take(self, cycle: Cycle, view: CountsView) -> None:
+        """Window rules read the windows only."""
 
     def __call__(self, prev: Mapping[Key, AlertState], view: CountsView, now: float) -> Evaluation:
         poll = PollStatus(started_at=now, last_success=now, backfilled=True)
@@ -160,9 +168,10 @@ def _opens(n: Notice) -> bool:
 # ---- sources of cycles ---------------------------------------------------------------------
 
 
-# A source applies one cycle's calls to the windows and yields the cycle's time and the
-# agents whose counts it touched.
-Cycles = Iterable[tuple[float, Iterable[str]]]
+# A source applies one cycle's calls to the windows and yields the cycle's time, the agents
+# whose counts it touched, and the cycle's cells as the live recorder handed them to the
+# sequential rules' feed (the first cycle: the windows' whole content, as after a start).
+Cycles = Iterable[tuple[float, Iterable[str], Cycle]]
 
 
 def recorded_cycles(reader: HistoryReader, windows: Windows, start: float, end: float) -> Cycles:
@@ -173,7 +182,7 @@ def recorded_cycles(reader: HistoryReader, windows: Windows, start: float, end: 
 
 def _recorded(
     reader: HistoryReader, windows: Windows, start: float, end: float
-) -> Iterator[tuple[float, Iterable[str]]]:
+) -> Iterator[tuple[float, Iterable[str], Cycle]]:
     first: float | None = None
     for cycle in reader.cycles(start, end):
         first = cycle.at
@@ -181,10 +190,18 @@ def _recorded(
     if first is None:
         return
     reader.rebuild(windows, first)
-    yield first, windows.agents()
+    yield first, windows.agents(), content_cycle(windows, first)
     for cycle in reader.cycles(math.nextafter(first, math.inf), end):
         apply_cycle(windows, cycle)
-        yield cycle.at, _agents_of(cycle)
+        yield cycle.at, _agents_of(cycle), cycle
+
+
+def content_cycle(windows: Windows, at: float) -> Cycle:
+    """The windows' whole content as a reset cycle: what the recorder hands on after a
+    start (the sequential feed takes only buckets newer than the ones it was fed)."""
+    st = windows.statuses
+    cells = [(k, agent, st[slot], n) for k, agent, slot, n in windows.content()]
+    return Cycle(at, windows.bucket, windows.horizon, cells)
 
 
 def _agents_of(cycle: Cycle) -> set[str]:
@@ -209,13 +226,14 @@ def run(
 ) -> Span:
     """Step every rule set at every cycle of ``cycles``."""
     span = Span()
-    for at, touched in cycles:
+    for at, touched, cycle in cycles:
         if span.first is None:
             span.first = at
         span.last = at
         span.cycles += 1
         span.agents.update(touched)
         for r in runs:
+            r.detector.take(cycle, view)
             r.step(view, at)
         if on_cycle is not None:
             on_cycle(at)

@@ -77,9 +77,12 @@ def chart(
                     continue
                 names.add(r["name"])
                 style = "-" if i == 0 else "--"
-                label = f"{s['name']} {r['name']} threshold {r['threshold']:g}"
-                rate_ax.axhline(r["threshold"], color=color, linestyle=style, label=label)
-                if r["clear_below"] != r["threshold"]:
+                seq = " (sequential)" if r.get("detector") == "sequential" else ""
+                # a relative level ("3x" the agent's baseline) is no line on the rate axis
+                if not r.get("threshold_relative"):
+                    label = f"{s['name']} {r['name']}{seq} threshold {r['threshold']:g}"
+                    rate_ax.axhline(r["threshold"], color=color, linestyle=style, label=label)
+                if r["clear_below"] != r["threshold"] and not r.get("clear_relative"):
                     label = f"{s['name']} clear below {r['clear_below']:g}"
                     rate_ax.axhline(r["clear_below"], color=color, linestyle=":", label=label)
                 vol_ax.axhline(r["min_calls"], color=color, linestyle=":", linewidth=1)
@@ -133,14 +136,16 @@ window.addEventListener('load', function () {
 
 def _summary(report: Mapping[str, Any]) -> list[str]:
     out = [
-        "<table><tr><th>rule set</th><th>rule</th><th>incidents</th><th>agents</th>"
-        "<th>median</th><th>longest</th><th>flaps</th><th>firing</th><th>never alerted</th>"
+        "<table><tr><th>rule set</th><th>rule</th><th>detector</th><th>incidents</th>"
+        "<th>agents</th><th>median</th><th>longest</th><th>flaps</th><th>firing</th>"
+        "<th>never alerted</th>"
         "</tr>"
     ]
     for s in report["sets"]:
         for name, r in s["by_rule"].items():
             out.append(
                 f"<tr><td>{escape(s['name'])}</td><td class=l>{escape(name)}</td>"
+                f"<td class=l>{escape(r.get('detector', 'window'))}</td>"
                 f"<td>{r['incidents']}</td><td>{r['agents_alerted']}</td>"
                 f"<td>{_dur(r['median_s'])}</td><td>{_dur(r['longest_s'])}</td>"
                 f"<td>{r['flaps']}</td><td>{r['firing_share']:.2%}</td>"

@@ -136,6 +136,7 @@ def summarise(
         stats = _stats([eps[i] for i in idx], len(flapped & set(idx)), w, covered)
         alerted = {eps[i].agent for i in idx}
         stats["never_alerted"] = sum(1 for a in w.agents if r.covers(a) and a not in alerted)
+        stats["detector"] = detector_of(r)
         by_rule[r.name] = stats
     total = _stats(eps, len(flapped), w, agents * max(1, len(log.rules)))
     alerted_any = {e.agent for e in eps}
@@ -170,18 +171,31 @@ def summarise(
 
 def _rule(r: Any) -> dict[str, Any]:
     lim = r.limits
+    seq = r.sequential
     return {
         "name": r.name,
+        "detector": detector_of(r),
         "outcome": r.outcome,
         "window": r.window,
         "scope": r.scope,
         "threshold": lim.threshold,
         "clear_below": lim.clear_below,
+        # sequential rules: threshold/clear_below as multiples of the baseline ("3x")
+        "threshold_relative": lim.relative,
+        "clear_relative": lim.clear_relative,
         "min_calls": lim.min_calls,
         "for_s": lim.for_s,
         "confidence": r.confidence,
         "confirm_window": r.confirm_window,
+        # sequential rules only (None for window rules)
+        "false_alarm_s": None if seq is None else seq.false_alarm,
+        "baseline": None if seq is None else ("learned" if seq.baseline is None else seq.baseline),
     }
+
+
+def detector_of(r: Any) -> str:
+    """``window`` or ``sequential`` (the rule's ``detector:``)."""
+    return "window" if getattr(r, "sequential", None) is None else "sequential"
 
 
 def to_json(
@@ -286,14 +300,14 @@ def text(report: Mapping[str, Any], limit: int = 20) -> str:
             f"== {s['name']}{src}: {s['total']['incidents']} incidents, "
             f"{m['total']} Slack messages ({m['per_day']:g}/day, {m['edits']} edits), "
             f"{len(s['never_alerted'])} agents never alerted",
-            f"  {'rule':<22} {'incidents':>9} {'agents':>6} {'median':>8} {'longest':>8} "
-            f"{'flaps':>5} {'firing':>7} {'never':>6}",
+            f"  {'rule':<22} {'detector':<10} {'incidents':>9} {'agents':>6} {'median':>8} "
+            f"{'longest':>8} {'flaps':>5} {'firing':>7} {'never':>6}",
         ]
         for name, r in s["by_rule"].items():
             lines.append(
-                f"  {name:<22} {r['incidents']:>9} {r['agents_alerted']:>6} "
-                f"{_dur(r['median_s']):>8} {_dur(r['longest_s']):>8} {r['flaps']:>5} "
-                f"{r['firing_share']:>7.2%} {r['never_alerted']:>6}"
+                f"  {name:<22} {r.get('detector', 'window'):<10} {r['incidents']:>9} "
+                f"{r['agents_alerted']:>6} {_dur(r['median_s']):>8} {_dur(r['longest_s']):>8} "
+                f"{r['flaps']:>5} {r['firing_share']:>7.2%} {r['never_alerted']:>6}"
             )
         if m["by_day"]:
             days = ", ".join(f"{d[5:]}: {n}" for d, n in m["by_day"].items())

@@ -4,19 +4,34 @@ reads files and prints; this builds the graph)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..alerts.compile import compile_rules
+from ..alerts.compile import compile_rules, evidence_feed
+from ..alerts.evidence import EvidenceFeed, Incidents
 from ..alerts.incidents import Policy
-from ..alerts.state import Rule
+from ..alerts.rules import evaluate
+from ..alerts.state import AlertState, Evaluation, Rule
 from ..config import Settings
 from ..config.alerts import RuleSettings
 from ..history import HistoryReader, HistoryStore
+from ..history.replay import Cycle
+from ..model import CountsView, PollStatus
 from ..windows import Windows
 from . import report
-from .engine import Cycles, RuleSetRun, Span, WindowRules, recorded_cycles, restrict, run
+from .engine import (
+    Cycles,
+    Detector,
+    Key,
+    RuleSetRun,
+    Span,
+    WindowRules,
+    recorded_cycles,
+    restrict,
+    run,
+)
 from .series import Series, sample, wanted
 
 
@@ -40,8 +55,60 @@ def policy_for(settings: Settings, rules: Sequence[Rule]) -> Policy:
     )
 
 
+class SequentialRules:
+    """A rule set with ``detector: sequential`` rules, run as ``AlertPipeline`` runs it: each
+    cycle's calls into the sequential feed (``EvidenceFeed.feed``: learner, then CUSUMs, in
+    the recorded order), then one ``evaluate`` of every rule with the feed's detector (window
+    rules beside them read the windows). Before the first cycle the feed reads the recorded
+    history before it as a start would (``EvidenceFeed.load``): ``baseline_window`` of counts
+    for learned baselines (firing time left out when ``incidents`` are given) and the last day
+    of cycles for the evidence."""
+
+    def __init__(
+        self,
+        rules: Sequence[Rule],
+        feed: EvidenceFeed,
+        history: HistoryStore | None = None,
+        incidents: Incidents | None = None,
+    ) -> None:
+        self.rules = rules
+        self.feed = feed
+        self._history = history
+        self._incidents = incidents
+        self._loaded = False
+
+    def take(self, cycle: Cycle, view: CountsView) -> None:
+        if not self._loaded:
+            self._loaded = True
+            if self._history is not None:
+                before = math.nextafter(cycle.at, -math.inf)  # known before the first cycle
+                self.feed.load(HistoryReader(self._history), view, before, self._incidents)
+        self.feed.feed(cycle, view)
+
+    def __call__(self, prev: Mapping[Key, AlertState], view: CountsView, now: float) -> Evaluation:
+        poll = PollStatus(started_at=now, last_success=now, backfilled=True)
+        return evaluate(self.rules, prev, view, poll, now, stale=None, detector=self.feed.detector)
+
+
+def detector_for(
+    settings: Settings,
+    rules: Sequence[Rule],
+    history: HistoryStore | None = None,
+    incidents: Incidents | None = None,
+) -> Detector:
+    """``WindowRules`` unless a rule uses the sequential detector."""
+    feed = evidence_feed(settings, rules)
+    if feed is None:
+        return WindowRules(rules)
+    return SequentialRules(rules, feed, history, incidents)
+
+
 def runs_for(
-    settings: Settings, sets: Sequence[RuleSet], agents: Iterable[str] | None = None
+    settings: Settings,
+    sets: Sequence[RuleSet],
+    agents: Iterable[str] | None = None,
+    history: HistoryStore | None = None,
+    incidents: Incidents | None = None,
 ) -> list[RuleSetRun]:
     only = None if agents is None else list(agents)
     out = []
@@ -50,7 +117,7 @@ def runs_for(
         out.append(
             RuleSetRun(
                 s.name,
-                WindowRules(rules),
+                detector_for(settings, rules, history, incidents),
                 policy_for(settings, rules),
                 dict(settings.slack.agent_names),
             )
@@ -78,12 +145,16 @@ def backtest(
     agents: Iterable[str] | None = None,
     on_cycle: Callable[[float], None] | None = None,
     names: Mapping[str, str] | None = None,
+    history: HistoryStore | None = None,
+    incidents: Incidents | None = None,
 ) -> Outcome:
     """Replay ``cycles`` (built on fresh windows) through every rule set. ``names``: agent id
     -> title for the report (default ``slack.agent_names``; the CLI adds the saved agent
-    directory beneath them)."""
+    directory beneath them). ``history``: the recorded history sequential rules learn their
+    baselines from (else from the span only); ``incidents``: the recorded alerts, whose firing
+    time learning leaves out."""
     windows = new_windows(settings)
-    runs = runs_for(settings, sets, agents)
+    runs = runs_for(settings, sets, agents, history, incidents)
     span = run(cycles(windows), windows, runs, on_cycle)
     if agents is not None:
         span.agents &= set(agents)

@@ -44,7 +44,7 @@ def sample(cycles: Cycles, view: CountsView, lines: Iterable[Line]) -> Series:
     for line in chosen:
         out.calls[line] = []
         out.hits[line] = []
-    for at, _ in cycles:
+    for at, _, _ in cycles:
         out.times.append(at)
         for line in chosen:
             agent, window, outcome = line

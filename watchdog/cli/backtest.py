@@ -172,7 +172,16 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         from .backtest_out import agent_names, finish
 
         names = agent_names(settings, store)
-        outcome = backtest(settings, sets, cycles, source="recorded", agents=agents, names=names)
+        outcome = backtest(
+            settings,
+            sets,
+            cycles,
+            source="recorded",
+            agents=agents,
+            names=names,
+            history=store,
+            incidents=store,
+        )
 
         return finish(args, outcome.report, settings, cycles, agents)
     finally:

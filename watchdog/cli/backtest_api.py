@@ -158,5 +158,14 @@ def fetch_and_replay(
 
     source = "api" if recorded_from is None else "api+recorded"
     names = agent_names(settings, store)
-    outcome = backtest(settings, sets, cycles, source=source, agents=agents, names=names)
+    outcome = backtest(
+        settings,
+        sets,
+        cycles,
+        source=source,
+        agents=agents,
+        names=names,
+        history=store,
+        incidents=store,
+    )
     return finish(args, outcome.report, settings, cycles, agents)
