@@ -247,8 +247,9 @@ class Watchdog:
             requests += listing.requests
             if r.kind == "live" and not live_listing_works(listing, self.tracker):
                 continue
-            if listing.complete:
-                done.append(r)
+            covered = listing.covered(r)  # all of r, or the part a page cap reached
+            if covered is not None:
+                done.append(covered)
             elif listing.error is not None:
                 errors.append(listing.error)
         heads = [r for r in chosen if r.kind in ("head", "backfill")]

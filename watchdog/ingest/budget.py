@@ -11,21 +11,28 @@ token bucket, so unused budget carries over) on them:
    served in order of waiting.
 2. Then heads, then the rest, in the planned order, each while it fits what is left.
 
-The first range chosen goes whenever at least one token is left, even if it costs more (the
-bucket goes below zero and the next cycles pay it back): a range larger than what the bucket
-can hold still gets its turn. With no token left nothing goes out, heads included; the
-deferred ranges are reported by kind so the daemon can show it (metric, log line, /readyz).
+A pending or straggler range larger than the tokens left does not wait for the next cycle:
+it goes with ``pages`` set to the whole tokens left (``Range.pages``), its newest pages are
+listed, and the part not reached stays due, so the next cycle plans it again (a resumable
+listing: the listing's ``to`` is fixed up front, so no call is missed or read twice as new
+calls arrive). This is how the whole budget is spent. Any other range (a head, the live
+listing) is listed whole: the first range chosen goes whenever at least one token is left,
+even if it costs more (the bucket goes below zero and the next cycles pay it back), so a
+range larger than what the bucket can hold still gets its turn. With no token left nothing
+goes out, heads included; the deferred ranges are reported by kind so the daemon can show
+it (metric, log line, /readyz).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..model import Range
 
 OVERDUE_FLOOR = 60.0  # seconds: a range due this long goes first, whatever the interval
 KINDS = ("head", "pending", "straggler", "live")
+SPLITTABLE = ("pending", "straggler")  # listed in part when the tokens do not cover them
 
 
 def starvation_bound(interval: float) -> float:
@@ -75,11 +82,19 @@ def select(
     rest += [i for i, r in enumerate(ranges) if i not in late and r.kind != "head"]
     left = allowance
     chosen: list[int] = []
+    parts: dict[int, Range] = {}
     for i in [*overdue, *rest]:
-        cost = ranges[i].est_requests
-        if left >= 1 and (not chosen or cost <= left):
-            chosen.append(i)
-            left -= cost
+        r = ranges[i]
+        cost = r.est_requests
+        if left < 1:
+            break
+        if cost > left and r.kind in SPLITTABLE:
+            parts[i] = replace(r, pages=left)
+            cost = left
+        elif cost > left and chosen:
+            continue
+        chosen.append(i)
+        left -= cost
     taken = set(chosen)
     deferred: dict[str, int] = {}
     oldest = 0.0
@@ -94,7 +109,7 @@ def select(
             if r.kind == "head":
                 heads_for = max(heads_for, now - w)
     return Selection(
-        [ranges[i] for i in chosen],
+        [parts.get(i, ranges[i]) for i in chosen],
         deferred,
         oldest,
         sum(1 for i in overdue if i in taken),
