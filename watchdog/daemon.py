@@ -230,6 +230,8 @@ class Watchdog:
             sel = Selection(ranges)
         else:
             sel = self._select(ranges, now)
+            # ranges waiting past the bound: the budget is short, pending calls back off by age
+            self.tracker.short = sel.oldest_wait >= starvation_bound(self.settings.poll.interval)
             self.heads_deferred_for = show_deferred(
                 sel, self.metrics, self._throttle, self.client.limiter, self.settings, now
             )

@@ -78,19 +78,21 @@ def select(
         key=lambda i: (waits[i] or 0.0, i),
     )
     late = set(overdue)
-    rest = [i for i, r in enumerate(ranges) if i not in late and r.kind == "head"]
-    rest += [i for i, r in enumerate(ranges) if i not in late and r.kind != "head"]
+    heads = [i for i in overdue if ranges[i].kind == "head"]
+    heads += [i for i, r in enumerate(ranges) if i not in late and r.kind == "head"]
+    overdue = [i for i in overdue if ranges[i].kind != "head"]
+    rest = [i for i, r in enumerate(ranges) if i not in late and r.kind != "head"]
     left = allowance
     chosen: list[int] = []
     parts: dict[int, Range] = {}
-    for i in [*overdue, *rest]:
+    for i in [*heads, *overdue, *rest]:
         r = ranges[i]
         cost = r.est_requests
         if left < 1:
             break
-        if cost > left and r.kind in SPLITTABLE:
-            parts[i] = replace(r, pages=left)
-            cost = left
+        if r.kind in SPLITTABLE:  # never more pages than planned: the rest stays due
+            cost = min(cost, left)
+            parts[i] = replace(r, pages=cost)
         elif cost > left and chosen:
             continue
         chosen.append(i)
@@ -112,6 +114,6 @@ def select(
         [parts.get(i, ranges[i]) for i in chosen],
         deferred,
         oldest,
-        sum(1 for i in overdue if i in taken),
+        sum(1 for i in late if i in taken),
         heads_for,
     )
