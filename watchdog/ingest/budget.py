@@ -4,23 +4,26 @@ The tracker plans ranges most important first (heads, then due pending calls lon
 first, then stragglers); ``select`` spends the cycle's allowance (``RateLimiter.budget``: a
 token bucket, so unused budget carries over) on them:
 
-1. *Overdue* ranges first, longest-waiting first: a pending range due for longer than
-   ``overdue_after`` (``starvation_bound``: two intervals, at least 60 s), and a head whose
-   listing has not run for that long. This is what keeps any range from starving, whatever
-   the interval: a range waits in line at most until it is overdue, and overdue ranges are
-   served in order of waiting.
-2. Then heads, then the rest, in the planned order, each while it fits what is left.
+1. Heads first, a head whose listing has not run for ``overdue_after`` first among them:
+   new calls, and failures (they settle while ringing), are listed every cycle the budget
+   allows.
+2. Then *overdue* ranges, longest-waiting first: due for longer than ``overdue_after``
+   (``starvation_bound``: two intervals, at least 60 s). This is what keeps any range from
+   starving whatever the interval, as long as the heads leave room: a range waits in line at
+   most until it is overdue, and overdue ranges are served in order of waiting.
+3. Then the rest, in the planned order, each while it fits what is left.
 
-A pending or straggler range larger than the tokens left does not wait for the next cycle:
-it goes with ``pages`` set to the whole tokens left (``Range.pages``), its newest pages are
-listed, and the part not reached stays due, so the next cycle plans it again (a resumable
-listing: the listing's ``to`` is fixed up front, so no call is missed or read twice as new
-calls arrive). This is how the whole budget is spent. Any other range (a head, the live
-listing) is listed whole: the first range chosen goes whenever at least one token is left,
-even if it costs more (the bucket goes below zero and the next cycles pay it back), so a
-range larger than what the bucket can hold still gets its turn. With no token left nothing
-goes out, heads included; the deferred ranges are reported by kind so the daemon can show
-it (metric, log line, /readyz).
+A pending or straggler range never lists more pages than planned (``pages`` is set to its
+estimate, so a cycle does not overspend into the next window), and one larger than the
+tokens left does not wait for the next cycle: it goes with ``pages`` set to the tokens left
+(``Range.pages``), its newest pages are listed, and the part not reached stays due, so the
+next cycle plans it again (a resumable listing: the listing's ``to`` is fixed up front, so
+no call is missed or read twice as new calls arrive). This is how the whole budget is spent.
+Any other range (a head, the live listing) is listed whole: the first range chosen goes
+whenever at least one token is left, even if it costs more (the bucket goes below zero and
+the next cycles pay it back), so a range larger than what the bucket can hold still gets its
+turn. With no token left nothing goes out, heads included; the deferred ranges are reported
+by kind so the daemon can show it (metric, log line, /readyz).
 """
 
 from __future__ import annotations
