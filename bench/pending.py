@@ -106,7 +106,7 @@ def run(quick: bool) -> dict[str, Any]:
         out[f"{pre}_calls_per_day"] = per_day
         out[f"{pre}_hours"] = hours
         out[f"{pre}_seeds"] = len(seeds)
-        for mode in ("ranges", "status"):
+        for mode in ("ranges", "status", "auto"):
             runs = [run_one(mode, agents, per_day, hours, seed) for seed in seeds]
             for key in runs[0]:
                 values = [r[key] for r in runs]

@@ -479,3 +479,45 @@ def test_pending_calls_back_off_by_age_only_while_the_budget_is_short() -> None:
     assert [recheck_period(a, cfg, short=True) for a in (60, 400, 900, 2000, 9000)] == [
         30.0, 100.0, 225.0, 500.0, 600.0,
     ]  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pending_listing", ["auto", "status"])
+def test_auto_leaves_the_live_listing_when_the_budget_stays_short(
+    pending_listing: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``auto`` drops the live listing for good, with one log line, once ranges have waited
+    past the starvation bound 10 cycles in a row (the live listing takes what the ended calls
+    need); ``status`` keeps it. Either way every call is counted exactly once."""
+    clock = FakeClock(T0)
+    params = RealisticParams(bursts=None)
+    scenario = Scenario.realistic(12, 40_000, 7, history=3 * 3600, diurnal=False, params=params)
+    sim = Simulator(clock, scenario, keys=(KEY,))
+    counted: dict[str, float] = {}
+    twice: list[str] = []
+
+    def note(report: CycleReport) -> None:
+        for cid in report.settled_ids:
+            if cid in counted:
+                twice.append(cid)
+            counted.setdefault(cid, report.now)
+
+    extra = {"poll.pending_listing": pending_listing, "dialnexa.rate_budget": 0.04}
+    with serve(sim) as server, caplog.at_level(logging.WARNING, logger="watchdog.daemon"):
+        wd, transport = daemon(server.url, clock, tmp_path, **extra)
+        wd.on_cycle = note
+        since = clock.now() - wd.settings.longest_window - wd.settings.poll.max_call_duration
+        assert wd.backfill().ok and wd.tracker.live
+        end = clock.now() + 3600
+        while clock.now() < end:
+            clock.advance(30)
+            assert wd.poll_once().ok
+        wd.close()
+    lines = [r for r in caplog.records if "short with the status=in-progress" in r.getMessage()]
+    assert wd.tracker.live == (pending_listing == "status")
+    assert len(lines) == (pending_listing == "auto")
+    assert peak_per_minute(transport.times) <= 6
+    want = [s for s in sim.calls(until=end) if s.created_at >= since and s.settled_at <= end - 900]
+    assert len(want) > 1000 and not twice
+    if pending_listing == "auto":
+        assert not [s.id for s in want if s.id not in counted]

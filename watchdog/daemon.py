@@ -13,7 +13,7 @@ from typing import Protocol
 from . import sdnotify
 from .clock import Clock
 from .config import Settings
-from .deferral import choose_listing, live_listing_works, show_deferred
+from .deferral import auto_to_ranges, choose_listing, live_listing_works, show_deferred
 from .heartbeat import Heartbeat
 from .ingest.budget import Selection, select, starvation_bound
 from .ingest.client import ApiClient, ApiError, Listing, Stopped
@@ -100,6 +100,7 @@ class Watchdog:
         self.memory = memory
         self.record = record
         self.heads_deferred_for = 0.0  # seconds new calls have waited for the budget
+        self._short_cycles = 0  # cycles in a row with ranges waiting past the bound
         self._pre: tuple[int, list[str]] = (0, [])  # this cycle's live listing: requests, settled
         self._resuming = tracker.backfilled  # a warm restart: no backfill, the gap is listed
         self._held: float | None = None
@@ -232,6 +233,8 @@ class Watchdog:
             sel = self._select(ranges, now)
             # ranges waiting past the bound: the budget is short, pending calls back off by age
             self.tracker.short = sel.oldest_wait >= starvation_bound(self.settings.poll.interval)
+            self._short_cycles = self._short_cycles + 1 if self.tracker.short else 0
+            auto_to_ranges(self.settings, self.tracker, self._short_cycles)
             self.heads_deferred_for = show_deferred(
                 sel, self.metrics, self._throttle, self.client.limiter, self.settings, now
             )

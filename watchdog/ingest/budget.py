@@ -84,6 +84,7 @@ def select(
     heads = [i for i in overdue if ranges[i].kind == "head"]
     heads += [i for i, r in enumerate(ranges) if i not in late and r.kind == "head"]
     overdue = [i for i in overdue if ranges[i].kind != "head"]
+    heads_set = set(heads)
     rest = [i for i, r in enumerate(ranges) if i not in late and r.kind != "head"]
     left = allowance
     chosen: list[int] = []
@@ -96,8 +97,8 @@ def select(
         if r.kind in SPLITTABLE:  # never more pages than planned: the rest stays due
             cost = min(cost, left)
             parts[i] = replace(r, pages=cost)
-        elif cost > left and chosen:
-            continue
+        elif cost > left and chosen and (i not in late or not set(chosen) <= heads_set):
+            continue  # a whole listing overdraws only first, or overdue right after heads
         chosen.append(i)
         left -= cost
     taken = set(chosen)
