@@ -23,6 +23,9 @@ PURE = [
     "windows",
     "durations",
     "ingest.parse",
+    "ingest.agents",
+    "activity",
+    "alerts.stopped",
     "ingest.tracker",
     "ingest.budget",
     "alerts.rules",
@@ -30,6 +33,10 @@ PURE = [
     "alerts.state",
     "readiness",
     "alerts.snapshots",
+    "alerts.sequential",
+    "alerts.detector",
+    "alerts.diff",
+    "alerts.baselines",
 ]
 IMPURE_IMPORTS = {
     "httpx",

@@ -7,6 +7,7 @@ an empty span)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import signal
@@ -27,6 +28,7 @@ import yaml
 from dialnexa_watchdog.alerts.compile import compile_rules
 from dialnexa_watchdog.alerts.state import State
 from dialnexa_watchdog.alerts.store import Store
+from dialnexa_watchdog.alerts.store.postgres import PgStore
 from dialnexa_watchdog.app import build
 from dialnexa_watchdog.backtest import Episode, Log, RuleSet, backtest, from_history
 from dialnexa_watchdog.backtest.report import Window, flaps, only_in, text, to_json
@@ -38,6 +40,7 @@ from dialnexa_watchdog.simulator import Scenario, Simulator, serve
 from dialnexa_watchdog.windows import Windows
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pgserver import PASSWORD
 from support import IN_CI, KEY, T0, require_tool
 
 INTERVAL = 60.0
@@ -270,6 +273,44 @@ def test_a_stricter_candidate_pages_a_subset_and_the_report_lists_the_difference
     assert "== only with candidate: 0 incidents" in printed
     c = next(s for s in report["sets"] if s["name"] == "candidate")
     assert c["messages"]["total"] < report["sets"][0]["messages"]["total"]
+
+
+@pytest.mark.slow
+def test_the_command_backtests_the_history_recorded_in_postgresql(
+    day: Day,
+    tmp_path: Path,
+    pg_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """With ``state.url`` the command reads the configured PostgreSQL store (the day's
+    history, recorded there row for row) and decides what the live daemon did."""
+    src = Store(day.state)
+    saved = src.load_saved()
+    assert saved is not None
+    rows = list(src.history_rows(0.0, math.inf))
+    names = src.history_names()
+    src.close()
+    dst = PgStore(pg_url, PASSWORD)
+    dst.save_history(Checkpoint(rows=rows, names=names, resume=saved.resume))
+    dst.close()
+    monkeypatch.setenv("WATCHDOG_STATE__PASSWORD", PASSWORD)
+    # state.path names a file that does not exist: only the database is read
+    absent = tmp_path / "absent.sqlite3"
+    cfg = write_config(tmp_path, absent)
+    with_url = yaml.safe_load(cfg.read_text(encoding="utf-8"))
+    with_url["state"]["url"] = pg_url
+    cfg.write_text(yaml.safe_dump(with_url), encoding="utf-8")
+    out = tmp_path / "report.json"
+    argv = ["backtest", "-c", str(cfg), "--json", str(out)]
+    assert main([*argv, "--since", iso(day.first), "--until", iso(day.last)]) == 0
+    assert episodes(json.loads(out.read_text())) == day.live
+    assert not absent.exists()
+    # before the recording, without an API key: the database is named, never the password
+    assert main([*argv, "--since", iso(day.first - 86400), "--until", iso(day.last)]) == 2
+    err = capsys.readouterr().err
+    database = pg_url.rsplit("/", 1)[1]
+    assert f"/{database} holds history from" in err and PASSWORD not in err
 
 
 def test_a_candidate_file_with_errors_gets_one_line_per_field_and_exit_2(

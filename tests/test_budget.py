@@ -204,6 +204,9 @@ def daemon(
             "dialnexa.api_key": KEY,
             "metrics.listen": "127.0.0.1:0",
             "state.path": str(tmp / "state.sqlite3"),
+            # the injected calls outlast the simulated agents' own call limits (agents2), which
+            # would make them stragglers at once; per-agent limits have tests of their own
+            "agents.call_limits": False,
             **extra,
         },
         environ={},
@@ -316,7 +319,12 @@ def test_a_budget_too_small_for_the_heads_shows_everywhere(
     beyond the budget, and heads still get their turn."""
     clock = FakeClock(T0)
     sim = Simulator(clock, Scenario.steady(agents=3, calls_per_day=5_000, seed=2), keys=(KEY,))
-    extra = {"poll.interval": 5, "dialnexa.rate_budget": 0.02, "dialnexa.rate_limit_period": 600}
+    extra = {
+        "poll.interval": 5,
+        "dialnexa.rate_budget": 0.02,
+        "dialnexa.rate_limit_period": 600,
+        "agents.directory": False,  # its refreshes would take 1 of these 3 requests
+    }
     with serve(sim) as server:
         wd, transport = daemon(server.url, clock, tmp_path, **extra)
         assert wd.backfill().ok

@@ -166,13 +166,30 @@ def test_alerts_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
         calls=42,
         threshold=0.25,
     )
-    store.commit(now, Changes(states=[(st, None)]))
+    seq = AlertState(
+        "failed-seq",
+        "agt_new",
+        "critical",
+        State.FIRING,
+        now,
+        now,
+        fired_at=now,
+        rate=0.5,
+        calls=12,
+        threshold=0.15,
+        baseline=0.05,
+        baseline_source="fallback: too little history",
+    )
+    store.commit(now, Changes(states=[(st, None), (seq, None)]))
     store.close()
     assert run("alerts", "-c", cfg) == 0
     out = capsys.readouterr().out.splitlines()
-    header = "RULE AGENT STATE SEVERITY RATE THRESHOLD CALLS SINCE SILENCED ACKED"
+    header = "RULE AGENT STATE SEVERITY RATE THRESHOLD CALLS SINCE SILENCED ACKED BASELINE"
     assert " ".join(out[0].split()) == header
     assert " ".join(out[1].split()[:7]) == "failed-rate agt_k7m2 firing critical 31.0% 25.0% 42"
+    assert out[1].rstrip().endswith(" -")  # a window rule has no baseline
+    assert out[2].startswith("failed-seq")
+    assert out[2].rstrip().endswith("5.0% fallback: too little history")
 
 
 def test_slack_test_ok_and_failures(

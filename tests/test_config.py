@@ -376,15 +376,25 @@ def test_the_example_ships_a_default_rule_set() -> None:
         ("agent", "no_answer"),
         ("workspace", "failed"),
     }
+    stopped = [r for r in raw if r.get("kind") == "calls_stopped"]
+    assert len(stopped) == 1  # issue 15: silent agents page too
+    assert {"baseline", "min_calls", "quiet_after", "for"} <= set(stopped[0])
+    raw = [r for r in raw if r.get("kind", "rate") == "rate"]
     for r in raw:  # every number written out, not left to a default
         assert {"min_calls", "confidence", "for", "clear_below", "threshold", "window"} <= set(r)
     for r in settings.rules:
-        assert r.clear_below is not None and r.clear_below < r.threshold, r.name  # hysteresis
+        if r.kind == "calls_stopped":
+            continue
+        assert r.threshold is not None and r.clear_below is not None, r.name
+        assert r.clear_below < r.threshold, r.name  # hysteresis
         assert r.confidence is not None and r.min_calls >= 20 and r.for_ > 0, r.name
     # each number has a comment saying how it was chosen
     lines = EXAMPLE.read_text().split("\nrules:\n", 1)[1].split("\nslack:\n", 1)[0].splitlines()
     for line in lines:
-        if re.match(r"\s+(threshold|clear_below|min_calls|confidence|for|window):", line):
+        if re.match(
+            r"\s+(threshold|clear_below|min_calls|confidence|for|window|quiet_after|baseline):",
+            line,
+        ):
             assert "#" in line, f"no comment on: {line.strip()}"
 
 

@@ -47,6 +47,8 @@ def test_a_poll_stuck_in_a_request_shows_up_0_and_still_pages_stale(tmp_path: Pa
     answered: list[int] = []
 
     def responder(req: Request) -> Reply:
+        if req.path.endswith("/agents2"):  # an API without the agent directory
+            return Reply(404, b'{"statusCode": 404, "message": "Cannot GET /v1/agents2"}')
         if not answered:  # the backfill: an empty, complete page
             answered.append(1)
             return Reply(200, page([], total_pages=1))

@@ -64,6 +64,10 @@ METRICS: dict[str, set[str]] = {
     "dialnexa_agents_dropped_total": set(),
     "dialnexa_deferred_ranges": {"kind"},
     "dialnexa_deferred_wait_seconds": set(),
+    "dialnexa_agents_api_up": set(),
+    "dialnexa_agents_api_requests_total": {"code"},
+    "dialnexa_agents_api_invalid_items_total": set(),
+    "dialnexa_agent_info": {"agent_id", "title", "published"},
     "dialnexa_alert_firing": {"rule", "agent_id", "severity"},
     "dialnexa_alert_pending": {"rule", "agent_id", "severity"},
     "dialnexa_slack_notifications_total": {"result"},
@@ -73,6 +77,7 @@ METRICS: dict[str, set[str]] = {
     "dialnexa_state_commit_failures_total": set(),
     "dialnexa_state_uncommitted_changes": set(),
     "dialnexa_leader": set(),
+    "dialnexa_alert_evidence_ratio": {"rule", "agent_id"},
 }
 HISTOGRAMS = ("dialnexa_api_request_duration_seconds", "dialnexa_poll_duration_seconds")
 for _h in HISTOGRAMS:

@@ -133,3 +133,58 @@ def test_a_replica_that_lost_the_lead_cannot_write_states_notices_or_history(
         ln.release()
         old.close()
         new.close()
+
+
+def test_a_terminated_lock_session_is_seen_on_its_socket_and_the_leader_reads_0(
+    pg_server: PgServer, pg_url: str
+) -> None:
+    """The loss is noticed as it happens (the server's FATAL message makes the lock's
+    socket readable), not at the next 2 s round trip: ``lost`` returns True before its
+    timeout would have, and the epoch (what ``dialnexa_leader`` reads) is gone with it."""
+    store = PgStore(pg_url, PASSWORD)
+    lock = lock_for(store, "a")
+    admin = psycopg.connect(pg_server.url(), password=PASSWORD, autocommit=True)
+    try:
+        assert lock.try_acquire(T0) == 1
+        assert lock.lost(0.05) is False and lock.epoch == 1  # alive: nothing to read
+        assert lock._conn is not None
+        admin.execute("SELECT pg_terminate_backend(%s)", (lock._conn.info.backend_pid,))
+        # True only if the socket became readable: a timeout returns False
+        assert lock.lost(30.0) is True
+        assert lock.epoch is None
+    finally:
+        admin.close()
+        lock.release()
+        store.close()
+
+
+def test_the_watch_ends_a_fenced_term_and_abandons_the_lock_at_once(pg_url: str) -> None:
+    """A write fenced by a newer epoch ends the leader's term while its lock session still
+    looks alive: the watch thread abandons the lock (epoch None: ``dialnexa_leader`` 0)
+    without waiting for a session check."""
+    from dialnexa_watchdog.alerts.store.postgres import EPOCH_KEY
+    from dialnexa_watchdog.replica import watch_leadership
+
+    old, other = PgStore(pg_url, PASSWORD), PgStore(pg_url, PASSWORD)
+    lock = lock_for(old, "old")
+    term, stop = threading.Event(), threading.Event()
+    try:
+        assert lock.try_acquire(T0) == 1
+        old.epoch = lambda: lock.epoch
+        other.set_meta(EPOCH_KEY, "2")  # a newer epoch, as a successor's would be
+        with pytest.raises(Fenced):
+            old.commit(T0, Changes(notices=[notice("i1")]))
+        assert old.fenced
+        watch = threading.Thread(
+            target=watch_leadership,
+            args=(lock, term, stop, lambda: old.fenced),
+            kwargs={"check": 3600.0},
+        )
+        watch.start()
+        watch.join(20)  # returns at once; without the fenced check it would run on
+        assert not watch.is_alive() and term.is_set() and lock.epoch is None
+    finally:
+        stop.set()
+        lock.release()
+        old.close()
+        other.close()

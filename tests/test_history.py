@@ -284,6 +284,9 @@ class Flaky:
     def load_saved(self) -> Saved | None:
         return self.store.load_saved()
 
+    def history_bounds(self) -> tuple[float, float] | None:
+        return self.store.history_bounds()
+
 
 @pytest.mark.parametrize("outage", [5, MAX_UNSAVED + 3])
 @pytest.mark.slow

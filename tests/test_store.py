@@ -203,3 +203,41 @@ def test_a_version_1_file_is_migrated_and_a_newer_one_refused(tmp_path: Path) ->
     store.close()
     with pytest.raises(StateError, match="newer dialnexa-watchdog"):
         Store(path, now=T0)
+
+
+def test_codec_writes_the_same_json_objects_as_json_dumps_of_the_fields() -> None:
+    """msgspec encodes the dataclasses directly: the objects must be the ones the earlier
+    json.dumps code wrote (files written by either are read by both), non-ASCII included."""
+    import dataclasses
+    import json
+
+    from dialnexa_watchdog.alerts.state import AlertState, State
+    from dialnexa_watchdog.alerts.store.codec import (
+        members_from_json,
+        members_to_json,
+        notice_from_json,
+        notice_to_json,
+        state_from_json,
+        state_to_json,
+    )
+    from dialnexa_watchdog.notify import AlertSnapshot, Notice
+
+    def fields(x: object) -> dict[str, object]:
+        return {f.name: getattr(x, f.name) for f in dataclasses.fields(x)}  # type: ignore[arg-type]
+
+    snap = AlertSnapshot(
+        "failed-5m", "agt_1", "critical", "firing", "failed", "5m",
+        agent_name="Ünï 客服 <b>", rate=0.25, calls=8, sparkline=(0.1, None, 0.3),
+    )  # fmt: skip
+    members = {"agt_1": snap, "agt_2": dataclasses.replace(snap, agent_id="agt_2", rate=None)}
+    old_members = json.dumps({k: fields(v) for k, v in members.items()}, ensure_ascii=False)
+    assert json.loads(members_to_json(members)) == json.loads(old_members)
+    assert members_from_json(members_to_json(members)) == members
+    st = AlertState("failed-5m", "agt_1", "critical", State.FIRING, 1.5, 2.0, note="Ünï")
+    assert json.loads(state_to_json(st)) == json.loads(json.dumps(fields(st)))
+    assert state_from_json(state_to_json(st)) == st
+    notice = Notice(kind="main", op="post", incident="i1", rule="failed-5m", group=True, at=2.0,
+                    opened_at=1.0, alerts=(snap,))  # fmt: skip
+    old = fields(notice) | {"alerts": [fields(snap)]}
+    assert json.loads(notice_to_json(notice)) == json.loads(json.dumps(old, ensure_ascii=False))
+    assert notice_from_json(notice_to_json(notice)) == notice

@@ -17,7 +17,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol, TextIO
 
@@ -30,13 +30,15 @@ from .actions.http import HttpTransport
 from .actions.service import ActionService, StatusReader
 from .actions.slackio import SlackIO
 from .actions.socket import SocketTransport
+from .activity import ActivityKeeper
 from .alerts.collector import AlertCollector
-from .alerts.compile import compile_rules
+from .alerts.compile import compile_rules, evidence_feed
 from .alerts.delivery import DeliveryWorker, RetryPolicy
 from .alerts.incidents import Policy
 from .alerts.pipeline import AlertPipeline
 from .alerts.snapshots import Snapshots
-from .alerts.state import StaleRule
+from .alerts.state import AlertState, Evaluation, StaleRule
+from .alerts.stopped import evaluate_stopped, has_stopped_rules
 from .alerts.store.leader import LeaderLock
 from .alerts.store.open import open_state
 from .alerts.store.sql import SqlStore
@@ -44,8 +46,9 @@ from .clock import Clock
 from .config import ConfigError, Settings, SlackSettings, validate_rules
 from .daemon import CycleReport, Watchdog
 from .heartbeat import ApiMetrics, Heartbeat
-from .history import Recorder, Resumed, start_history
+from .history import Followed, Recorder, Resumed, start_history
 from .ingest.client import ApiClient, RateLimiter
+from .ingest.directory import AgentDirectory, DirectoryCollector
 from .ingest.tracker import Tracker, TrackerConfig
 from .metrics import Metrics, leader_gauge
 from .model import CountsView, PollStatus
@@ -146,9 +149,12 @@ def build_alerts(
     retry: RetryPolicy | None = None,
     rand: Callable[[], float] = random.random,
     leader: LeaderLock | None = None,
+    name_of: Callable[[str], str | None] | None = None,
 ) -> Alerts:
     """The alert path: store, rules, planner policy, pipeline, delivery, metrics.
-    Raises ``ConfigError`` for bad rules and ``store.StateError`` for an unusable state."""
+    ``name_of``: agent id -> the name people read (the agent directory's ``title_of``;
+    default ``slack.agent_names``). Raises ``ConfigError`` for bad rules and
+    ``store.StateError`` for an unusable state."""
     problems = validate_rules(settings)
     if problems:
         raise ConfigError(problems)
@@ -163,8 +169,9 @@ def build_alerts(
         delivery = DeliveryWorker(
             store, sender, policy=retry, rand=rand, count_results=counted, epoch=epoch
         )
-        names = dict(settings.slack.agent_names)
-        snapshots = Snapshots(rules, names.get, settings.alerts.sparkline_points)
+        if name_of is None:
+            name_of = dict(settings.slack.agent_names).get
+        snapshots = Snapshots(rules, name_of, settings.alerts.sparkline_points)
         policy = Policy(
             can_edit=sender.can_edit,
             group_threshold=settings.slack.group_threshold,
@@ -172,6 +179,7 @@ def build_alerts(
             groupable=frozenset(r.name for r in rules if r.scope == "agent"),
         )
         pipeline = AlertPipeline(rules, stale, store, policy, snapshots.bind, delivery=delivery)
+        pipeline.evidence = evidence_feed(settings, rules)  # sequential rules' detector
         delivery.resume(clock.now())
     except BaseException:
         store.close()
@@ -204,6 +212,7 @@ def build_actions(
     lock: threading.Lock,
     *,
     socket_ping: float = 10.0,
+    name_of: Callable[[str], str | None] | None = None,
 ) -> Actions | None:
     """Slack actions (``slack.actions.mode``), started: Socket Mode connects in the
     background; HTTP mode listens on ``slack.actions.listen`` (``ConfigError`` when it
@@ -216,9 +225,10 @@ def build_actions(
     access = Access(
         cfg.allowed_users, cfg.allowed_usergroups, io.usergroup_members, clock, cfg.usergroup_cache
     )
-    names = dict(slack.agent_names)
+    if name_of is None:
+        name_of = dict(slack.agent_names).get
     reader = StatusReader(
-        view, lock, list(settings.outcomes), settings.alerts.sparkline_points, names.get
+        view, lock, list(settings.outcomes), settings.alerts.sparkline_points, name_of
     )
     service = ActionService(
         alerts.pipeline,
@@ -273,12 +283,39 @@ class App:
     alerts: Alerts | None
     recorder: Recorder | None = None  # the recorded history (with the state store)
     resumed: Resumed | None = None  # set when this start resumed from the saved state
+    directory: AgentDirectory | None = None  # the agent directory (GET /agents2)
 
     def close(self) -> None:
         self.daemon.close()
 
 
-def build_tracker(settings: Settings, windows: Windows) -> Tracker:
+def build_windows(settings: Settings) -> Windows:
+    return Windows(settings.window_seconds, settings.status_classes)
+
+
+def build_activity(
+    alerts: Alerts | None, directory: AgentDirectory, clock: Clock
+) -> ActivityKeeper | None:
+    """With a ``calls_stopped`` rule: the agents' call activity (kept in the state store)
+    and the pipeline's evaluation of those rules against it and the directory."""
+    if alerts is None or not has_stopped_rules(alerts.pipeline.rules):
+        return None
+    keeper = ActivityKeeper.start(alerts.store, clock.now())
+    rules = alerts.pipeline.rules
+
+    def stopped(prev: Mapping[tuple[str, str], AlertState], now: float) -> Evaluation:
+        return evaluate_stopped(rules, prev, keeper.activity, directory.is_active, now)
+
+    alerts.pipeline.stopped = stopped
+    return keeper
+
+
+def build_tracker(
+    settings: Settings,
+    windows: Windows,
+    call_limit: Callable[[str], float | None] | None = None,
+) -> Tracker:
+    """``call_limit``: the agent directory's per-agent limits (``AgentDirectory.limit_of``)."""
     p = settings.poll
     explicit = None if p.agents == "all" else tuple(p.agents)
     return Tracker(
@@ -297,6 +334,7 @@ def build_tracker(settings: Settings, windows: Windows) -> Tracker:
         ),
         windows,
         settings.status_classes,
+        call_limit if settings.agents.call_limits else None,
     )
 
 
@@ -311,6 +349,7 @@ def build(
     notifier: Notifier | None = None,
     exclusive_state: bool = False,
     leader: LeaderLock | None = None,
+    followed: Followed | None = None,
     on_cycle: Callable[[CycleReport], None] | None = None,
     timer: Callable[[], float] = time.perf_counter,
     socket_ping: float = 10.0,
@@ -318,7 +357,8 @@ def build(
     """Everything, from ``settings``. ``alerting=False`` leaves the alert path (and the state
     store) out, as ``once`` does; ``transport`` replaces the network (tests, benchmarks);
     ``exclusive_state``: the daemon holds the state store's lock (``run``); ``leader``:
-    this replica leads with that lock (``replica.py``), its deliveries fenced by its epoch.
+    this replica leads with that lock (``replica.py``), its deliveries fenced by its epoch;
+    ``followed``: the windows it kept warm as a standby (only newer cycles are applied).
     Slack actions
     (``slack.actions.mode``) start with the alert path; ``socket_ping``: seconds between
     Socket Mode pings (a dropped connection is replaced within about one)."""
@@ -326,8 +366,7 @@ def build(
     register_secrets(*secrets_in(settings))
     registry = registry if registry is not None else CollectorRegistry()
     lock = threading.Lock()
-    windows = Windows(settings.window_seconds, settings.status_classes)
-    tracker = build_tracker(settings, windows)
+    windows = followed.windows if followed is not None else build_windows(settings)
     metrics = Metrics(registry, windows, lock)
     leader_gauge(registry, lambda: leader is None or leader.epoch is not None)
     heartbeat = Heartbeat(clock)
@@ -351,6 +390,16 @@ def build(
         # thread; pacing to the rate-limit window's reset (the backfill) may still wait
         max_sleep=max(settings.poll.interval, d.rate_limit_period),
     )
+    directory = AgentDirectory(
+        client if settings.agents.directory else None,
+        clock,
+        refresh=settings.agents.refresh,
+        margin=settings.agents.limit_margin,
+        names=settings.slack.agent_names,
+        call_limits=settings.agents.call_limits,
+    )
+    registry.register(DirectoryCollector(directory))
+    tracker = build_tracker(settings, windows, directory.limit_of)
     alerts = None
     if alerting:
         try:
@@ -362,10 +411,13 @@ def build(
                 notifier=notifier,
                 exclusive=exclusive_state,
                 leader=leader,
+                name_of=directory.title_of,
             )
         except BaseException:
             client.close()
             raise
+        directory.memory = alerts.store  # names and limits before the first listing
+        directory.load()
     recorder, resumed = None, None
     if alerts is not None:  # the history lives in the state store: resume, then record
         try:
@@ -376,20 +428,30 @@ def build(
                 retention=settings.history.retention,
                 warm=settings.history.warm_restart,
                 now=clock.now(),
+                followed=followed,
             )
         except BaseException:
             client.close()
             alerts.close()
             raise
+        if alerts.pipeline.evidence is not None:  # fed every cycle, and the recent history
+            alerts.pipeline.evidence.attach(recorder, windows, clock.now(), alerts.store)
     if alerts is not None:
         try:
             alerts.actions = build_actions(
-                settings, clock, alerts, windows, lock, socket_ping=socket_ping
+                settings,
+                clock,
+                alerts,
+                windows,
+                lock,
+                socket_ping=socket_ping,
+                name_of=directory.title_of,
             )
         except BaseException:
             client.close()
             alerts.close()
             raise
+    activity = build_activity(alerts, directory, clock)
     daemon = Watchdog(
         settings,
         clock,
@@ -404,6 +466,8 @@ def build(
         timer=timer,
         memory=alerts.store if alerts is not None else None,
         record=recorder.record if recorder is not None else None,
+        directory=directory if directory.enabled else None,
+        activity=activity,
     )
     return App(
         settings,
@@ -417,4 +481,5 @@ def build(
         alerts,
         recorder,
         resumed,
+        directory,
     )

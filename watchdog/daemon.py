@@ -1,4 +1,8 @@
-"""The daemon: run poll cycles on a schedule, hand each to alerting, serve HTTP, stop cleanly."""
+"""The daemon: run poll cycles on a schedule, hand each to alerting, serve HTTP, stop cleanly.
+
+Longer than ~400 lines: one poll cycle's bookkeeping (listing, applying, the agent directory
+and call activity, status, readiness) reads best in one class.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,14 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from . import sdnotify
+from .activity import ActivityKeeper
 from .clock import Clock
 from .config import Settings
 from .deferral import auto_to_ranges, choose_listing, live_listing_works, show_deferred
 from .heartbeat import Heartbeat
 from .ingest.budget import Selection, select, starvation_bound
 from .ingest.client import ApiClient, ApiError, Listing, Stopped
+from .ingest.directory import AgentDirectory
 from .ingest.tracker import Applied, Tracker
 from .logs import Throttle
 from .metrics import Metrics
@@ -83,6 +89,8 @@ class Watchdog:
         timer: Callable[[], float] = time.perf_counter,
         memory: Memory | None = None,
         record: Callable[[float], object] | None = None,  # history.Recorder.record
+        directory: AgentDirectory | None = None,
+        activity: ActivityKeeper | None = None,  # with a calls_stopped rule
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -99,6 +107,8 @@ class Watchdog:
         self.listing_estimates: dict[str, int] = {}
         self.memory = memory
         self.record = record
+        self.directory = directory
+        self.activity = activity
         self.heads_deferred_for = 0.0  # seconds new calls have waited for the budget
         self._short_cycles = 0  # cycles in a row with ranges waiting past the bound
         self._pre: tuple[int, list[str]] = (0, [])  # this cycle's live listing: requests, settled
@@ -174,17 +184,38 @@ class Watchdog:
 
     # ---- cycles -------------------------------------------------------------------------
     def backfill(self) -> CycleReport:
-        """List the longest window (plus the longest call) once; sets ``backfilled``."""
+        """List the longest window (plus the longest call) once; sets ``backfilled``. The
+        agent directory first, when its refresh is due (names and call limits)."""
+        self._refresh_directory()
         now = self.clock.now()
         return self._cycle(self.tracker.plan_backfill(now), now, backfill=True)
 
     def poll_once(self) -> CycleReport:
-        """One cycle: backfill first if it has not succeeded yet."""
+        """One cycle: backfill first if it has not succeeded yet; the agent directory first
+        when its refresh is due."""
         if not self.tracker.backfilled:
             return self.backfill()
+        self._refresh_directory()
         now = self.clock.now()
         self._pre = self._watch_live(now)
         return self._cycle(self.tracker.plan(now), now, backfill=False)
+
+    def _refresh_directory(self) -> None:
+        """List the agents when due: before the calls, from the same rate budget (the
+        listing that follows is chosen from what the limiter has left)."""
+        d = self.directory
+        if d is None or not d.due(self.clock.now()):
+            return
+        try:
+            d.refresh()
+        except Exception:  # a fault in the directory must never stop polling
+            d.up = False
+            log.exception("agent directory refresh failed")
+        with self.lock:  # deleted or unpublished agents leave /metrics with their windows
+            totals = self.metrics.windows
+            for agent in [a for a in totals.calls_total if d.is_active(a) is False]:
+                if all(self.windows.raw_counts(agent, w) is None for w in self.windows.labels):
+                    totals.forget(agent)
 
     def _watch_live(self, now: float) -> tuple[int, list[str]]:
         """``pending_listing: status``: the live listing first, when due and within the
@@ -267,6 +298,10 @@ class Watchdog:
                 self.tracker.backfilled = False
             self._record(applied)
             pending = self.tracker.pending_count
+        if self.activity is not None and not self.activity.cycle(
+            calls, applied.settled_ids, applied_at
+        ):
+            self._throttle.warning("activity", "cannot save the agents' call activity; retrying")
         if self.record is not None:  # the history row and resume point (never raises)
             self.record(applied_at)
         first = errors[0] if errors else None
@@ -389,5 +424,7 @@ class Watchdog:
 
     def close(self) -> None:
         self.client.close()
+        if self.activity is not None:
+            self.activity.save(self.clock.now())
         if self.alerting is not None:
             self.alerting.close()

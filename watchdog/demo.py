@@ -18,6 +18,7 @@ from .clock import SystemClock
 from .config import DEFAULT_PORT, load_settings
 from .daemon import CycleReport, Watchdog
 from .logs import setup_logging
+from .notify.wording import printable
 from .service import run
 from .simulator import Scenario, Simulator, serve
 
@@ -92,7 +93,9 @@ def summary_line(wd: Watchdog, report: CycleReport) -> str:
     if worst is None:
         return head
     r, agent, calls = worst
-    return f"{head} | worst failed ({label}): {agent} {r * 100:.0f}% of {calls}"
+    title = wd.directory.title_of(agent) if wd.directory is not None else None
+    who = f"{printable(title)} ({agent})" if title else agent
+    return f"{head} | worst failed ({label}): {who} {r * 100:.0f}% of {calls}"
 
 
 def run_demo(
@@ -126,5 +129,6 @@ def run_demo(
         print("\nfinal rates:", file=out)
         from .report import rate_table
 
-        print(rate_table(wd.windows), file=out, flush=True)
+        names = app.directory.title_of if app.directory is not None else None
+        print(rate_table(wd.windows, name_of=names), file=out, flush=True)
         return rc

@@ -1,12 +1,21 @@
-"""Durations as users write them: ``30s``, ``5m``, ``1h``, ``1d``, ``1h30m`` or plain seconds."""
+"""Durations as users write them: ``30s``, ``5m``, ``1h``, ``1d``, ``1h30m``, ``10y`` (365-day
+years) or plain seconds."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
 
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_UNITS = {
+    "ms": 0.001,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+    "w": 604800.0,
+    "y": 365 * 86400.0,  # 365 days (false_alarm: 10y)
+}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
 
 
 def parse_duration(value: object) -> float:

@@ -133,6 +133,13 @@ class WindowCollector(Collector):
                 self._ratio_cache[key] = text
         return text
 
+    def forget(self, agent_id: str) -> None:
+        """Drop an agent's ``dialnexa_calls_total`` series (a deleted agent, once its window
+        series are gone); caller holds the lock."""
+        self.calls_total.pop(agent_id, None)
+        self._total_blocks.pop(agent_id, None)
+        self._dirty_totals.discard(agent_id)
+
     def count_settled(self, agent_id: str, status: str) -> None:
         per = self.calls_total.get(agent_id)
         if per is None:

@@ -4,14 +4,18 @@ stand by.
 A replica starts as a **standby**: it serves ``/metrics`` (``dialnexa_leader 0`` and the
 process metrics, no per-agent series, no ``dialnexa_up``), ``/healthz`` and ``/readyz``
 (200, ``ready (another replica leads)``, while its database session works), and every
-``CHECK`` seconds tries to take the leader lock (``alerts/store/leader.py``). When it wins,
-it builds the whole daemon (``app.build``): the windows and the tracker resume from the
-shared recorded history and saved calls (a warm restart, no backfill), the alert states,
+``CHECK`` seconds reads the history rows the leader recorded since its last read into its
+own windows (``Follower``, ``history/follow.py``) and tries to take the leader lock
+(``alerts/store/leader.py``). When it wins, it builds the whole daemon (``app.build``) on
+those windows: only the cycles recorded since its last read are applied (a failed check
+falls back to the full rebuild from the shared history), the tracker resumes from the saved
+calls (a warm restart, no backfill), the alert states,
 incidents and outbox are the shared ones, and its deliveries carry its fencing epoch. It then
 leads until it stops (SIGTERM: it releases the lock as it exits, so the next replica takes
-over at its next check) or until it loses the lock's session (its ``alive`` round trip
-fails, or a claim finds a newer epoch): it stops polling and delivering at once, closes the
-daemon, and stands by again.
+over at its next check) or until it loses the lock's session (``watch_leadership``: the
+session's socket reports its end, its ``alive`` round trip fails, or a write or claim finds
+a newer epoch): it exports ``dialnexa_leader 0`` and stops polling and delivering at once,
+closes the daemon, and stands by again.
 
 The HTTP server lives as long as the process, so the port never closes during a change of
 role; it serves whichever role is current.
@@ -30,10 +34,13 @@ from prometheus_client.exposition import choose_encoder
 from . import sdnotify
 from .alerts.store import StateError
 from .alerts.store.leader import LeaderLock
+from .alerts.store.sql import SqlStore
 from .endpoints import Exposition, Served
+from .history import Followed, HistoryReader, catch_up
 from .httpd import make_http_server
 from .metrics import leader_gauge
 from .readiness import ANOTHER_REPLICA_LEADS, STATE_STORE_FAILING
+from .windows import Windows
 
 log = logging.getLogger("watchdog.replica")
 
@@ -74,6 +81,89 @@ class Standby:
         return time.monotonic() - self.beat < 30 * CHECK
 
 
+class Follower:
+    """A standby's windows, kept current from the shared recorded history. ``follow``
+    never raises: a failure is logged (once per distinct reason), the windows are
+    forgotten, and the next read rebuilds them (a takeover meanwhile rebuilds too)."""
+
+    def __init__(
+        self, open_store: Callable[[], SqlStore], new_windows: Callable[[], Windows]
+    ) -> None:
+        self._open = open_store
+        self._new = new_windows
+        self._store: SqlStore | None = None
+        self._reader: HistoryReader | None = None
+        self.followed: Followed | None = None
+        self._error = ""
+
+    def follow(self) -> int:
+        """Apply the cycles recorded since the last read; the number applied."""
+        try:
+            if self._reader is None:
+                self._store = self._open()
+                self._reader = HistoryReader(self._store)
+            if self.followed is None:
+                self.followed = Followed(self._new())
+            first = self.followed.at is None
+            applied = catch_up(self._reader, self.followed)
+        except Exception as exc:
+            if str(exc) != self._error:
+                log.error("standby: cannot follow the recorded history (%s)", exc)
+                self._error = str(exc)
+            self.close()
+            return 0
+        if self._error or (first and self.followed.at is not None):
+            log.info(
+                "standby: following the recorded history",
+                extra={"at": self.followed.at},
+            )
+            self._error = ""
+        return applied
+
+    def take(self) -> Followed | None:
+        """Hand the followed windows over (to the daemon that takes over); close."""
+        followed, self.followed = self.followed, None
+        self.close()
+        return followed
+
+    def close(self) -> None:
+        if self.followed is not None:
+            self.followed.reset()
+        self.followed = None
+        self._reader = None
+        store, self._store = self._store, None
+        if store is not None:
+            store.close()
+
+
+def watch_leadership(
+    lock: LeaderLock,
+    term: threading.Event,
+    stop: threading.Event,
+    fenced: Callable[[], bool],
+    *,
+    check: float = CHECK,
+    tick: float = 0.2,
+) -> None:
+    """A leader's watch (its own thread): end the ``term`` as soon as the lock's session
+    is gone (seen on its socket as it happens; a round trip every ``check`` for a silent
+    network loss), a write or claim was fenced (another replica has a newer epoch: the
+    lock is abandoned, so ``dialnexa_leader`` reads 0 at once), or ``stop`` is set."""
+    last = time.monotonic()
+    while not term.is_set() and not stop.is_set():
+        if fenced():
+            lock.abandon()
+            log.error("FENCED: another replica took over; this one stops leading")
+            break
+        if lock.lost(tick):
+            break
+        if time.monotonic() - last >= check:
+            last = time.monotonic()
+            if not lock.alive():
+                break
+    term.set()
+
+
 class Replica:
     """The HTTP server's view: the current role's."""
 
@@ -99,10 +189,12 @@ def run_replica(
     *,
     now: Callable[[], float] = time.time,
     check: float = CHECK,
+    follower: Follower | None = None,
 ) -> int:
     """Stand by until this replica takes the lock, then ``lead(lock, show, keep)``: build
     the daemon, ``show`` what it serves, and run it while ``keep()`` (False once
-    leadership is lost or ``stop`` is set); repeat until ``stop``."""
+    leadership is lost or ``stop`` is set); repeat until ``stop``. ``follower``: read the
+    recorded history before each attempt (``lead`` takes its windows)."""
     standby = Standby()
     replica = Replica(standby)
     host, port = listen
@@ -120,6 +212,8 @@ def run_replica(
         while not stop.is_set():
             standby.beat = time.monotonic()
             sdnotify.watchdog_ping()
+            if follower is not None:
+                follower.follow()
             try:
                 epoch = lock.try_acquire(now(), wait=check)
                 standby.db_ok = True
@@ -156,6 +250,8 @@ def run_replica(
                 )
     finally:
         sdnotify.stopping()
+        if follower is not None:
+            follower.close()
         lock.release()
         server.shutdown()
         server.server_close()

@@ -322,18 +322,30 @@ class Windows:
         hits = [0] * points
         denom = [0] * points
         idx = self._outcomes.get(outcome, [])
-        for k, per_agent in self._buckets.items():
+        didx = self._denom
+        buckets = self._buckets
+        # the window's buckets by key when fewer than all kept (a sparkline of a short
+        # window), else one pass over the kept ones; an agent's row is one lookup each
+        keys: Iterable[int] = range(first, last + 1) if span < len(buckets) else buckets
+        for k in keys:
             if not first <= k <= last:
+                continue
+            per_agent = buckets.get(k)
+            if per_agent is None:
                 continue
             if key == WORKSPACE:
                 rows = list(per_agent.values())
             else:
                 row = per_agent.get(key)
-                rows = [row] if row is not None else []
+                if row is None:
+                    continue
+                rows = [row]
             p = (k - first) * points // span
             for counts in rows:
-                hits[p] += sum(counts[i] for i in idx)
-                denom[p] += sum(counts[i] for i in self._denom)
+                for i in idx:
+                    hits[p] += counts[i]
+                for i in didx:
+                    denom[p] += counts[i]
         return [h / d if d else None for h, d in zip(hits, denom, strict=True)]
 
     def memory_cells(self) -> int:

@@ -45,6 +45,7 @@ class AlertCollector(Collector):
         GaugeMetricFamily,
         CounterMetricFamily,
         GaugeMetricFamily,
+        GaugeMetricFamily,
     ]:
         labels = ["rule", "agent_id", "severity"]
         return (
@@ -80,13 +81,19 @@ class AlertCollector(Collector):
                 "dialnexa_state_uncommitted_changes",
                 "Alert changes kept in memory because the state store cannot be written",
             ),
+            GaugeMetricFamily(
+                "dialnexa_alert_evidence_ratio",
+                "Sequential rules: the evidence that the agent's rate rose to the threshold, "
+                "as a share of the firing limit (fires at 1); only pairs above 0",
+                labels=["rule", "agent_id"],
+            ),
         )
 
     def describe(self) -> Iterator[Metric]:
         yield from self._families()
 
     def collect(self) -> Iterator[Metric]:
-        firing, pending, slack, outbox, parked, failures, uncommitted = self._families()
+        firing, pending, slack, outbox, parked, failures, uncommitted, evidence = self._families()
         view = self._view()
         seen: set[tuple[str, str]] = set()
         for rule, agents in view.covered.items():
@@ -111,4 +118,6 @@ class AlertCollector(Collector):
         h = self._health()
         failures.add_metric([], float(h.failures))
         uncommitted.add_metric([], float(h.uncommitted))
-        yield from (firing, pending, slack, outbox, parked, failures, uncommitted)
+        for (rule, agent), ratio in view.evidence.items():
+            evidence.add_metric([rule, agent], ratio)
+        yield from (firing, pending, slack, outbox, parked, failures, uncommitted, evidence)

@@ -51,6 +51,28 @@ def acknowledge(inc: Incident, by: str, at: float) -> Incident:
     return replace(inc, acked_by=by, acked_at=at)
 
 
+def shows_same(snap: AlertSnapshot, st: AlertState) -> bool:
+    """Whether ``snap`` already shows every number of ``st`` a message shows (the window's
+    counts unchanged, so is its sparkline, but for buckets without calls sliding out)."""
+    return (
+        snap.state == st.state.value
+        and snap.calls == st.calls
+        and snap.hits == st.hits
+        and snap.rate == st.rate
+        and snap.severity == st.severity
+        and snap.bound == st.bound
+        and snap.threshold == st.threshold
+        and snap.clear_below == st.clear_below
+        and snap.fired_at == st.fired_at
+        and snap.resolved_at == st.resolved_at
+        and snap.peak_rate == st.peak_rate
+        and snap.resolved_rate == st.resolved_rate
+        and snap.last_error == st.last_error
+        and snap.note == st.note
+        and snap.age == st.age
+    )
+
+
 def mark_silences(
     alerts: Sequence[AlertSnapshot], silences: Sequence[Silence], now: float
 ) -> tuple[AlertSnapshot, ...]:
@@ -195,12 +217,15 @@ class _Planner:
 
     def _refreshed(self, inc: Incident) -> tuple[Incident, list[AlertSnapshot]]:
         """The incident with its firing members re-read from this evaluation, and every
-        member sorted by agent (what the main message shows)."""
+        member sorted by agent (what the main message shows). A member whose alert shows
+        the same numbers as its snapshot keeps that snapshot (and its sparkline): a large
+        group is not re-read, nor rewritten, whole when one member joins or resolves."""
         fresh = [
             self._snap(st, inc)
-            for agent in inc.members
+            for agent, was in inc.members.items()
             if (st := self.ev.states.get((inc.rule, agent))) is not None
             and st.state is State.FIRING
+            and not shows_same(was, st)
         ]
         if fresh:
             inc = self._with_members(inc, fresh)

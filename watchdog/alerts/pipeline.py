@@ -30,9 +30,12 @@ from typing import Protocol
 
 from ..model import WORKSPACE_AGENT, CountsView, PollStatus
 from ..notify import Notice
+from .diff import changed_members, durable
+from .evidence import EvidenceFeed
 from .incidents import Book, Incident, Policy, Snapshotter, acknowledge, new_incident_id, plan
 from .rules import evaluate, evaluate_stale
 from .state import STALE_RULE, AlertState, Evaluation, Rule, Silence, StaleRule, State
+from .stopped import with_stopped
 from .store import ActionChanges, Changes, Decision
 
 log = logging.getLogger("watchdog.alerts")
@@ -78,24 +81,6 @@ class Wakeable(Protocol):
     def wake(self, added: int) -> None: ...
 
 
-def durable(s: AlertState) -> tuple[object, ...]:
-    """The part of a state that must survive a restart: everything but display values."""
-    return (
-        s.state,
-        s.since,
-        s.pending_at,
-        s.fired_at,
-        s.resolved_at,
-        s.severity,
-        s.threshold,
-        s.clear_below,
-        s.peak_rate,
-        s.resolved_rate,
-        s.last_error,
-        s.note,
-    )
-
-
 @dataclass
 class _Unsaved:
     """Changes not yet committed (the last commit failed), merged newest-wins."""
@@ -134,6 +119,7 @@ class AlertView:
 
     states: Mapping[Key, AlertState] = field(default_factory=dict)
     covered: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    evidence: Mapping[Key, float] = field(default_factory=dict)  # sequential rules, > 0 only
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +143,11 @@ class AlertPipeline:
         *,
         delivery: Wakeable | None = None,
         new_id: Callable[[str, str, float], str] = new_incident_id,
+        stopped: Callable[[Mapping[Key, AlertState], float], Evaluation] | None = None,
+        evidence: EvidenceFeed | None = None,
     ) -> None:
+        """``stopped``: evaluates the ``calls_stopped`` rules (``stopped.evaluate_stopped``
+        bound to the call activity and the agent directory by the composition root)."""
         self.rules = list(rules)
         self.stale = stale
         self.store = store
@@ -165,6 +155,8 @@ class AlertPipeline:
         self._snapshots = snapshots
         self.delivery = delivery
         self._new_id = new_id
+        self.stopped = stopped
+        self.evidence = evidence  # the sequential rules' detector and its feed
         self._lock = threading.Lock()  # one evaluation at a time (poll thread, stale timer)
         states, incident_of = store.load_states()
         self._states: dict[Key, AlertState] = states
@@ -191,7 +183,23 @@ class AlertPipeline:
     # ---- stages --------------------------------------------------------------------------
     def on_poll(self, view: CountsView, poll: PollStatus, now: float) -> None:
         """Evaluate the rules after a poll. Never raises."""
-        self._run(lambda prev: evaluate(self.rules, prev, view, poll, now), view, now)
+
+        def both(prev: Mapping[Key, AlertState]) -> Evaluation:
+            ev = self._evaluate(prev, view, poll, now)
+            if self.stopped is None:
+                return ev
+            return with_stopped(ev, self.stopped(prev, now), self.rules)
+
+        self._run(both, view, now)
+
+    def _evaluate(
+        self, prev: Mapping[Key, AlertState], view: CountsView, poll: PollStatus, now: float
+    ) -> Evaluation:
+        feed = self.evidence
+        if feed is None or not feed.active:
+            return evaluate(self.rules, prev, view, poll, now)
+        feed.advance(view, now)
+        return evaluate(self.rules, prev, view, poll, now, detector=feed.detector)
 
     def on_tick(self, poll: PollStatus, now: float) -> None:
         """Evaluate the stale rule alone (on a timer). Never raises."""
@@ -264,7 +272,11 @@ class AlertPipeline:
         changes = self._changes(prev, states, p.book.incident_of, p.incidents, p.notices, now)
         self._states = states
         self._book = p.book
-        self.view = AlertView(states, covered)
+        if partial or self.evidence is None:
+            evidence = self.view.evidence
+        else:
+            evidence = self.evidence.ratios()
+        self.view = AlertView(states, covered, evidence)
         self._commit(now, changes)
         for iid in p.orphaned:
             log.warning("closing incident %s: none of its alerts is active", iid)
@@ -321,7 +333,13 @@ class AlertPipeline:
         deleted = [k for k in prev if k not in states]
         for k in deleted:
             written.pop(k, None)
-        return Changes(states=out, deleted=deleted, incidents=incidents, notices=notices)
+        return Changes(
+            states=out,
+            deleted=deleted,
+            incidents=incidents,
+            notices=notices,
+            members=changed_members(self._book.incidents, incidents),
+        )
 
     def _commit(self, now: float, changes: Changes) -> None:
         if not changes and not len(self._unsaved):

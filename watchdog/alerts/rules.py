@@ -13,6 +13,12 @@ Per (rule, agent) the states run ``inactive -> pending -> firing -> resolved -> 
 - ``resolved`` lasts one evaluation and then becomes ``inactive`` (or a new incident starts).
 
 Workspace-scope rules and the built-in ``stale`` rule use the agent id ``"*"``.
+
+Sequential rules (``detector: sequential``) take their verdict from the detector's alarm
+(``sequential.py``) instead of a window's rate, through the same state machine.
+
+Longer than ~400 lines: both detectors' verdicts feed the one state machine here, and
+splitting them would split the machine's callers from it.
 """
 
 from __future__ import annotations
@@ -20,10 +26,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
+from operator import attrgetter
 from statistics import NormalDist
 from typing import Any
 
 from ..model import WORKSPACE_AGENT, CountsView, PollStatus, WindowCounts
+from .detector import Detector, Reading
 from .state import (
     NO_DATA,
     STALE_RULE,
@@ -99,6 +107,23 @@ def judge(
         return Observation(Verdict.CLEAR, rate, n, hits, bound)
     bound = (low if rate >= limits.threshold else high) if confidence is not None else None
     return Observation(Verdict.HOLD, rate, n, hits, bound)
+
+
+def judge_sequential(reading: Reading, counts: WindowCounts, outcome: str) -> Observation:
+    """The verdict of a sequential rule: FIRE while the detector's alarm is up (an empty
+    window does not end it: a quiet agent's window empties between calls, and only calls
+    can show it recovered; the detector drops an alarm fed nothing for a day), else CLEAR;
+    NONE when the alarm is down and the rule's window holds no call. ``calls``/``hits``
+    are the calls since the evidence last stood at zero (the episode), else the window's."""
+    if reading.run_calls > 0:
+        n, hits = reading.run_calls, reading.run_hits
+    else:
+        n, hits = counts.calls, counts.outcomes.get(outcome, 0)
+    if reading.alarm:
+        return Observation(Verdict.FIRE, hits / n if n else None, n, hits)
+    if counts.calls <= 0:
+        return Observation(Verdict.NONE, None, 0, 0)
+    return Observation(Verdict.CLEAR, hits / n, n, hits)
 
 
 def step(
@@ -183,12 +208,18 @@ def step(
 
 
 _STATE_FIELDS = tuple(f.name for f in fields(AlertState))
+_STATE_VALUES = attrgetter(*_STATE_FIELDS)
+_STATE_INDEX = {n: i for i, n in enumerate(_STATE_FIELDS)}
 
 
 def _evolve(st: AlertState, **changes: Any) -> AlertState:
     """``dataclasses.replace`` for AlertState without its per-call field introspection:
-    evaluation makes one per live alert state, thousands at 10,000 agents."""
-    return AlertState(*[changes[n] if n in changes else getattr(st, n) for n in _STATE_FIELDS])
+    evaluation makes one per live alert state, thousands at 10,000 agents (all fields read
+    at once, then only the changed ones replaced)."""
+    values = list(_STATE_VALUES(st))
+    for name, value in changes.items():
+        values[_STATE_INDEX[name]] = value
+    return AlertState(*values)
 
 
 def _track_peak(cur: AlertState, obs: Observation) -> AlertState:
@@ -238,7 +269,9 @@ def _could_fire(rules: Sequence[Rule], view: CountsView) -> dict[str, Iterable[s
     and stay inactive (a Wilson lower bound never exceeds the plain rate), so skipping it
     changes nothing. A view that can answer in bulk (windows.Windows) does it from its kept
     sums, once per window, instead of building a WindowCounts per agent and rule."""
-    agent_rules = [r for r in rules if r.scope != "workspace"]
+    agent_rules = [
+        r for r in rules if r.scope != "workspace" and r.kind == "rate" and r.sequential is None
+    ]
     bulk = getattr(view, "candidates_many", None)
     if bulk is None:
         seen_agents = view.agents()  # only without the bulk answer (a sorted list per call)
@@ -260,13 +293,15 @@ def evaluate(
     poll: PollStatus,
     now: float,
     stale: StaleRule | None = None,
+    detector: Detector | None = None,
 ) -> Evaluation:
     """Evaluate every rule against ``view`` at ``now``.
 
     ``prev_states`` holds the states of the previous evaluation (inactive ones may be left
     out). Returns the states that are not inactive, the transitions and the covered pairs.
     With ``stale=None`` the stale rule's state is carried over unchanged (it is evaluated on
-    its own schedule by ``evaluate_stale``).
+    its own schedule by ``evaluate_stale``). ``detector`` holds the evidence of sequential
+    rules (fed with this cycle's calls before); without one they see no evidence.
     """
     states: dict[tuple[str, str], AlertState] = {}
     transitions: list[Transition] = []
@@ -285,16 +320,24 @@ def evaluate(
             transitions.append(Transition(nxt.key, old, nxt.state, nxt))
 
     for rule in rules:
+        if rule.kind != "rate":  # calls_stopped: evaluated by stopped.evaluate_stopped
+            continue
         if rule.scope == "workspace":
             agents: list[str] = [WORKSPACE_AGENT]
         else:
             candidates = set(prev_by_rule.get(rule.name, ()))
-            candidates.update(could_fire[rule.name])
+            if rule.sequential is None:
+                candidates.update(could_fire[rule.name])
+            elif detector is not None:
+                candidates.update(detector.alarmed(rule.name))
             agents = sorted(a for a in candidates if rule.covers(a))
         covered[rule.name] = tuple(agents)
         for agent in agents:
             key = (rule.name, agent)
             prev = prev_states.get(key)
+            if rule.sequential is not None:
+                record(prev, _step_sequential(rule, agent, prev, view, detector, now))
+                continue
             limits = rule.limits_for(agent)
             if rule.scope == "workspace":
                 counts = view.workspace(rule.window)
@@ -312,9 +355,13 @@ def evaluate(
                 if gone is not None:
                     record(prev, gone)
 
-    # states of rules that are no longer configured
+    # states of rules that are no longer configured (or changed kind)
+    rate_names = {r.name for r in rules if r.kind == "rate"}
     for (rule_name, _agent), prev in sorted(prev_states.items()):
-        if rule_name in rule_names or rule_name == STALE_RULE:
+        if rule_name in rate_names or rule_name == STALE_RULE:
+            continue
+        if rule_name in rule_names:  # a calls_stopped rule's: evaluated apart, carried over
+            states[prev.key] = prev
             continue
         gone = _retire(prev, now, "the rule was removed from the config")
         if gone is not None:
@@ -329,6 +376,40 @@ def evaluate(
         states[stale_key] = prev_states[stale_key]
         covered[STALE_RULE] = (WORKSPACE_AGENT,)
     return Evaluation(states, transitions, covered)
+
+
+def _step_sequential(
+    rule: Rule,
+    agent: str,
+    prev: AlertState | None,
+    view: CountsView,
+    detector: Detector | None,
+    now: float,
+) -> AlertState:
+    reading = (
+        detector.reading(rule.name, agent)
+        if detector is not None
+        else Reading(False, 0.0, 0, 0, None, None)
+    )
+    own = rule.limits_for(agent)
+    p = reading.params
+    if p is not None:
+        limits = Limits(p.p1, p.pc, own.min_calls, own.for_s)
+    elif prev is not None:  # no evidence this cycle: keep showing the last rates
+        limits = Limits(prev.threshold, prev.clear_below, own.min_calls, own.for_s)
+    else:
+        limits = Limits(own.threshold, own.clear_below, own.min_calls, own.for_s)
+    obs = judge_sequential(reading, view.counts(agent, rule.window), rule.outcome)
+    nxt = step(prev, obs, rule.name, agent, rule.severity, limits, now)
+    base = reading.baseline
+    if base is None and prev is not None:
+        return _evolve(nxt, baseline=prev.baseline, baseline_source=prev.baseline_source)
+    return _evolve(
+        nxt,
+        baseline=base.rate if base is not None else None,
+        baseline_source=base.source if base is not None else None,
+        evidence=reading.evidence,
+    )
 
 
 def evaluate_stale(

@@ -9,6 +9,7 @@ from ..model import WORKSPACE_AGENT, CountsView
 from ..notify import AlertSnapshot
 from .incidents import Snapshotter
 from .state import STALE_RULE, AlertState, Rule
+from .stopped import baseline_label
 
 # agent id -> a human name (config's slack.agent_names, later the agent directory), or None
 NameOf = Callable[[str], str | None]
@@ -45,7 +46,9 @@ class Snapshots:
         confidence: float | None = None
         confirm: str | None = None
         scope: str
-        if rule is not None:
+        if rule is not None and rule.kind == "calls_stopped":
+            outcome, window, scope = "", baseline_label(rule.baseline), "stopped"
+        elif rule is not None:
             outcome, window, scope = rule.outcome, rule.window, rule.scope
             confidence, confirm = rule.confidence, rule.confirm_window
             if view is not None:
@@ -78,6 +81,9 @@ class Snapshots:
             fired_at=st.fired_at,
             resolved_at=st.resolved_at,
             peak_rate=st.peak_rate,
+            baseline=st.baseline,
+            baseline_source=st.baseline_source,
+            evidence=st.evidence,
             resolved_rate=st.resolved_rate,
             sparkline=spark,
             last_error=st.last_error,

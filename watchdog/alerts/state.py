@@ -39,6 +39,21 @@ class Limits:
     clear_below: float
     min_calls: int
     for_s: float
+    relative: bool = False  # sequential rules: threshold is a multiple of the baseline
+    clear_relative: bool = False  # ... and clear_below
+
+
+@dataclass(frozen=True, slots=True)
+class SequentialSpec:
+    """A sequential rule's detector settings (``alerts/sequential.py``)."""
+
+    false_alarm: float  # seconds between false alarms for one healthy agent
+    baseline: float | None  # a fixed normal rate; None: learned from the recorded history
+    baseline_window: float = 7 * 86400.0  # learned over this much history
+    fallback: float = 0.05  # until an agent has enough history
+    prior_calls: float = 100.0  # the fleet rate counts as this many calls (shrinkage)
+    floor: float = 0.005  # a learned baseline is never below this
+    min_history: int = 200  # calls in baseline_window before the learned rate is used
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +71,16 @@ class Rule:
     exclude: frozenset[str] = frozenset()
     overrides: Mapping[str, Limits] = field(default_factory=dict)
     scope: Literal["agent", "workspace"] = "agent"
+    # "rate": outcome over window; "calls_stopped": no calls for quiet_after from an agent
+    # with at least min_calls in its baseline (outcome and window are "")
+    kind: Literal["rate", "calls_stopped"] = "rate"
+    baseline: Literal["same_hour_yesterday", "last_24h"] = "same_hour_yesterday"
+    quiet_after: float = 1800.0
+    sequential: SequentialSpec | None = None  # None: the window detector
+
+    @property
+    def detector(self) -> Literal["window", "sequential"]:
+        return "window" if self.sequential is None else "sequential"
 
     def limits_for(self, agent_id: str) -> Limits:
         return self.overrides.get(agent_id, self.limits)
@@ -99,6 +124,9 @@ class AlertState:
     note: str | None = None  # e.g. why it resolved without a rate
     age: float | None = None  # stale rule: seconds since the last successful poll
     stale_after: float | None = None  # stale rule: the age at which it fires
+    baseline: float | None = None  # sequential rules: the agent's normal rate
+    baseline_source: str | None = None  # "configured", "learned", "fallback (...)"
+    evidence: float | None = None  # sequential rules: fire evidence / firing limit
 
     @property
     def key(self) -> tuple[str, str]:

@@ -104,10 +104,10 @@ def _run_replica(settings: Settings, stop: threading.Event) -> int:
     from ..alerts.store import StateError
     from ..alerts.store.leader import LeaderLock
     from ..alerts.store.open import open_state
-    from ..app import build
+    from ..app import build, build_windows
     from ..clock import SystemClock
     from ..endpoints import Served
-    from ..replica import CHECK, run_replica
+    from ..replica import Follower, run_replica, watch_leadership
     from ..service import run
 
     try:  # migrate, and refuse to start on a bad URL, password or schema
@@ -119,21 +119,29 @@ def _run_replica(settings: Settings, stop: threading.Event) -> int:
     assert url is not None and hasattr(store, "conninfo")
     lock = LeaderLock(store.conninfo, url, f"{socket.gethostname()} pid {os.getpid()}")
     store.close()
+    # a standby keeps its windows warm from the recorded history (read-only: no epoch)
+    follower = Follower(
+        lambda: open_state(settings.state, time.time()), lambda: build_windows(settings)
+    )
 
     def lead(lock: LeaderLock, show: Callable[[Served], None], keep: Callable[[], bool]) -> int:
         phase = threading.Event()  # this term as leader
-        app = build(settings, SystemClock(phase), leader=lock)
+        app = build(settings, SystemClock(phase), leader=lock, followed=follower.take())
         show(app.daemon)
 
-        def watch() -> None:
-            while not phase.is_set():
-                if stop.wait(CHECK) or not keep() or (app.alerts and app.alerts.delivery.fenced):
-                    phase.set()
+        def fenced() -> bool:
+            a = app.alerts
+            return a is not None and (a.delivery.fenced or getattr(a.store, "fenced", False))
 
-        threading.Thread(target=watch, name="leadership", daemon=True).start()
+        threading.Thread(
+            target=watch_leadership,
+            args=(lock, phase, stop, fenced),
+            name="leadership",
+            daemon=True,
+        ).start()
         return run(app.daemon, phase, serve=False, final=False)
 
-    return run_replica(lock, settings.metrics.host_port, stop, lead)
+    return run_replica(lock, settings.metrics.host_port, stop, lead, follower=follower)
 
 
 def _cmd_once(args: argparse.Namespace) -> int:
@@ -150,14 +158,16 @@ def _cmd_once(args: argparse.Namespace) -> int:
     stop = threading.Event()
     _install_signals(stop)
     app = build(settings, SystemClock(stop), alerting=False)
+    directory = app.directory
     try:
-        report = app.daemon.backfill()
+        report = app.daemon.backfill()  # the agent directory first: names, call limits
     finally:
         app.close()
     if not report.ok:
         print(f"dialnexa-watchdog: backfill failed: {report.error}", file=sys.stderr)
         return 1
-    print(rate_table(app.windows, limit=args.top))
+    names = directory.title_of if directory is not None else None
+    print(rate_table(app.windows, limit=args.top, name_of=names))
     print(
         f"\n{report.requests} API requests, {report.calls_seen} calls listed, "
         f"{report.pending} still in progress",
@@ -254,9 +264,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    # run, once and demo install their own SIGTERM/SIGINT/SIGHUP handlers; put back what the
+    # caller had (an embedding process, a test) so a later Ctrl-C is not swallowed
+    signals = [getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    saved = {sig: signal.getsignal(sig) for sig in signals}
     try:
         return int(args.func(args))
     except ConfigExit:
         return 2
     except KeyboardInterrupt:
         return 130
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            for sig, handler in saved.items():
+                if handler is not None:
+                    signal.signal(sig, handler)

@@ -25,6 +25,7 @@ from ..alerts.store.sql import SqlStore
 from ..clock import SystemClock
 from ..config import Settings
 from ..durations import parse_duration
+from ..ingest.directory import saved_titles
 from ..model import WORKSPACE_AGENT
 from ..notify import SendResult
 from ..notify.message import SlackMessage, escape, human_duration, pct, utc
@@ -34,6 +35,7 @@ from ..notify.slack import (
     describe,
     incident_metadata,
 )
+from ..notify.wording import printable
 from .util import PROG, ConfigExit, add_config_arg, config_source, load_config
 
 
@@ -323,10 +325,24 @@ def _silenced(silences: Sequence[Silence], st: AlertState, now: float) -> str:
     return f"{until} by {s.created_by}" if s.created_by else until
 
 
+def _baseline(st: AlertState) -> str:
+    """Sequential rules: the agent's normal rate and where it comes from
+    (``4.0% learned``, ``5.0% fallback: too little history``); window rules: -."""
+    if st.baseline is None:
+        return "-"
+    return f"{pct(st.baseline)} {st.baseline_source or 'configured'}"
+
+
 def _acked(inc: Incident | None) -> str:
     if inc is None or not inc.acked_by or inc.acked_at is None:
         return "-"
     return f"{inc.acked_by} at {utc(inc.acked_at)}"
+
+
+def _agent(agent_id: str, names: dict[str, str]) -> str:
+    """``Customer Support Bot (agt_k7m2nq9xw4p8)``, or the id alone; for a terminal."""
+    name = names.get(agent_id)
+    return f"{printable(name[:60])} ({agent_id})" if name else agent_id
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
@@ -337,6 +353,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         incidents = store.load_incidents(open_only=True)
         silences = store.silences(now)
         waiting = store.pending_count()
+        names = saved_titles(store) | dict(settings.slack.agent_names)
     order = {State.FIRING: 0, State.PENDING: 1, State.RESOLVED: 2, State.INACTIVE: 3}
     shown = sorted(states.values(), key=lambda s: (order[s.state], s.rule, s.agent_id))
     if not shown:
@@ -354,6 +371,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
                 "SINCE",
                 "SILENCED",
                 "ACKED",
+                "BASELINE",
             ]
         ]
         for st in shown:
@@ -364,7 +382,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
             rows.append(
                 [
                     st.rule,
-                    st.agent_id,
+                    _agent(st.agent_id, names),
                     st.state.value,
                     st.severity,
                     _rate(st),
@@ -373,6 +391,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
                     f"{utc(since)} ({human_duration(now - since)} ago)",
                     _silenced(silences, st, now),
                     _acked(incidents.get(incident_of.get(st.key, ""))),
+                    _baseline(st),
                 ]
             )
         table(rows, sys.stdout)

@@ -1,6 +1,7 @@
 """``dialnexa-watchdog backtest``: what the configured rules (and a candidate rule set)
 would have paged over a past span, replayed through the daemon's own windows, rules and
-incident planner (``backtest/``). Reads the history the daemon recorded in its state file;
+incident planner (``backtest/``). Reads the history the daemon recorded in its state store
+(the SQLite file, or PostgreSQL with ``state.url``);
 the calls of any earlier part of the span come from the API (``backtest/fetch.py``).
 
 Exit codes: 0 the report was made; 1 nothing to report (no calls in the span) or a fetch
@@ -101,7 +102,9 @@ def _when(t: float) -> str:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from ..alerts.store import StateError, Store
+    from ..alerts.store import StateError
+    from ..alerts.store.open import open_state
+    from ..alerts.store.sql import SqlStore
     from ..backtest.runner import RuleSet, backtest, from_history
 
     settings = load_config(args)
@@ -126,24 +129,30 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     if not any(s.rules for s in sets):
         print(f"{PROG}: no rules to backtest: rules: is empty (and no --rules)", file=sys.stderr)
         return 2
+    # the configured backend (SQLite at state.path, or PostgreSQL at state.url), shared with
+    # a running daemon (never its lock), and never repaired (a damaged file is an error)
     path = settings.state.path
+    where = str(path)
     bounds = None
-    store = None
-    if path.exists():
+    store: SqlStore | None = None
+    if settings.state.url is not None or path.exists():
         try:
-            store = Store(path)
+            store = open_state(settings.state, now, repair=False)
+            where = store.where
+            bounds = store.history_bounds()
         except StateError as exc:
+            if store is not None:
+                store.close()
             print(f"{PROG}: {exc}", file=sys.stderr)
             return 2
-        bounds = store.history_bounds()
     try:
         recorded_from = bounds[0] if bounds is not None else None
         if recorded_from is None or start < recorded_from - settings.poll.interval:
             missing_until = end if recorded_from is None else min(end, recorded_from)
             what = (
-                f"nothing is recorded in {path}"
+                f"nothing is recorded in {where}"
                 if bounds is None
-                else f"{path} holds history from {_when(bounds[0])} to {_when(bounds[1])}"
+                else f"{where} holds history from {_when(bounds[0])} to {_when(bounds[1])}"
             )
             if settings.dialnexa.api_key is None:
                 print(

@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..alerts.store import Store
+from ..alerts.store.sql import SqlStore
 from ..backtest import calls as from_calls
 from ..backtest import fetch
 from ..backtest.engine import Cycles, recorded_cycles
@@ -44,7 +44,7 @@ def fetch_and_replay(
     args: argparse.Namespace,
     settings: Settings,
     sets: Sequence[RuleSet],
-    store: Store | None,
+    store: SqlStore | None,
     bounds: tuple[float, float] | None,
     start: float,
     end: float,

@@ -13,13 +13,21 @@ import string
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from .actions import SlackActionsSettings
+from .levels import SEQUENTIAL_DEFAULTS, YEAR, Level, _above, check_detector, level
 from .types import (
     DAY,
+    HOUR,
     MINUTE,
     Duration,
-    PositiveRatio,
     Section,
     WindowLabel,
     agent_list,
@@ -39,21 +47,27 @@ RESERVED_RULE_NAMES = frozenset({"stale"})
 class RuleOverride(Section):
     """Per-agent replacements of a rule's limits."""
 
-    threshold: PositiveRatio | None = None
-    clear_below: PositiveRatio | None = None
+    threshold: Level | None = None
+    clear_below: Level | None = None
     min_calls: MinCalls | None = None
     for_: ForDuration | None = Field(None, alias="for")
 
 
 class RuleSettings(Section):
-    """One entry of ``rules:``."""
+    """One entry of ``rules:``. ``kind: rate`` (the default) fires on an outcome's rate over
+    a window and needs ``outcome``, ``window`` and ``threshold``; ``kind: calls_stopped``
+    fires when a published agent that placed at least ``min_calls`` calls in its
+    ``baseline`` has placed none for ``quiet_after`` (it takes no outcome, window or
+    threshold; ``load.validate_rules`` says which field is missing or unused)."""
 
     name: str
-    outcome: str
-    window: WindowLabel
-    threshold: PositiveRatio
+    kind: Literal["rate", "calls_stopped"] = "rate"
+    outcome: str | None = None
+    window: WindowLabel | None = None
+    # A rate; sequential rules also take a multiple of the agent's baseline (3x).
+    threshold: Level | None = None
     # Resolves only below this; default: threshold.
-    clear_below: PositiveRatio | None = None
+    clear_below: Level | None = None
     min_calls: MinCalls = 20
     # Wilson interval: fire when the lower bound >= threshold, resolve when the upper bound
     # < clear_below.
@@ -65,6 +79,65 @@ class RuleSettings(Section):
     exclude: list[str] = Field(default_factory=list)
     overrides: dict[str, RuleOverride] = Field(default_factory=dict)
     scope: Literal["agent", "workspace"] = "agent"
+    # calls_stopped: how long without a call fires (its baseline span: ``baseline`` below)
+    quiet_after: Annotated[Duration, between(5 * MINUTE, DAY)] = 30 * MINUTE
+    # window: the rate in ``window`` against threshold; sequential: a CUSUM over each agent's
+    # calls (alerts/sequential.py), with the keys below.
+    detector: Literal["window", "sequential"] = "window"
+    # Sequential rules only (unset: the defaults in SEQUENTIAL_DEFAULTS).
+    false_alarm: Annotated[Duration, between(HOUR, 1000 * YEAR)] | None = None
+    # sequential: ``learned`` or a rate; calls_stopped: the span whose calls make an agent
+    # expected to call, the same clock hour a day earlier (default) or the last 24 hours
+    baseline: (
+        Literal["learned", "same_hour_yesterday", "last_24h"]
+        | Annotated[float, Field(gt=0.0, lt=1.0)]
+        | None
+    ) = None
+    baseline_window: Annotated[Duration, between(DAY, 366 * DAY)] | None = None
+    baseline_fallback: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
+    baseline_prior_calls: Annotated[float, Field(ge=0.0, le=1_000_000.0)] | None = None
+    baseline_floor: Annotated[float, Field(ge=0.0, lt=1.0)] | None = None
+    baseline_min_calls: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
+
+    @field_validator(
+        "false_alarm",
+        "baseline_window",
+        "baseline_fallback",
+        "baseline_prior_calls",
+        "baseline_floor",
+        "baseline_min_calls",
+    )
+    @classmethod
+    def _sequential_only(cls, v: Any, info: ValidationInfo) -> Any:
+        if v is not None and info.data.get("detector", "window") != "sequential":
+            raise ValueError("only for detector: sequential")
+        return v
+
+    @field_validator("baseline")
+    @classmethod
+    def _baseline(cls, v: Any, info: ValidationInfo) -> Any:
+        if v is None:
+            return v
+        spans = ("same_hour_yesterday", "last_24h")
+        if info.data.get("kind", "rate") == "calls_stopped":
+            if v not in spans:
+                raise ValueError("kind calls_stopped takes same_hour_yesterday or last_24h")
+        elif info.data.get("detector", "window") != "sequential":
+            raise ValueError("only for detector: sequential (learned or a rate), or for kind "
+                             "calls_stopped (same_hour_yesterday or last_24h)")  # fmt: skip
+        elif v in spans:
+            raise ValueError("detector: sequential takes learned or a rate (0.05)")
+        return v
+
+    @property
+    def stopped_baseline(self) -> Literal["same_hour_yesterday", "last_24h"]:
+        """A calls_stopped rule's baseline span."""
+        return "last_24h" if self.baseline == "last_24h" else "same_hour_yesterday"
+
+    def sequential(self, key: str) -> Any:
+        """A sequential setting: as configured, else its default."""
+        v = getattr(self, key)
+        return SEQUENTIAL_DEFAULTS[key] if v is None else v
 
     @field_validator("name")
     @classmethod
@@ -97,9 +170,9 @@ class RuleSettings(Section):
 
     @field_validator("clear_below")
     @classmethod
-    def _clear_below(cls, v: float | None, info: ValidationInfo) -> float | None:
+    def _clear_below(cls, v: float | str | None, info: ValidationInfo) -> float | str | None:
         threshold = info.data.get("threshold")
-        if v is not None and threshold is not None and v > threshold:
+        if v is not None and threshold is not None and _above(v, threshold):
             raise ValueError(f"must be <= threshold ({threshold}); got {v}")
         return v
 
@@ -114,12 +187,12 @@ class RuleSettings(Section):
         base_clear = info.data.get("clear_below")
         for agent, o in v.items():
             threshold = o.threshold if o.threshold is not None else base_threshold
-            if threshold <= 0:
+            if level(threshold)[0] <= 0:
                 raise ValueError(f"{agent}: threshold must be > 0")
             clear = o.clear_below
             if clear is None:
                 clear = base_clear if base_clear is not None else threshold
-            if clear > threshold:
+            if _above(clear, threshold):
                 raise ValueError(
                     f"{agent}: clear_below ({clear}) would be above threshold ({threshold}); "
                     "set clear_below in the override too"
@@ -137,72 +210,16 @@ class RuleSettings(Section):
             raise ValueError("workspace scope takes no agents, exclude or overrides")
         return v
 
-    @property
-    def effective_clear_below(self) -> float:
-        return self.threshold if self.clear_below is None else self.clear_below
-
-
-_USER_ID = re.compile(r"[UW][A-Z0-9]{2,30}")
-_USERGROUP_ID = re.compile(r"S[A-Z0-9]{2,30}")
-_TEAM_ID = re.compile(r"[TE][A-Z0-9]{2,30}")
-DEFAULT_ACTIONS_PORT = 10812
-
-
-class SlackActionsSettings(Section):
-    """``slack.actions:`` buttons on firing messages and the ``/dialnexa`` command."""
-
-    # off | socket (an outbound WebSocket: needs slack.app_token) | http (a Request URL:
-    # needs slack.signing_secret and a listener Slack can reach)
-    mode: Literal["off", "socket", "http"] = "off"
-    listen: str = f"127.0.0.1:{DEFAULT_ACTIONS_PORT}"  # http mode only
-    allowed_users: list[str] = Field(default_factory=list)  # user ids; "*": anyone in the team
-    allowed_usergroups: list[str] = Field(default_factory=list)  # user group ids (S...)
-    usergroup_cache: Annotated[Duration, between(10.0, DAY)] = 300.0
-    team_id: str | None = None  # default: the bot token's team (auth.test)
-
-    @field_validator("mode", mode="before")
-    @classmethod
-    def _mode(cls, v: Any) -> Any:
-        return "off" if v is False else v  # YAML reads a bare `off` as false
-
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, v: str) -> str:
-        _host, sep, port = v.strip().rpartition(":")
-        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError(f"must be HOST:PORT, e.g. 127.0.0.1:{DEFAULT_ACTIONS_PORT}; got {v!r}")
-        return v.strip()
-
-    @field_validator("allowed_users")
-    @classmethod
-    def _users(cls, v: list[str]) -> list[str]:
-        bad = [u for u in v if u != "*" and not _USER_ID.fullmatch(u)]
-        if bad:
-            raise ValueError(
-                f"{bad[0]!r} is not a Slack user id (U0123ABCD; in Slack: a profile's ⋮ menu, "
-                "Copy member ID); '*' allows everyone in the workspace"
-            )
-        return v
-
-    @field_validator("allowed_usergroups")
-    @classmethod
-    def _groups(cls, v: list[str]) -> list[str]:
-        bad = [g for g in v if not _USERGROUP_ID.fullmatch(g)]
-        if bad:
-            raise ValueError(f"{bad[0]!r} is not a Slack user group id (S0123ABCD)")
-        return v
-
-    @field_validator("team_id")
-    @classmethod
-    def _team(cls, v: str | None) -> str | None:
-        if v is not None and not _TEAM_ID.fullmatch(v):
-            raise ValueError(f"{v!r} is not a Slack team id (T0123ABCD)")
-        return v
+    @model_validator(mode="after")
+    def _detector(self) -> RuleSettings:
+        check_detector(self)
+        return self
 
     @property
-    def host_port(self) -> tuple[str, int]:
-        host, _, port = self.listen.rpartition(":")
-        return host.strip("[]") or "0.0.0.0", int(port)
+    def effective_clear_below(self) -> float | str:
+        if self.clear_below is not None:
+            return self.clear_below
+        return self.threshold if self.threshold is not None else 0.0
 
 
 class SlackSettings(Section):

@@ -16,6 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from ..durations import format_duration, parse_duration
+from .alerts import RuleSettings
 from .settings import Settings
 from .types import ConfigError
 
@@ -141,6 +142,25 @@ def _cross_checks(settings: Settings) -> list[str]:
     return problems
 
 
+_NOT_FOR_STOPPED = ("outcome", "window", "threshold", "clear_below", "confidence",
+                    "confirm_window")  # fmt: skip
+
+
+def _stopped_problems(rule: RuleSettings, where: str) -> list[str]:
+    """A ``kind: calls_stopped`` rule: the rate fields are not its own."""
+    out = [
+        f"{where}.{name}: not used by kind calls_stopped (it fires on an agent's silence)"
+        for name in _NOT_FOR_STOPPED
+        if getattr(rule, name) is not None
+    ]
+    if rule.scope != "agent":
+        out.append(f"{where}.scope: calls_stopped is about one agent; use scope agent")
+    for agent, o in rule.overrides.items():
+        if o.threshold is not None or o.clear_below is not None:
+            out.append(f"{where}.overrides.{agent}: calls_stopped takes min_calls and for only")
+    return out
+
+
 def validate_rules(settings: Settings) -> list[str]:
     """Cross-field problems of ``rules`` against the rest of the config, one line each."""
     windows: Mapping[str, float] = settings.window_seconds
@@ -152,6 +172,14 @@ def validate_rules(settings: Settings) -> list[str]:
         if rule.name in seen:
             problems.append(f"{where}.name: {rule.name!r} is also rules[{seen[rule.name]}]")
         seen.setdefault(rule.name, i)
+        if rule.kind == "calls_stopped":
+            problems.extend(_stopped_problems(rule, where))
+            continue
+        for name in ("outcome", "window", "threshold"):
+            if getattr(rule, name) is None:
+                problems.append(f"{where}.{name}: required for a rate rule")
+        if rule.outcome is None or rule.window is None:
+            continue
         if rule.outcome not in settings.outcomes:
             known = ", ".join(sorted(settings.outcomes))
             problems.append(f"{where}.outcome: {rule.outcome!r} is not one of {known}")

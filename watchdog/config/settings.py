@@ -114,6 +114,17 @@ class PollSettings(Section):
         return agent_list(v, "an empty list polls nothing; use 'all' or list agent ids")
 
 
+class AgentsSettings(Section):
+    # List DialNexa's agents (GET /agents2: titles, published/deleted, call limits) at start
+    # and every ``refresh``; false: never ask (names from slack.agent_names only).
+    directory: bool = True
+    refresh: Annotated[Duration, between(MINUTE, DAY)] = 600.0
+    # Bound each agent's unsettled calls by its own max_call_duration_sec + ring_duration_sec
+    # + limit_margin instead of poll.max_call_duration (agents without limits keep the global).
+    call_limits: bool = True
+    limit_margin: Annotated[Duration, between(1.0, HOUR)] = 60.0
+
+
 def check_listen(v: str) -> str:
     """``HOST:PORT`` with an IPv4 address, ``[IPv6]``, a host name or nothing as HOST."""
     p = DEFAULT_PORT
@@ -245,6 +256,7 @@ class Settings(BaseSettings):
 
     dialnexa: DialNexaSettings = DialNexaSettings()
     poll: PollSettings = PollSettings()
+    agents: AgentsSettings = AgentsSettings()
     windows: list[str] = Field(default_factory=lambda: ["5m", "15m", "1h"])
     outcomes: dict[str, list[str]] = Field(default_factory=_default_outcomes)
     statuses: StatusSettings = StatusSettings()

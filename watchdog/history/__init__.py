@@ -6,6 +6,7 @@ cycle by cycle, kept in the state store for ``history.retention``; and warm rest
 - ``read`` / ``replay``: cycles back, per-bucket counts, per-agent series, and ``Windows``
   rebuilt at any time (exactly, at a recorded cycle: the backtest and warm restarts);
 - ``resume``: start-up, warm when it can be, cold (the backfill) with the reason when not;
+- ``follow``: a standby's windows kept current from the leader's rows (HA);
 - ``base``: the values and the ``HistoryStore`` protocol a state backend implements.
 """
 
@@ -19,6 +20,7 @@ from .base import (
     ResumePoint,
     Saved,
 )
+from .follow import Followed, catch_up
 from .read import HistoryReader
 from .recorder import Recorder
 from .replay import Cycle
@@ -29,6 +31,7 @@ __all__ = [
     "STATUS",
     "Checkpoint",
     "Cycle",
+    "Followed",
     "HistoryCorrupt",
     "HistoryReader",
     "HistoryRow",
@@ -37,5 +40,6 @@ __all__ = [
     "ResumePoint",
     "Resumed",
     "Saved",
+    "catch_up",
     "start_history",
 ]

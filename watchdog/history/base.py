@@ -1,5 +1,5 @@
 """What the recorded history is made of, and the small protocol a state backend implements
-to keep it (SQLite in ``alerts/store``; PostgreSQL can implement the same five methods)."""
+to keep it (SQLite and PostgreSQL share one implementation: ``alerts/store/history.py``)."""
 
 from __future__ import annotations
 
@@ -79,6 +79,10 @@ class HistoryStore(Protocol):
 
     def load_saved(self) -> Saved | None:
         """The last resume point and its tracked calls; None when nothing was saved."""
+        ...
+
+    def history_bounds(self) -> tuple[float, float] | None:
+        """The first and last recorded cycle's time; None when nothing is recorded."""
         ...
 
 

@@ -24,6 +24,7 @@ from ..logs import Throttle
 from ..windows import Windows
 from . import codec
 from .base import AGENT, STATUS, Checkpoint, HistoryRow, HistoryStore, ResumePoint
+from .replay import Cycle
 
 log = logging.getLogger("watchdog.history")
 
@@ -90,6 +91,8 @@ class Recorder:
         self.saved_at: float | None = None  # the last cycle written
         self.failures = 0  # consecutive failed writes
         self._throttle = Throttle(log, 300.0) if now is None else Throttle(log, 300.0, now=now)
+        # told every cycle as taken (the sequential detector's feed: alerts/evidence.py)
+        self.listener: Callable[[Cycle], None] | None = None
         windows.start_journal()
 
     def record(self, now: float) -> bool:
@@ -109,6 +112,10 @@ class Recorder:
         else:
             cells, reset = w.drain_journal(), None
         self._taken.append(_Taken(now, reset, cells, w.checksum()))
+        if self.listener is not None:
+            statuses = w.statuses
+            named = [(k, agent, statuses[slot], n) for k, agent, slot, n in cells]
+            self.listener(Cycle(now, w.bucket, reset, named))
 
     def save(self) -> bool:
         """Write what the cycles since the last save changed; never raises. False when the

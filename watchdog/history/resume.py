@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from ..ingest.tracker import SavedCall, Tracker
 from ..windows import Windows
 from .base import HistoryCorrupt, HistoryStore, ResumePoint
+from .follow import Followed, catch_up
 from .read import HistoryReader
 from .recorder import Recorder, signature
 
@@ -32,10 +33,17 @@ class Resumed:
 
 
 def warm_start(
-    store: HistoryStore, reader: HistoryReader, windows: Windows, tracker: Tracker, now: float
+    store: HistoryStore,
+    reader: HistoryReader,
+    windows: Windows,
+    tracker: Tracker,
+    now: float,
+    followed: Followed | None = None,
 ) -> Resumed | None:
     """Rebuild ``windows`` and restore ``tracker`` from the saved state, or leave both as
-    new and return None (with a log line saying why)."""
+    new and return None (with a log line saying why). ``followed``: a standby's windows
+    (``windows`` itself), current up to ``followed.at``: only the cycles since then are
+    applied, and the full rebuild runs only when they do not add up."""
     try:
         saved = store.load_saved()
         if saved is None:
@@ -63,7 +71,8 @@ def warm_start(
         log.warning("not resuming: %s; cold start (backfill)", why)
         return None
     try:
-        reader.rebuild(windows, point.at)
+        if not _caught_up(reader, windows, point, followed):
+            reader.rebuild(windows, point.at)
         if windows.checksum() != point.checksum:
             raise HistoryCorrupt("the rebuilt windows do not match the totals saved with them")
     except Exception as exc:
@@ -88,6 +97,30 @@ def warm_start(
     return Resumed(point, saved.calls, gap)
 
 
+def _caught_up(
+    reader: HistoryReader, windows: Windows, point: ResumePoint, followed: Followed | None
+) -> bool:
+    """True when a standby's followed windows, brought up to the resume point, hold what
+    the leader's did there (then no rebuild is needed)."""
+    if followed is None or followed.at is None or followed.at > point.at:
+        return False
+    assert followed.windows is windows
+    try:
+        applied = catch_up(reader, followed, point.at)
+    except Exception as exc:
+        log.warning("the followed history does not apply (%s): rebuilding the windows", exc)
+        return False
+    if followed.at != point.at or windows.checksum() != point.checksum:
+        log.warning("the followed windows do not match the resume point: rebuilding them")
+        return False
+    log.info(
+        "takeover: the followed windows needed %d recorded cycle(s) since the last read",
+        applied,
+        extra={"applied": applied, "followed_rows": followed.rows},
+    )
+    return True
+
+
 def start_history(
     store: HistoryStore,
     windows: Windows,
@@ -96,14 +129,18 @@ def start_history(
     retention: float,
     warm: bool,
     now: float,
+    followed: Followed | None = None,
 ) -> tuple[Recorder, Resumed | None]:
-    """The recorder for a new daemon, after a warm start when ``warm`` and possible."""
+    """The recorder for a new daemon, after a warm start when ``warm`` and possible.
+    ``followed``: ``windows`` are a standby's, kept current from the history (``follow``)."""
     reader = HistoryReader(store)
     resumed = None
     if warm:
-        resumed = warm_start(store, reader, windows, tracker, now)
+        resumed = warm_start(store, reader, windows, tracker, now, followed)
     else:
         log.info("history.warm_restart is off: cold start (backfill)")
+    if resumed is None:
+        windows.clear()  # a cold start begins empty (a standby's windows held the history)
     names = [(kind, code, name) for (kind, code), name in reader.names.items()]
     recorder = Recorder(
         store,

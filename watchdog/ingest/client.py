@@ -28,7 +28,7 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import httpx
 from pydantic import SecretStr
@@ -71,6 +71,7 @@ MAX_RESPONSE_BYTES = 16 * 1024 * 1024  # default body limit; a full page is ~35 
 MAX_HOLD = 3600.0  # the longest Retry-After / rate-limit wait believed, in seconds
 ERROR_BODY_BYTES = 64 * 1024  # what is read of a non-200 body (for its message)
 LIVE_STATUS = "in-progress"  # the status filter of a live listing, as the API documents it
+T = TypeVar("T")
 
 
 class ApiObserver(Protocol):
@@ -253,8 +254,32 @@ class ApiClient:
         """GET /calls once, with pacing, a deadline and bounded retries; raises ApiError."""
         return self._get_page(params, Listing())
 
+    def get_parsed(
+        self,
+        path: str,
+        params: dict[str, str | int],
+        parse: Callable[[bytes], T],
+        tally: Listing,
+        observer: ApiObserver | None = None,
+    ) -> T:
+        """GET ``path`` (relative to the base URL, e.g. ``agents2``) once, paced, with the
+        same deadline, retries and error kinds as the calls API; ``parse`` turns a 200 body
+        into a value or raises ``PageError``. Each request is counted in ``tally`` and told
+        to ``observer`` (default: the client's)."""
+        return self._request(path, params, tally, parse, observer or self.observer)
+
     def _get_page(self, params: dict[str, str | int], tally: Listing) -> ParsedPage:
         """get_page, counting each request sent (retries too) in ``tally.requests``."""
+        return self._request("calls", params, tally, parse_page, self.observer)
+
+    def _request(
+        self,
+        path: str,
+        params: dict[str, str | int],
+        tally: Listing,
+        parse: Callable[[bytes], T],
+        observer: ApiObserver,
+    ) -> T:
         attempt = 0
         after_429 = False
         while True:
@@ -263,25 +288,25 @@ class ApiClient:
             self.limiter.sent(self.clock.now())
             tally.requests += 1
             try:
-                ans = self._fetch(params, started + self.timeout)
+                ans = self._fetch(params, started + self.timeout, path)
             except _Failed as f:
-                self.observer.request(f.label, self._timer() - started)
+                observer.request(f.label, self._timer() - started)
                 if not f.retry:
                     raise f.error from None
                 err = f.error
             else:
-                self.observer.request(str(ans.status), self._timer() - started)
+                observer.request(str(ans.status), self._timer() - started)
                 now = self.clock.now()
                 self.limiter.update(ans.headers, now)
                 if self.limiter.remaining is not None:
-                    self.observer.rate_limit_remaining(self.limiter.remaining)
+                    observer.rate_limit_remaining(self.limiter.remaining)
                 code = ans.status
                 after_429 = code == 429
                 if code == 200:
                     try:
-                        return parse_page(ans.body)
+                        return parse(ans.body)
                     except PageError as exc:
-                        self.observer.invalid_items(1)
+                        observer.invalid_items(1)
                         self._warning("page", "unusable page from %s: %s", self.host, exc)
                         err = self._error(f"unusable response from {self.host}: {exc}",
                                           kind="invalid")  # fmt: skip
@@ -316,10 +341,10 @@ class ApiClient:
             self._sleep(pause)
             attempt += 1
 
-    def _fetch(self, params: dict[str, str | int], deadline: float) -> _Answer:
+    def _fetch(self, params: dict[str, str | int], deadline: float, path: str) -> _Answer:
         """One GET, streamed: the body is read while the deadline and the size limit hold."""
         try:
-            with self._http.stream("GET", "calls", params=params) as resp:
+            with self._http.stream("GET", path, params=params) as resp:
                 limit = self.max_response_bytes if resp.status_code == 200 else ERROR_BODY_BYTES
                 length = _content_length(resp.headers)
                 if resp.status_code == 200 and length is not None and length > limit:

@@ -7,11 +7,13 @@ list a created_at range that holds the call again. Each cycle the tracker plans 
    ago, whichever is older, to now. It holds every new call and every call young enough to
    still be ringing, which is where failed, busy and no-answer outcomes settle.
 2. ranges that cover the pending calls older than the head that are *due* (each pending call
-   is re-checked every ``pending_recheck``; calls older than ``max_call_duration`` back off to
+   is re-checked every ``pending_recheck``; calls older than ``max_call_duration``, or than
+   their agent's own limit when the agent directory knows it (``call_limit``), back off to
    a quarter of their age, at most 10 minutes, and so do all calls while the rate budget is
-   short: ``recheck_period``). Neighbouring due calls share a range when that
-   costs no more requests than listing them apart, counted from the calls already known in
-   between; a lone old straggler gets a narrow ``from == to == created_at`` query instead of
+   short: ``recheck_period``; a range of only such old calls is a straggler). Neighbouring
+   due calls share a range when that costs no more requests than listing them apart,
+   counted from the calls already known in between; a lone old straggler gets a narrow
+   ``from == to == created_at`` query instead of
    stretching a range back to it.
 
 With ``live`` (``poll.pending_listing: status``), pending calls older than the head are not
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from operator import attrgetter
 
@@ -85,8 +87,17 @@ class TrackerConfig:
 
 
 class Tracker:
-    def __init__(self, config: TrackerConfig, windows: Windows, classes: StatusClasses) -> None:
+    def __init__(
+        self,
+        config: TrackerConfig,
+        windows: Windows,
+        classes: StatusClasses,
+        call_limit: Callable[[str], float | None] | None = None,
+    ) -> None:
+        """``call_limit``: agent id -> how long its calls can stay unsettled (the agent
+        directory's max call + ring + margin), or None for ``max_call_duration``."""
         self.cfg = config
+        self.call_limit = call_limit
         self.windows = windows
         self.classes = classes
         self._calls: dict[str, _Tracked] = {}  # pending + settled within the horizon
@@ -222,6 +233,7 @@ class Tracker:
         self, key: str | None, head_start: float, now: float, known: list[float]
     ) -> list[Range]:
         due_at: dict[float, float] = {}
+        overdue: dict[float, bool] = {}  # every due call created then is past its limit
         slack = 0.25 * self.cfg.pending_recheck  # the tick and the last apply are not aligned
         for cid in self._pending:
             t = self._calls[cid]
@@ -230,6 +242,8 @@ class Tracker:
             if t.created_at < head_start and t.next_check <= now + slack:
                 prev = due_at.get(t.created_at)
                 due_at[t.created_at] = t.next_check if prev is None else min(prev, t.next_check)
+                over = now - t.created_at > self._limit(t.agent_id)
+                overdue[t.created_at] = overdue.get(t.created_at, True) and over
         due = list(due_at)
         if not due:
             return []
@@ -251,7 +265,8 @@ class Tracker:
             if not group:
                 return
             start, end = group[0], group[-1]
-            kind: RangeKind = "straggler" if end < straggler_before else "pending"
+            late = all(overdue[c] for c in group)  # each call past its own agent's limit
+            kind: RangeKind = "straggler" if late else "pending"
             since = min(due_at[c] for c in group)
             out.append(Range(start, end, key, kind, estimate(start, end), since))
             group.clear()
@@ -401,10 +416,17 @@ class Tracker:
                     t.next_check = now
         self._live_next = now + self.cfg.pending_recheck
 
+    def _limit(self, agent_id: str) -> float:
+        """How long a call of this agent can stay unsettled: its own limit, or the global."""
+        own = self.call_limit(agent_id) if self.call_limit is not None else None
+        return self.cfg.max_call_duration if own is None else own
+
     def _next_check(self, t: _Tracked, now: float) -> float:
         if self.live:
             return WATCHED
-        return now + recheck_period(now - t.created_at, self.cfg, self.short)
+        return now + recheck_period(
+            now - t.created_at, self.cfg, self.short, self._limit(t.agent_id)
+        )
 
     def _reschedule(self, r: Range, now: float) -> None:
         for cid in self._pending:
@@ -463,14 +485,17 @@ class Tracker:
         self._touched = set()  # from here on, calls that settle or move are noted
 
 
-def recheck_period(age: float, cfg: TrackerConfig, short: bool = False) -> float:
+def recheck_period(
+    age: float, cfg: TrackerConfig, short: bool = False, limit: float | None = None
+) -> float:
     """How long a pending call ``age`` seconds old waits before its range is re-read:
-    ``pending_recheck`` up to ``max_call_duration``, then a quarter of its age
-    (``RECHECK_SHARE``), at most 10 minutes. While the rate budget is ``short`` (ranges
-    wait past the starvation bound) every pending call backs off by its age: talk times are
-    heavy-tailed, so the young calls are the likeliest to end soon, and re-reading every span
-    equally would make every call late."""
-    if age <= cfg.max_call_duration and not short:
+    ``pending_recheck`` up to ``max_call_duration`` (or ``limit``, the agent's own), then a
+    quarter of its age (``RECHECK_SHARE``), at most 10 minutes. While the rate budget is
+    ``short`` (ranges wait past the starvation bound) every pending call backs off by its
+    age: talk times are heavy-tailed, so the young calls are the likeliest to end soon, and
+    re-reading every span equally would make every call late."""
+    longest = cfg.max_call_duration if limit is None else limit  # the agent's own, if known
+    if age <= longest and not short:
         return cfg.pending_recheck
     return min(max(cfg.pending_recheck, age * RECHECK_SHARE), MAX_RECHECK)
 

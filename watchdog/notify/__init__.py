@@ -46,7 +46,7 @@ class AlertSnapshot:
     state: str  # "pending" | "firing" | "resolved"
     outcome: str
     window: str
-    scope: str = "agent"  # "agent" | "workspace" | "stale"
+    scope: str = "agent"  # "agent" | "workspace" | "stale" | "stopped" (calls_stopped)
     agent_name: str | None = None
     rate: float | None = None
     calls: int = 0
@@ -63,12 +63,16 @@ class AlertSnapshot:
     sparkline: tuple[float | None, ...] = ()
     last_error: str | None = None
     note: str | None = None
-    age: float | None = None  # stale: seconds since the last successful poll
-    stale_after: float | None = None  # stale: the age at which it fires
+    age: float | None = None  # stale: seconds since the last successful poll; stopped: call
+    stale_after: float | None = None  # stale: the age at which it fires; stopped: quiet_after
     # an active silence (``silence add`` or a Slack action), shown on the message
     silenced_until: float | None = None
     silenced_by: str | None = None
     silenced_until_resolved: bool = False
+    # sequential rules: the agent's normal rate, where it comes from, the evidence / limit
+    baseline: float | None = None
+    baseline_source: str | None = None
+    evidence: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

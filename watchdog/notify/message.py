@@ -42,6 +42,7 @@ from .wording import (
     dashboard_link,
     escape,
     header_word,
+    headline,
     human_duration,
     pct,
     printable,
@@ -124,7 +125,9 @@ def _single_blocks(a: AlertSnapshot, word: str, dashboard_url: str | None) -> li
         fields.append(f"*{label}*\n{slack_date(a.fired_at)}")
     if a.state == "resolved" and a.resolved_at is not None:
         fields.append(f"*Resolved*\n{slack_date(a.resolved_at)}")
-    if a.scope != "stale":
+    if a.scope == "stopped":
+        fields.append(f"*Fires after*\n{human_duration(a.stale_after or 0.0)} without a call")
+    elif a.scope != "stale":
         fields.append(
             f"*Threshold*\n{pct(a.threshold)} (clears {escape('<')} {pct(a.clear_below)})"
         )
@@ -154,16 +157,18 @@ def _single_blocks(a: AlertSnapshot, word: str, dashboard_url: str | None) -> li
 
 
 def _member_line(a: AlertSnapshot) -> str:
-    name = f" ({untrusted(a.agent_name, NAME_CHARS)})" if a.agent_name else ""
+    # "Customer Support Bot (`agt_k7m2nq9xw4p8`)", or the id alone
+    name = f"{untrusted(a.agent_name, NAME_CHARS)} " if a.agent_name else ""
     if a.state == "resolved":
         tail = resolved_tail(a)
         rate = "" if a.resolved_rate is None else f" at {pct(a.resolved_rate)}"
-        return f"✅ ~{code(a.agent_id)}~{name} resolved{rate}" + (f", {tail}" if tail else "")
+        who = f"{name}(~{code(a.agent_id)}~)" if name else f"~{code(a.agent_id)}~"
+        return f"✅ {who} resolved{rate}" + (f", {tail}" if tail else "")
     spark = clip(spark_of(a), 60)
     quiet = " 🔕" if a.silenced_until is not None else ""
-    return f"🔴 {code(a.agent_id)}{name}{quiet}: {SLACK.bold(pct(a.rate))} of {a.calls} calls" + (
-        f"  {spark}" if spark else ""
-    )
+    who = f"{name}({code(a.agent_id)})" if name else code(a.agent_id)
+    what = SLACK.bold(headline(a)) + ("" if a.scope == "stopped" else f" of {a.calls} calls")
+    return f"🔴 {who}{quiet}: {what}" + (f"  {spark}" if spark else "")
 
 
 def _sections(lines: Sequence[str]) -> list[dict[str, Any]]:
@@ -299,7 +304,7 @@ def _reply_text(notice: Notice) -> str:
             items.append(f"{code(a.agent_id)}{rate}")
         return _listing("✅ Resolved: ", items, len(alerts), ".", budget)
     if notice.kind == "joined":
-        items = [f"{code(a.agent_id)} {pct(a.rate)}" for a in alerts[:MAX_REPLY_ITEMS]]
+        items = [f"{code(a.agent_id)} {headline(a)}" for a in alerts[:MAX_REPLY_ITEMS]]
         return _listing("🔴 Also firing now: ", items, len(alerts), ".", budget)
     # repeat
     since = min((a.fired_at for a in alerts if a.fired_at is not None), default=notice.at)
@@ -314,7 +319,7 @@ def _reply_text(notice: Notice) -> str:
         if spark:
             text = clip_mrkdwn(text, budget - 2 - min(units(spark), 200)) + "  " + clip(spark, 200)
         return clip_mrkdwn(text, budget)
-    items = [f"{code(a.agent_id)} {pct(a.rate)}" for a in alerts[:MAX_REPLY_ITEMS]]
+    items = [f"{code(a.agent_id)} {headline(a)}" for a in alerts[:MAX_REPLY_ITEMS]]
     prefix = f"🔁 Still firing after {for_}: {len(alerts)} agents: "
     return _listing(prefix, items, len(alerts), ".", budget)
 

@@ -145,8 +145,9 @@ def who_of(a: AlertSnapshot, st: Style) -> str:
         return "all agents (workspace)"
     if a.scope == "stale":
         return "DialNexa polling"
-    name = f" ({st.esc(a.agent_name, NAME_CHARS)})" if a.agent_name else ""
-    return f"agent {st.ident(a.agent_id)}{name}"
+    if a.agent_name:  # "Customer Support Bot (`agt_k7m2nq9xw4p8`)"
+        return f"{st.esc(a.agent_name, NAME_CHARS)} ({st.ident(a.agent_id)})"
+    return f"agent {st.ident(a.agent_id)}"
 
 
 def stale_line(a: AlertSnapshot, st: Style) -> str:
@@ -162,10 +163,33 @@ def stale_line(a: AlertSnapshot, st: Style) -> str:
     return line
 
 
+def stopped_line(a: AlertSnapshot, st: Style) -> str:
+    """``no calls for 42m (fires after 30m; 57 calls in the same hour yesterday)``."""
+    if a.state == "resolved":
+        if a.note:
+            return f"resolved: {st.esc(a.note, ERROR_CHARS)}"
+        return "calls resumed"
+    quiet = human_duration(a.age or 0.0)
+    after = human_duration(a.stale_after or 0.0)
+    return (
+        f"no calls for {st.bold(quiet)} (fires after {after}; {a.calls} calls in "
+        f"{st.esc(a.window, WORD_CHARS)})"
+    )
+
+
+def headline(a: AlertSnapshot) -> str:
+    """The short form of an alert's number in lists: ``31.0%``, or ``silent 42m``."""
+    if a.scope == "stopped":
+        return f"silent {human_duration(a.age or 0.0)}"
+    return pct(a.rate)
+
+
 def rate_line(a: AlertSnapshot, st: Style) -> str:
     """``failed rate 31.0% >= 25.0% over 15m (13 of 42 calls)`` and its resolved form."""
     if a.scope == "stale":
         return stale_line(a, st)
+    if a.scope == "stopped":
+        return stopped_line(a, st)
     outcome = st.esc(a.outcome, WORD_CHARS)
     window = st.esc(a.window, WORD_CHARS)
     if a.state == "resolved":
@@ -175,6 +199,8 @@ def rate_line(a: AlertSnapshot, st: Style) -> str:
             f"{outcome} rate {st.bold(pct(a.resolved_rate))} {st.lit('<')} "
             f"{pct(a.clear_below)} over {window}"
         )
+    if a.baseline is not None:
+        return sequential_line(a, st, outcome)
     if a.rate is not None and a.rate >= a.threshold:
         versus = st.lit(f">= {pct(a.threshold)}")
     else:  # held by hysteresis (or too few calls for a verdict): say so, do not claim >=
@@ -188,6 +214,23 @@ def rate_line(a: AlertSnapshot, st: Style) -> str:
     return line
 
 
+# How "h of the last n calls ..." ends, per outcome; other outcomes: "had outcome <name>".
+OUTCOME_WORDS = {"failed": "failed", "busy": "were busy", "no_answer": "went unanswered"}
+
+
+def sequential_line(a: AlertSnapshot, st: Style, outcome: str) -> str:
+    """A sequential rule's evidence in words: ``12 of the last 15 calls failed; normal for
+    this agent is 4.0% (learned); fires at 12.0%``."""
+    did = OUTCOME_WORDS.get(a.outcome, f"had outcome {outcome}")
+    normal = f"normal for this agent is {st.bold(pct(a.baseline))}"
+    if a.baseline_source and a.baseline_source != "configured":
+        normal += f" ({st.esc(a.baseline_source, ERROR_CHARS)})"
+    return (
+        f"{st.bold(f'{a.hits} of the last {a.calls} calls')} {did}; {normal}; "
+        f"{st.lit(f'tested for {pct(a.threshold)}, clears under {pct(a.clear_below)}')}"
+    )
+
+
 def resolved_tail(a: AlertSnapshot) -> str:
     parts = []
     if a.fired_at is not None and a.resolved_at is not None:
@@ -198,7 +241,7 @@ def resolved_tail(a: AlertSnapshot) -> str:
 
 
 def spark_of(a: AlertSnapshot) -> str:
-    if a.scope == "stale":
+    if a.scope in ("stale", "stopped"):
         return ""
     return sparkline(a.sparkline, a.threshold)
 

@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--history", type=float, default=None, help="seconds of calls before the start")
     p.add_argument("--agents-shape", choices=AGENTS_SHAPES, default="snake")
     p.add_argument(
-        "--agents-api", choices=AGENTS_APIS, default="on", help="/agents2: on, 404 or garbage"
+        "--agents-api", choices=AGENTS_APIS, default="on", help="/agents2: on, 404, 403 or garbage"
     )
     p.add_argument(
         "--rate-limit", type=int, default=150, help="requests per key per minute; 0 disables"

@@ -19,8 +19,8 @@ from .render import fake_phone, iso
 
 AgentsShape = Literal["snake", "camel"]
 AGENTS_SHAPES: tuple[AgentsShape, ...] = ("snake", "camel")
-AgentsApi = Literal["on", "404", "garbage"]
-AGENTS_APIS: tuple[AgentsApi, ...] = ("on", "404", "garbage")
+AgentsApi = Literal["on", "404", "403", "garbage"]  # 403: every key may read calls, not agents
+AGENTS_APIS: tuple[AgentsApi, ...] = ("on", "404", "403", "garbage")
 
 Item = dict[str, Any]
 

@@ -289,7 +289,7 @@ class Simulator(Workspace):
             limited, headers = self._throttle(key, now)
             if limited:
                 return error(429, "ThrottlerException: Too Many Requests", headers)
-            if key in self.forbidden_keys:
+            if key in self.forbidden_keys or (agents is not None and self.agents_api == "403"):
                 what = "calls" if agents is None else "agents"
                 return error(403, f"This API key cannot read {what} on this workspace", headers)
             if agents is not None:

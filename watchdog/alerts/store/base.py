@@ -3,8 +3,8 @@ queries, the outbox entry, one commit's changes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ...notify import MessageRef, Notice
@@ -57,6 +57,9 @@ class Changes:
     deleted: Sequence[tuple[str, str]] = ()  # (rule, agent) states that became inactive
     incidents: Sequence[Incident] = ()  # created or changed
     notices: Sequence[Notice] = ()  # new outbox entries, in order
+    # incident id -> the agents whose member snapshot changed: only those are written (an
+    # incident not in it, e.g. a new one, is written with all its members)
+    members: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.states or self.deleted or self.incidents or self.notices)

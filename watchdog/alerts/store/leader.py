@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import select
 from typing import TYPE_CHECKING, Any
 
 from .base import StateError
@@ -103,6 +104,28 @@ class LeaderLock:
             self._drop()
             return False
         return True
+
+    def lost(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for news on the lock's session; True when it is
+        gone (then ``epoch`` is None). A terminated session or a closed connection makes
+        the socket readable at once (the server's FATAL message, or EOF), so the loss is
+        seen as it happens, not at the next ``alive`` round trip; a silent network loss is
+        still found by ``alive`` (and the keepalives)."""
+        conn = self._conn
+        if conn is None or self.epoch is None:
+            return True
+        try:
+            readable, _, _ = select.select([conn.fileno()], [], [], timeout)
+        except (OSError, ValueError):
+            readable = [True]
+        if not readable:
+            return False
+        return not self.alive()  # nothing else is sent on this session: it ended
+
+    def abandon(self) -> None:
+        """Forget the lock, known lost (another replica's epoch fenced a write): no round
+        trip, and ``epoch`` is None at once (``dialnexa_leader`` reads 0)."""
+        self._drop()
 
     def release(self) -> None:
         """Give the lock up (a clean exit: the next replica need not wait for a timeout)."""

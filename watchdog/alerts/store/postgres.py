@@ -254,6 +254,7 @@ class PgStore(SqlStore):
         self.leader: LeaderLock | None = None  # set by leader.open_exclusive; closed with it
         # a leading replica's epoch (``app.build``): its writes are fenced by it
         self.epoch: Callable[[], int | None] | None = None
+        self.fenced = False  # a write or claim found another replica's epoch
         pg = _psycopg()
         try:
             self.schema_found = migrate(self._conn.raw(), url)
@@ -293,7 +294,11 @@ class PgStore(SqlStore):
         with self._fence_lock:
             raw = self._fence.raw()
             with raw.transaction():
-                check_epoch(raw, epoch)
+                try:
+                    check_epoch(raw, epoch)
+                except Fenced:
+                    self.fenced = True
+                    raise
                 rows = raw.execute(placeholders(DUE_SQL), (now, limit)).fetchall()
                 yield self._entries(rows, now)
 
@@ -316,7 +321,11 @@ class PgStore(SqlStore):
             raw = self._conn.raw()
             with raw.transaction():
                 if fenced and self.epoch is not None:
-                    check_epoch(raw, self.epoch())
+                    try:
+                        check_epoch(raw, self.epoch())
+                    except Fenced:
+                        self.fenced = True
+                        raise
                 yield _Bound(raw)
 
     def _mark_tx(self) -> Any:

@@ -15,12 +15,18 @@ import re
 from .actions import ACTIONS_MIGRATION
 from .history import MIGRATION as HISTORY_MIGRATION
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # Applied in order to bring an older file up to SCHEMA_VERSION (the base schema is version 1).
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: ("ALTER TABLE outbox ADD COLUMN uncertain INTEGER NOT NULL DEFAULT 0",),
     3: HISTORY_MIGRATION,  # recorded history and the warm-restart state (history.py)
     4: ACTIONS_MIGRATION,  # Slack actions: acks, who silenced, until-resolved silences
+    # a grouped incident's members written one by one, only those that changed (sql.py):
+    # a row here overrides the member of the same agent in incidents.members
+    5: (
+        "CREATE TABLE IF NOT EXISTS incident_members (incident_id TEXT NOT NULL, "
+        "agent_id TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (incident_id, agent_id))",
+    ),
 }
 
 BASE_SCHEMA = """

@@ -13,13 +13,14 @@ one place so that every query that touches a table is read side by side.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ...notify import MessageRef
+from ...notify import AlertSnapshot, MessageRef
 from ..incidents import Incident
 from ..state import AlertState, Silence, State
 from .actions import SILENCE_COLUMNS, apply_action, end_until_resolved, insert_silence
@@ -29,6 +30,8 @@ from .codec import (
     members_to_json,
     notice_from_json,
     notice_to_json,
+    snapshot_from_dict,
+    snapshot_to_json,
     state_from_json,
     state_to_json,
 )
@@ -113,19 +116,37 @@ class SqlStore(HistoryTables):
             sql += " WHERE " + " AND ".join(where)
         out: dict[str, Incident] = {}
         with self._lock:
-            for row in self._conn.execute(sql, args).fetchall():
+            rows = self._conn.execute(sql, args).fetchall()
+            written = self._member_rows(open_only, only)
+            for row in rows:
                 iid, rule, grouped, opened, closed, notified, members, by, at = row
                 out[iid] = Incident(
                     id=iid,
                     rule=rule,
                     group=bool(grouped),
                     opened_at=opened,
-                    members=members_from_json(members),
+                    members={**members_from_json(members), **written.get(iid, {})},
                     last_notified_at=notified,
                     closed_at=closed,
                     acked_by=by,
                     acked_at=at,
                 )
+        return out
+
+    def _member_rows(
+        self, open_only: bool, only: str | None
+    ) -> dict[str, dict[str, AlertSnapshot]]:
+        """The members written one by one (schema 5), per incident. Caller holds the lock."""
+        sql = "SELECT m.incident_id, m.agent_id, m.data FROM incident_members m"
+        args: list[str] = []
+        if only is not None:
+            sql += " WHERE m.incident_id = ?"
+            args.append(only)
+        elif open_only:
+            sql += " JOIN incidents i ON i.id = m.incident_id WHERE i.closed_at IS NULL"
+        out: dict[str, dict[str, AlertSnapshot]] = {}
+        for iid, agent, data in self._conn.execute(sql, args).fetchall():
+            out.setdefault(iid, {})[agent] = snapshot_from_dict(json.loads(data))
         return out
 
     def message_ref(self, incident_id: str) -> MessageRef | None:
@@ -156,28 +177,7 @@ class SqlStore(HistoryTables):
             c.executemany(
                 "DELETE FROM alerts WHERE rule = ? AND agent_id = ?", list(changes.deleted)
             )
-            c.executemany(
-                "INSERT INTO incidents (id, rule, grouped, opened_at, closed_at, "
-                "last_notified_at, members, acked_by, acked_at) VALUES (?, ?, ?, ?, ?, ?, ?, "
-                "?, ?) ON CONFLICT (id) DO UPDATE SET closed_at = excluded.closed_at, "
-                "last_notified_at = excluded.last_notified_at, members = excluded.members, "
-                "acked_by = COALESCE(incidents.acked_by, excluded.acked_by), "
-                "acked_at = COALESCE(incidents.acked_at, excluded.acked_at)",
-                [
-                    (
-                        i.id,
-                        i.rule,
-                        int(i.group),
-                        i.opened_at,
-                        i.closed_at,
-                        i.last_notified_at,
-                        members_to_json(i.members),
-                        i.acked_by,
-                        i.acked_at,
-                    )
-                    for i in changes.incidents
-                ],
-            )
+            self._write_incidents(c, changes)
             ended = [
                 s.key for s, _ in changes.states if s.state in (State.RESOLVED, State.INACTIVE)
             ]
@@ -187,6 +187,45 @@ class SqlStore(HistoryTables):
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 [(n.incident, n.op, n.kind, notice_to_json(n), now, now) for n in changes.notices],
             )
+
+    @staticmethod
+    def _write_incidents(c: Conn, changes: Changes) -> None:
+        """Changed incidents: a new one (or one without a member delta) with all its members
+        in ``incidents.members``; otherwise only the members that changed, as rows of
+        ``incident_members`` (which override ``incidents.members`` when read)."""
+        whole = [i for i in changes.incidents if i.id not in changes.members]
+        delta = [i for i in changes.incidents if i.id in changes.members]
+        upsert = (
+            "INSERT INTO incidents (id, rule, grouped, opened_at, closed_at, "
+            "last_notified_at, members, acked_by, acked_at) VALUES (?, ?, ?, ?, ?, ?, ?, "
+            "?, ?) ON CONFLICT (id) DO UPDATE SET closed_at = excluded.closed_at, "
+            "last_notified_at = excluded.last_notified_at, {members}"
+            "acked_by = COALESCE(incidents.acked_by, excluded.acked_by), "
+            "acked_at = COALESCE(incidents.acked_at, excluded.acked_at)"
+        )
+
+        def row(i: Incident, members: str) -> tuple[Any, ...]:
+            return (i.id, i.rule, int(i.group), i.opened_at, i.closed_at, i.last_notified_at,
+                    members, i.acked_by, i.acked_at)  # fmt: skip
+
+        c.executemany(
+            upsert.format(members="members = excluded.members, "),
+            [row(i, members_to_json(i.members)) for i in whole],
+        )
+        c.executemany(
+            "DELETE FROM incident_members WHERE incident_id = ?", [(i.id,) for i in whole]
+        )
+        c.executemany(upsert.format(members=""), [row(i, "{}") for i in delta])
+        c.executemany(
+            "INSERT INTO incident_members (incident_id, agent_id, data) VALUES (?, ?, ?) "
+            "ON CONFLICT (incident_id, agent_id) DO UPDATE SET data = excluded.data",
+            [
+                (i.id, a, snapshot_to_json(i.members[a]))
+                for i in delta
+                for a in changes.members[i.id]
+                if a in i.members
+            ],
+        )
 
     # ---- meta: small values that must survive a restart ---------------------------------
 
@@ -322,6 +361,9 @@ class SqlStore(HistoryTables):
                 "DELETE FROM incidents WHERE closed_at IS NOT NULL AND closed_at < ? AND id NOT "
                 "IN (SELECT incident_id FROM outbox)",
                 (cutoff,),
+            )
+            c.execute(
+                "DELETE FROM incident_members WHERE incident_id NOT IN (SELECT id FROM incidents)"
             )
             c.execute("DELETE FROM silences WHERE ends_at < ?", (cutoff,))
             c.execute("DELETE FROM actions WHERE at < ?", (cutoff,))
