@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -31,35 +32,60 @@ def test_heads_first_then_the_rest_while_the_allowance_lasts() -> None:
     head = rng("head", 990)
     p1, p2 = rng("pending", 500, 150, due=995), rng("pending", 400, 0, due=996)
     sel = select([head, p1, p2], 3, 1000.0, 60.0, {None: 980.0})
-    assert sel.chosen == [head, p1] and sel.deferred == {"pending": 1}
+    # a pending range never lists more pages than planned: the rest would stay due
+    assert sel.chosen == [head, replace(p1, pages=2)] and sel.deferred == {"pending": 1}
     assert sel.oldest_wait == pytest.approx(4.0) and sel.heads_deferred_for == 0.0
 
 
-def test_an_overdue_range_goes_before_heads_and_may_overdraw() -> None:
+def test_an_overdue_range_goes_right_after_heads_in_part_when_it_does_not_fit() -> None:
     head = rng("head", 990)
     young = rng("pending", 600, 0, due=990)
     old = rng("pending", 500, 950, due=900)  # 10 requests, due 100 s ago: overdue
-    sel = select([head, young, old], 2, 1000.0, 60.0, {None: 995.0})
-    assert sel.chosen == [old] and sel.overdue == 1
-    assert sel.deferred == {"head": 1, "pending": 1}
-    # the head waited only 5 s: no /readyz reason yet
-    assert sel.heads_deferred_for == pytest.approx(5.0)
+    sel = select([head, young, old], 3, 1000.0, 60.0, {None: 995.0})
+    # its two newest pages, the whole allowance left: the rest stays due for the next cycle
+    assert sel.chosen == [head, replace(old, pages=2)] and sel.overdue == 1
+    assert sel.deferred == {"pending": 1} and sel.heads_deferred_for == 0.0
 
 
-def test_overdue_ranges_go_longest_waiting_first_including_heads() -> None:
+def test_a_head_or_live_listing_goes_whole_and_may_overdraw() -> None:
+    head = rng("head", 990, 950)  # 10 requests
+    live = rng("live", 500, 950, due=800)
+    sel = select([head, live], 2, 1000.0, 60.0, {None: 990.0})
+    assert sel.chosen == [head] and sel.deferred == {"live": 1}
+    sel = select([live], 2, 1000.0, 60.0, {None: 990.0})
+    assert sel.chosen == [live] and [r.pages for r in sel.chosen] == [0]
+
+
+def test_the_last_tokens_list_part_of_a_range_instead_of_waiting() -> None:
+    head = rng("head", 990, 250)  # 3 requests
+    pend = rng("pending", 500, 2000, due=995)  # 21 requests
+    strag = rng("straggler", 100, 0, due=996)
+    for allowance in range(4, 30):
+        sel = select([head, pend, strag], allowance, 1000.0, 60.0, {None: 980.0})
+        assert sel.chosen[:2] == [head, replace(pend, pages=min(21, allowance - 3))]
+        spent = sum(r.pages or r.est_requests for r in sel.chosen)
+        assert spent == min(allowance, 25)  # the whole allowance, never more
+        assert sel.deferred == ({} if allowance >= 25 else {"straggler": 1})
+
+
+def test_heads_go_first_overdue_ones_first_then_overdue_ranges_longest_waiting_first() -> None:
+    """Heads always go first (new calls and failures are counted every cycle the budget
+    allows); a range that waited past the bound goes before the rest."""
     ranges = [
         rng("head", 990, agent="a"),
         rng("head", 990, agent="b"),
-        rng("pending", 500, due=920),
-        rng("straggler", 100, due=930),
+        rng("pending", 500, due=995),
+        rng("pending", 600, due=930),
+        rng("straggler", 100, due=920),
     ]
-    sel = select(ranges, 3, 1000.0, 60.0, {"a": 990.0, "b": 910.0})
-    assert [(r.kind, r.agent_id) for r in sel.chosen] == [
-        ("head", "b"),
-        ("pending", None),
-        ("straggler", None),
+    sel = select(ranges, 4, 1000.0, 60.0, {"a": 990.0, "b": 910.0})
+    assert [(r.kind, r.agent_id, r.start) for r in sel.chosen] == [
+        ("head", "b", 990),
+        ("head", "a", 990),
+        ("straggler", None, 100),
+        ("pending", None, 600),
     ]
-    assert sel.deferred == {"head": 1}
+    assert sel.deferred == {"pending": 1} and sel.overdue == 3
 
 
 def test_no_token_nothing_goes_and_everything_is_counted_as_deferred() -> None:
@@ -392,3 +418,114 @@ def test_heavy_tailed_talk_times_lose_no_call_and_a_two_hour_call_is_counted(
     assert not late, late[:10]
     assert counted["call_two_hours"] - (T0 + 60 + 10 + 7200) <= lateness_bound(7210, 30.0)
     assert peak_per_minute(transport.times) <= 75
+
+
+# ---- the whole budget: ranges listed in part (a resumable listing) -------------------------
+
+
+@pytest.mark.slow
+def test_ranges_too_large_for_the_tokens_are_listed_in_part_and_every_call_counted_once(
+    tmp_path: Path,
+) -> None:
+    """A budget of 6 requests a minute against realistic traffic whose pending ranges need
+    more: the last tokens of each cycle list the newest pages of a range and the rest is
+    planned again (``Range.pages``, ``Listing.cut``). The budget is spent (not left idle for
+    want of a range that fits), never exceeded, and every call is counted exactly once."""
+    clock = FakeClock(T0)
+    params = RealisticParams(bursts=None)
+    scenario = Scenario.realistic(12, 40_000, 7, history=3 * 3600, diurnal=False, params=params)
+    sim = Simulator(clock, scenario, keys=(KEY,))
+    counted: dict[str, float] = {}
+    twice: list[str] = []
+
+    def note(report: CycleReport) -> None:
+        for cid in report.settled_ids:
+            if cid in counted:
+                twice.append(cid)
+            counted.setdefault(cid, report.now)
+
+    extra = {"poll.pending_listing": "ranges", "dialnexa.rate_budget": 0.04}
+    with serve(sim) as server:
+        wd, transport = daemon(server.url, clock, tmp_path, **extra)
+        wd.on_cycle = note
+        listed: list[Range] = []
+        list_range = wd.client.list_range
+
+        def spy(r: Range):  # type: ignore[no-untyped-def]
+            listed.append(r)
+            return list_range(r)
+
+        wd.client.list_range = spy  # type: ignore[method-assign]
+        since = clock.now() - wd.settings.longest_window - wd.settings.poll.max_call_duration
+        assert wd.backfill().ok
+        start = clock.now()
+        end = start + 3600
+        while clock.now() < end:
+            clock.advance(30)
+            assert wd.poll_once().ok
+        wd.close()
+    parts = [r for r in listed if r.pages]
+    assert len(parts) > 20 and {r.kind for r in parts} <= {"pending", "straggler"}
+    steady = [t for t in transport.times if t >= start + 600]
+    per_minute = len(steady) / ((end - start - 600) / 60)
+    assert peak_per_minute(transport.times) <= 6 and per_minute >= 5.5, per_minute
+    want = [s for s in sim.calls(until=end) if s.created_at >= since and s.settled_at <= end - 900]
+    assert len(want) > 1000 and not twice
+    assert not [s.id for s in want if s.id not in counted]
+
+
+def test_pending_calls_back_off_by_age_only_while_the_budget_is_short() -> None:
+    """``recheck_period``: every ``pending_recheck`` up to ``max_call_duration`` and a
+    quarter of the age beyond (at most 10 minutes); while the budget is short (ranges wait
+    past the starvation bound) young calls back off by age too."""
+    from dialnexa_watchdog.ingest.tracker import TrackerConfig, recheck_period
+
+    cfg = TrackerConfig(longest_window=3600.0)
+    assert [recheck_period(a, cfg) for a in (60, 400, 900, 2000, 9000)] == [
+        30.0, 30.0, 30.0, 500.0, 600.0,
+    ]  # fmt: skip
+    assert [recheck_period(a, cfg, short=True) for a in (60, 400, 900, 2000, 9000)] == [
+        30.0, 100.0, 225.0, 500.0, 600.0,
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pending_listing", ["auto", "status"])
+def test_auto_leaves_the_live_listing_when_the_budget_stays_short(
+    pending_listing: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``auto`` drops the live listing for good, with one log line, once ranges have waited
+    past the starvation bound 10 cycles in a row (the live listing takes what the ended calls
+    need); ``status`` keeps it. Either way every call is counted exactly once."""
+    clock = FakeClock(T0)
+    params = RealisticParams(bursts=None)
+    scenario = Scenario.realistic(12, 40_000, 7, history=3 * 3600, diurnal=False, params=params)
+    sim = Simulator(clock, scenario, keys=(KEY,))
+    counted: dict[str, float] = {}
+    twice: list[str] = []
+
+    def note(report: CycleReport) -> None:
+        for cid in report.settled_ids:
+            if cid in counted:
+                twice.append(cid)
+            counted.setdefault(cid, report.now)
+
+    extra = {"poll.pending_listing": pending_listing, "dialnexa.rate_budget": 0.04}
+    with serve(sim) as server, caplog.at_level(logging.WARNING, logger="watchdog.daemon"):
+        wd, transport = daemon(server.url, clock, tmp_path, **extra)
+        wd.on_cycle = note
+        since = clock.now() - wd.settings.longest_window - wd.settings.poll.max_call_duration
+        assert wd.backfill().ok and wd.tracker.live
+        end = clock.now() + 3600
+        while clock.now() < end:
+            clock.advance(30)
+            assert wd.poll_once().ok
+        wd.close()
+    lines = [r for r in caplog.records if "short with the status=in-progress" in r.getMessage()]
+    assert wd.tracker.live == (pending_listing == "status")
+    assert len(lines) == (pending_listing == "auto")
+    assert peak_per_minute(transport.times) <= 6
+    want = [s for s in sim.calls(until=end) if s.created_at >= since and s.settled_at <= end - 900]
+    assert len(want) > 1000 and not twice
+    if pending_listing == "auto":
+        assert not [s.id for s in want if s.id not in counted]

@@ -250,3 +250,45 @@ def test_reasons_name_the_host_never_user_info_or_query(clock: FakeClock) -> Non
     err = c.list_range(Range(T0 - 60, T0)).error
     assert err is not None and err.kind == "refused"
     assert err.reason == "connection to 127.0.0.1:1 refused (is anything listening?)"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_listing_resumed_in_parts_reads_every_call_of_its_range(
+    sim: Simulator, sim_url: str, clock: FakeClock, seed: int
+) -> None:
+    """A listing cut at ``Range.pages`` (the budget left) and resumed later from its ``cut``
+    reads exactly the calls one whole listing reads, though new calls arrive between the
+    parts and many calls share the millisecond where a page ends."""
+    import random
+
+    r = random.Random(seed)
+    created = sorted(T0 - r.uniform(2, 900) for _ in range(r.randint(300, 900)))
+    tied = T0 - r.uniform(100, 800)
+    created += [tied] * r.randint(50, 260)  # ties across page boundaries
+    for i, t in enumerate(sorted(created)):
+        sim.add_call(f"agt_{i % 3}", t, "completed", ring=2, talk=5, call_id=f"p{i:04d}")
+    clock.advance(30)
+    whole = Range(T0 - 1000, T0 - 1)
+    c = client(sim_url, clock, page_size=100)
+    want = {x.id for x in c.list_range(whole).calls}
+    assert len(want) == len(created)
+    got: set[str] = set()
+    part, parts = whole, 0
+    while True:
+        k = r.randint(1, 3)
+        listing = c.list_range(Range(part.start, part.end, pages=k))
+        got |= {x.id for x in listing.calls}
+        parts += 1
+        for _ in range(r.randint(0, 40)):  # new calls between the parts (after `to`)
+            sim.add_call("agt_0", clock.now(), "completed", ring=2, talk=5)
+        clock.advance(30)
+        covered = listing.covered(part)
+        if listing.complete:
+            assert covered == part
+            break
+        assert listing.cut is not None and listing.requests >= k and covered is not None
+        ties = sum(1 for x in listing.calls if x.created_at == part.end)
+        assert listing.requests == k or ties >= 100  # more only to get past a page of ties
+        assert covered.start > listing.cut and covered.end == part.end
+        part = Range(part.start, listing.cut)  # what is left: up to the cut, inclusive
+    assert got == want and parts > 1 and len(want) == len(created)

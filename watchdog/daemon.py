@@ -18,7 +18,7 @@ from . import sdnotify
 from .activity import ActivityKeeper
 from .clock import Clock
 from .config import Settings
-from .deferral import choose_listing, live_listing_works, show_deferred
+from .deferral import auto_to_ranges, choose_listing, live_listing_works, show_deferred
 from .heartbeat import Heartbeat
 from .ingest.budget import Selection, select, starvation_bound
 from .ingest.client import ApiClient, ApiError, Listing, Stopped
@@ -110,6 +110,7 @@ class Watchdog:
         self.directory = directory
         self.activity = activity
         self.heads_deferred_for = 0.0  # seconds new calls have waited for the budget
+        self._short_cycles = 0  # cycles in a row with ranges waiting past the bound
         self._pre: tuple[int, list[str]] = (0, [])  # this cycle's live listing: requests, settled
         self._resuming = tracker.backfilled  # a warm restart: no backfill, the gap is listed
         self._held: float | None = None
@@ -261,6 +262,10 @@ class Watchdog:
             sel = Selection(ranges)
         else:
             sel = self._select(ranges, now)
+            # ranges waiting past the bound: the budget is short, pending calls back off by age
+            self.tracker.short = sel.oldest_wait >= starvation_bound(self.settings.poll.interval)
+            self._short_cycles = self._short_cycles + 1 if self.tracker.short else 0
+            auto_to_ranges(self.settings, self.tracker, self._short_cycles)
             self.heads_deferred_for = show_deferred(
                 sel, self.metrics, self._throttle, self.client.limiter, self.settings, now
             )
@@ -278,8 +283,9 @@ class Watchdog:
             requests += listing.requests
             if r.kind == "live" and not live_listing_works(listing, self.tracker):
                 continue
-            if listing.complete:
-                done.append(r)
+            covered = listing.covered(r)  # all of r, or the part a page cap reached
+            if covered is not None:
+                done.append(covered)
             elif listing.error is not None:
                 errors.append(listing.error)
         heads = [r for r in chosen if r.kind in ("head", "backfill")]

@@ -39,6 +39,27 @@ def live_listing_works(listing: Listing, tracker: Tracker) -> bool:
     return False
 
 
+SHORT_CYCLES = 10  # cycles in a row short of budget before ``auto`` drops the live listing
+
+
+def auto_to_ranges(settings: Settings, tracker: Tracker, short_cycles: int) -> bool:
+    """``poll.pending_listing: auto``: the live listing costs about one page per 100 calls in
+    conversation every ``pending_recheck``; when the budget stays short with it (ranges
+    waiting past the starvation bound ``SHORT_CYCLES`` cycles in a row, as at 1M calls/day
+    within 75 requests a minute), the calls it finds ended wait behind it, and re-reading
+    by range (backing off by age) counts completed calls sooner. Switch once, for good,
+    with one log line. Returns whether it switched."""
+    if settings.poll.pending_listing != "auto" or not tracker.live or short_cycles < SHORT_CYCLES:
+        return False
+    tracker.use_ranges()
+    log.warning(
+        "the rate budget is short with the status=in-progress listing: pending calls are "
+        "re-read by range from now on (poll.pending_listing: status keeps it)",
+        extra={"short_cycles": short_cycles},
+    )
+    return True
+
+
 def show_deferred(
     sel: Selection,
     metrics: Metrics,

@@ -147,6 +147,7 @@ class Range:
     kind: RangeKind = "head"
     est_calls: int = 0
     due: float = 0.0  # when its earliest call became due (older first when budget is short)
+    pages: int = 0  # list at most this many pages, newest first (0: all); see Listing.cut
 
     @property
     def est_requests(self) -> int:

@@ -4,28 +4,38 @@ The tracker plans ranges most important first (heads, then due pending calls lon
 first, then stragglers); ``select`` spends the cycle's allowance (``RateLimiter.budget``: a
 token bucket, so unused budget carries over) on them:
 
-1. *Overdue* ranges first, longest-waiting first: a pending range due for longer than
-   ``overdue_after`` (``starvation_bound``: two intervals, at least 60 s), and a head whose
-   listing has not run for that long. This is what keeps any range from starving, whatever
-   the interval: a range waits in line at most until it is overdue, and overdue ranges are
-   served in order of waiting.
-2. Then heads, then the rest, in the planned order, each while it fits what is left.
+1. Heads first, a head whose listing has not run for ``overdue_after`` first among them:
+   new calls, and failures (they settle while ringing), are listed every cycle the budget
+   allows.
+2. Then *overdue* ranges, longest-waiting first: due for longer than ``overdue_after``
+   (``starvation_bound``: two intervals, at least 60 s). This is what keeps any range from
+   starving whatever the interval, as long as the heads leave room: a range waits in line at
+   most until it is overdue, and overdue ranges are served in order of waiting.
+3. Then the rest, in the planned order, each while it fits what is left.
 
-The first range chosen goes whenever at least one token is left, even if it costs more (the
-bucket goes below zero and the next cycles pay it back): a range larger than what the bucket
-can hold still gets its turn. With no token left nothing goes out, heads included; the
-deferred ranges are reported by kind so the daemon can show it (metric, log line, /readyz).
+A pending or straggler range never lists more pages than planned (``pages`` is set to its
+estimate, so a cycle does not overspend into the next window), and one larger than the
+tokens left does not wait for the next cycle: it goes with ``pages`` set to the tokens left
+(``Range.pages``), its newest pages are listed, and the part not reached stays due, so the
+next cycle plans it again (a resumable listing: the listing's ``to`` is fixed up front, so
+no call is missed or read twice as new calls arrive). This is how the whole budget is spent.
+Any other range (a head, the live listing) is listed whole: the first range chosen goes
+whenever at least one token is left, even if it costs more (the bucket goes below zero and
+the next cycles pay it back), so a range larger than what the bucket can hold still gets its
+turn. With no token left nothing goes out, heads included; the deferred ranges are reported
+by kind so the daemon can show it (metric, log line, /readyz).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..model import Range
 
 OVERDUE_FLOOR = 60.0  # seconds: a range due this long goes first, whatever the interval
 KINDS = ("head", "pending", "straggler", "live")
+SPLITTABLE = ("pending", "straggler")  # listed in part when the tokens do not cover them
 
 
 def starvation_bound(interval: float) -> float:
@@ -71,15 +81,26 @@ def select(
         key=lambda i: (waits[i] or 0.0, i),
     )
     late = set(overdue)
-    rest = [i for i, r in enumerate(ranges) if i not in late and r.kind == "head"]
-    rest += [i for i, r in enumerate(ranges) if i not in late and r.kind != "head"]
+    heads = [i for i in overdue if ranges[i].kind == "head"]
+    heads += [i for i, r in enumerate(ranges) if i not in late and r.kind == "head"]
+    overdue = [i for i in overdue if ranges[i].kind != "head"]
+    heads_set = set(heads)
+    rest = [i for i, r in enumerate(ranges) if i not in late and r.kind != "head"]
     left = allowance
     chosen: list[int] = []
-    for i in [*overdue, *rest]:
-        cost = ranges[i].est_requests
-        if left >= 1 and (not chosen or cost <= left):
-            chosen.append(i)
-            left -= cost
+    parts: dict[int, Range] = {}
+    for i in [*heads, *overdue, *rest]:
+        r = ranges[i]
+        cost = r.est_requests
+        if left < 1:
+            break
+        if r.kind in SPLITTABLE:  # never more pages than planned: the rest stays due
+            cost = min(cost, left)
+            parts[i] = replace(r, pages=cost)
+        elif cost > left and chosen and (i not in late or not set(chosen) <= heads_set):
+            continue  # a whole listing overdraws only first, or overdue right after heads
+        chosen.append(i)
+        left -= cost
     taken = set(chosen)
     deferred: dict[str, int] = {}
     oldest = 0.0
@@ -94,9 +115,9 @@ def select(
             if r.kind == "head":
                 heads_for = max(heads_for, now - w)
     return Selection(
-        [ranges[i] for i in chosen],
+        [parts.get(i, ranges[i]) for i in chosen],
         deferred,
         oldest,
-        sum(1 for i in overdue if i in taken),
+        sum(1 for i in late if i in taken),
         heads_for,
     )

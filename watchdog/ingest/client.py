@@ -27,7 +27,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
 import httpx
@@ -98,6 +98,20 @@ class Listing:
     complete: bool = False
     error: ApiError | None = None
     invalid: int = 0
+    # Stopped at ``Range.pages``: every call created after ``cut`` was listed (``to`` is fixed
+    # up front, so the pages of a past range do not shift); the rest, ``start <= created_at
+    # <= cut``, is left for a later cycle (the tracker plans what is still due again).
+    cut: float | None = None
+
+    def covered(self, r: Range) -> Range | None:
+        """The part of ``r`` this listing read to the end: all of it, the part after ``cut``
+        (calls created at ``cut`` itself may continue on the next page: not covered), or
+        None."""
+        if self.complete:
+            return r
+        if self.cut is None or self.error is not None or not self.cut < r.end:
+            return None
+        return replace(r, start=math.nextafter(self.cut, math.inf), pages=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,7 +458,8 @@ class ApiClient:
         """Every call in ``r``, newest first, page by page; ``to`` is fixed up front so new
         calls do not shift pages; de-duplicated by id; stops on an empty or short page, at
         ``totalPages``, or once items are older than the range (the API may ignore from/to).
-        A listing that reaches ``max_pages`` ends incomplete with a ``page_cap`` error.
+        A listing that reaches ``max_pages`` ends incomplete with a ``page_cap`` error; one
+        that reaches ``r.pages`` ends incomplete with ``cut`` set (the budget's share).
         """
         out = Listing()
         params: dict[str, str | int] = {
@@ -457,6 +472,7 @@ class ApiClient:
         if r.kind == "live":  # the calls in conversation only (the API's "live monitoring")
             params["status"] = LIVE_STATUS
         seen: set[str] = set()
+        newest = -math.inf
         page = 1
         while True:
             if page > self.max_pages:
@@ -501,6 +517,12 @@ class ApiClient:
             if fresh == 0 and parsed.calls:
                 self._warning("repeat", "a full page repeated earlier items; stopping listing")
                 break
+            newest = max(newest, max((c.created_at for c in parsed.calls), default=-math.inf))
+            # the rest waits for a later cycle's budget, once the pages read reach past one
+            # millisecond (a part resumed from a cut shared by a page of calls must progress)
+            if r.pages and page >= r.pages and oldest < newest:
+                out.cut = oldest
+                return out
             page += 1
         out.complete = True
         return out

@@ -9,10 +9,11 @@ list a created_at range that holds the call again. Each cycle the tracker plans 
 2. ranges that cover the pending calls older than the head that are *due* (each pending call
    is re-checked every ``pending_recheck``; calls older than ``max_call_duration``, or than
    their agent's own limit when the agent directory knows it (``call_limit``), back off to
-   a quarter of their age, at most 10 minutes, and a range of only such calls is a
-   straggler). Neighbouring due calls share a range when that costs no more requests than
-   listing them apart, counted from the calls already known in between; a lone old
-   straggler gets a narrow ``from == to == created_at`` query instead of
+   a quarter of their age, at most 10 minutes, and so do all calls while the rate budget is
+   short: ``recheck_period``; a range of only such old calls is a straggler). Neighbouring
+   due calls share a range when that costs no more requests than listing them apart,
+   counted from the calls already known in between; a lone old straggler gets a narrow
+   ``from == to == created_at`` query instead of
    stretching a range back to it.
 
 With ``live`` (``poll.pending_listing: status``), pending calls older than the head are not
@@ -41,6 +42,9 @@ from ..model import PAGE, UNKNOWN, Call, Range, RangeKind, StatusClasses
 from ..windows import Windows
 
 WATCHED = 1e15  # next_check of a pending call the live listing watches (finite: it is saved)
+RATE_SPAN = 300.0  # seconds of known calls a head's new calls are estimated from
+RECHECK_SHARE = 0.25  # a pending call is re-read every quarter of its age (recheck_period)
+MAX_RECHECK = 600.0  # seconds: the longest a pending call waits between re-reads
 CHUNK_CALLS = 10 * PAGE  # a pending range holds at most about this many known calls
 SavedCall = tuple[str, str, float, str | None, int | None, float]  # _Tracked's fields (restarts)
 _saved = attrgetter("agent_id", "status", "created_at", "counted_as", "bucket", "next_check")
@@ -111,6 +115,7 @@ class Tracker:
         self._touched: set[str] | None = None  # known calls that settled or moved (saving)
         self.live = config.live and not self.per_agent
         self._live_next = -math.inf  # when the next live listing is due
+        self.short = False  # the rate budget is short: pending calls back off by age
 
     # ---- introspection ----------------------------------------------------------------
     @property
@@ -175,7 +180,8 @@ class Tracker:
         known = self._known_times()
         for key in self._keys():
             head_start = self._head_start(key, now)
-            est = self._count_between(known.get(key, []), head_start, now)
+            times = known.get(key, [])
+            est = self._count_between(times, head_start, now) + self._new_calls(times, now)
             ranges.append(Range(head_start, now, key, "head", est))
             ranges.extend(self._plan_pending(key, head_start, now, known.get(key, [])))
         live = self._plan_live([r for r in ranges if r.kind == "head"], now)
@@ -187,6 +193,16 @@ class Tracker:
         rest.sort(key=lambda r: (r.due, -r.end))
         stragglers.sort(key=lambda r: (r.due, -r.end))
         return heads + rest + stragglers
+
+    def _new_calls(self, times: list[float], now: float) -> int:
+        """About how many calls were created since the newest one known (``times`` sorted):
+        the rate of the last ``RATE_SPAN`` seconds known, so the head is budgeted right."""
+        if not times:
+            return 0
+        newest = times[-1]
+        since = newest - RATE_SPAN
+        rate = self._count_between(times, since, newest) / RATE_SPAN
+        return math.ceil(rate * max(0.0, now - newest))
 
     def _head_start(self, key: str | None, now: float) -> float:
         start = now - self.cfg.settle_horizon
@@ -422,10 +438,9 @@ class Tracker:
     def _next_check(self, t: _Tracked, now: float) -> float:
         if self.live:
             return WATCHED
-        age = now - t.created_at
-        if age <= self._limit(t.agent_id):
-            return now + self.cfg.pending_recheck
-        return now + min(max(self.cfg.pending_recheck, age / 4), 600.0)
+        return now + recheck_period(
+            now - t.created_at, self.cfg, self.short, self._limit(t.agent_id)
+        )
 
     def _reschedule(self, r: Range, now: float) -> None:
         for cid in self._pending:
@@ -482,6 +497,21 @@ class Tracker:
         self.backfilled = True
         self.per_agent = per_agent and bool(self.cfg.agents)
         self._touched = set()  # from here on, calls that settle or move are noted
+
+
+def recheck_period(
+    age: float, cfg: TrackerConfig, short: bool = False, limit: float | None = None
+) -> float:
+    """How long a pending call ``age`` seconds old waits before its range is re-read:
+    ``pending_recheck`` up to ``max_call_duration`` (or ``limit``, the agent's own), then a
+    quarter of its age (``RECHECK_SHARE``), at most 10 minutes. While the rate budget is
+    ``short`` (ranges wait past the starvation bound) every pending call backs off by its
+    age: talk times are heavy-tailed, so the young calls are the likeliest to end soon, and
+    re-reading every span equally would make every call late."""
+    longest = cfg.max_call_duration if limit is None else limit  # the agent's own, if known
+    if age <= longest and not short:
+        return cfg.pending_recheck
+    return min(max(cfg.pending_recheck, age * RECHECK_SHARE), MAX_RECHECK)
 
 
 def listing_costs(
