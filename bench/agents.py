@@ -59,7 +59,9 @@ RUNS: dict[str, dict[str, Any]] = {
         "poll.max_call_duration": "3h",
         "poll.max_pending_age": "4h",
     },
-    "own": {},
+    # per-agent limits, the cold start reaching back the longest of them (as measured when
+    # that was the default; agents.backfill_agent_limits is off by default now)
+    "own": {"agents.backfill_agent_limits": True},
 }
 # With "ranges" in a size: the long global limit and per-agent limits again with pending calls
 # re-read by created_at range (poll.pending_listing: ranges), where limits decide re-reads

@@ -300,13 +300,15 @@ def test_the_backfill_reaches_back_the_longest_known_limit_capped_at_max_pending
 def test_a_cold_start_counts_long_calls_of_an_agent_allowed_hours(tmp_path: Path) -> None:
     """Calls of an agent allowed 2 h that began 1 h 50 min before a cold start and ended
     inside the 1 h window: the backfill reaches back 1 h + that agent's limit and counts
-    them; with the global 15 min (agents.call_limits: false) it never lists them."""
+    them (agents.backfill_agent_limits, off by default: it multiplies the backfill); with the
+    global 15 min (agents.call_limits: false) it never lists them."""
     base = Scenario.steady(agents=2, calls_per_day=2 * 1440, seed=5, history=4 * 3600)
     long_agent, short_agent = base.agents
     info = AgentInfo(title="Renewals", max_call_duration_sec=7200, ring_duration_sec=30)
     scenario = replace(base, agents=(replace(long_agent, info=info), short_agent))
     counted = {}
-    for label, extra in (("global", {"agents.call_limits": False}), ("own", {})):
+    own = {"agents.backfill_agent_limits": True}
+    for label, extra in (("global", {"agents.call_limits": False}), ("own", own)):
         clock = FakeClock(T0)
         sim = Simulator(clock, scenario, keys=(KEY,), rate_limit=None)
         for i in range(3):  # 1 h 40 min talks, settled 10 min before the start

@@ -338,7 +338,9 @@ def build_tracker(
         windows,
         settings.status_classes,
         call_limit if settings.agents.call_limits else None,
-        longest_limit if settings.agents.call_limits else None,
+        longest_limit
+        if settings.agents.call_limits and settings.agents.backfill_agent_limits
+        else None,
     )
 
 
