@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import re
+import sys
 from urllib.parse import quote, quote_plus
 
 import pytest
@@ -207,3 +208,24 @@ def test_every_secret_in_the_settings_is_found_for_registration() -> None:
     assert r.redact("posted to https://hooks.slack.com/services/T0/B0/abcdefgh") == (
         "posted to [redacted]"
     )
+
+
+def test_default_handler_writes_to_the_stderr_of_the_moment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An embedding process (or a test) may swap sys.stderr and close the old one: records
+    go to the current one, never to a closed stream ('--- Logging error ---')."""
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    first, second = io.StringIO(), io.StringIO()
+    try:
+        monkeypatch.setattr(sys, "stderr", first)
+        setup_logging("info", "text")
+        first.close()
+        monkeypatch.setattr(sys, "stderr", second)
+        logging.getLogger("watchdog.test").warning("after the swap")
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    out = second.getvalue()
+    assert "warning after the swap" in out and "Logging error" not in out

@@ -95,7 +95,9 @@ def setup_logging(
 ) -> None:
     out = stream or sys.stderr
     use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
-    handler = logging.StreamHandler(out)
+    # without an explicit stream, whatever sys.stderr is when a record is written (an
+    # embedding process or a test may swap it, and close the one there was at set-up)
+    handler = logging.StreamHandler(out) if stream is not None else _StderrHandler()
     handler.setFormatter(JsonFormatter(redactor) if use_json else TextFormatter(redactor))
     root = logging.getLogger()
     for h in list(root.handlers):
@@ -104,6 +106,18 @@ def setup_logging(
     root.setLevel(level.upper())
     for noisy in ("httpx", "httpcore", "apscheduler", "slack_sdk", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A StreamHandler on the current ``sys.stderr``, looked up at every record."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass
 
 
 class Throttle:
