@@ -3,6 +3,7 @@ PostgreSQL cluster, and a state store on each backend."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,6 +15,17 @@ from dialnexa_watchdog.clock import FakeClock
 from dialnexa_watchdog.simulator import Simulator, serve
 from pgserver import PASSWORD, PgServer
 from support import KEY, T0
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """A test that runs a command in-process (``main(["once", ...])``) configures the root
+    logger as the command does; the next test starts with what there was before."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture
