@@ -53,7 +53,7 @@ def test_a_poll_stuck_in_a_request_shows_up_0_and_still_pages_stale(tmp_path: Pa
             answered.append(1)
             return Reply(200, page([], total_pages=1))
         hung.set()
-        return Reply(200, b"", hang_after_headers=True)
+        return Reply(200, b"", content_length=5000, hang_after_headers=True)  # never completes
 
     with HostileApi(responder) as api:
         app = make_app(api.url, tmp_path, clock)
