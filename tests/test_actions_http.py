@@ -69,6 +69,9 @@ class HttpWorld:
         self.slack.close()
 
     def fire(self, agent: str) -> None:
+        # an action's delivery pass still running would make deliver_due return at once
+        assert self.alerts.actions is not None
+        assert self.alerts.actions.service.wait_idle(10), "a Slack action never finished"
         self.view.rate(agent, 0.3)
         now = self.clock.advance(30)
         self.alerts.on_poll(self.view, PollStatus(started_at=now, last_success=now), now)

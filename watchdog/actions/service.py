@@ -133,15 +133,37 @@ class ActionService:
         self.deliver = deliver
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="slack-action")
         self._closed = False
+        self._busy = 0  # requests queued or being worked on
+        self._idle = threading.Condition()
 
     def dispatch(self, kind: str, payload: Any) -> None:
         """Queue the work for an acknowledged request; returns at once, never raises."""
         if self._closed:
             return
+        with self._idle:
+            self._busy += 1
         try:
-            self._pool.submit(self.handle, kind, payload)
+            self._pool.submit(self._work, kind, payload)
         except RuntimeError:  # shut down meanwhile
-            return
+            self._done()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once every dispatched request has been worked on, including the delivery
+        pass it starts (False after ``timeout`` seconds; requests cancelled by ``close``
+        never finish)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._busy == 0, timeout)
+
+    def _work(self, kind: str, payload: Any) -> None:
+        try:
+            self.handle(kind, payload)
+        finally:
+            self._done()
+
+    def _done(self) -> None:
+        with self._idle:
+            self._busy -= 1
+            self._idle.notify_all()
 
     def close(self) -> None:
         self._closed = True
