@@ -77,6 +77,8 @@ METRICS: dict[str, set[str]] = {
     "dialnexa_state_commit_failures_total": set(),
     "dialnexa_state_uncommitted_changes": set(),
     "dialnexa_leader": set(),
+    "dialnexa_standby_history_read_errors_total": set(),
+    "dialnexa_standby_history_last_cycle_timestamp_seconds": set(),
     "dialnexa_alert_evidence_ratio": {"rule", "agent_id"},
 }
 HISTOGRAMS = ("dialnexa_api_request_duration_seconds", "dialnexa_poll_duration_seconds")

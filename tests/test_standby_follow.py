@@ -6,16 +6,19 @@ falls back to the full rebuild when the followed windows do not add up."""
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from dialnexa_watchdog.alerts.store.open import open_state
+from dialnexa_watchdog.alerts.store.sql import SqlStore
 from dialnexa_watchdog.app import App, build, build_windows
 from dialnexa_watchdog.clock import FakeClock
 from dialnexa_watchdog.config import Settings, load_settings
-from dialnexa_watchdog.replica import Follower
+from dialnexa_watchdog.readiness import readyz_text
+from dialnexa_watchdog.replica import Follower, Standby
 from dialnexa_watchdog.simulator import Scenario, Simulator, serve
 from pgserver import PASSWORD
 from support import KEY, T0
@@ -134,3 +137,43 @@ def test_a_standby_with_nothing_recorded_follows_nothing_and_the_takeover_is_col
     taken = build(settings, clock, followed=standby.take(), alerting=True)
     assert taken.resumed is None and not taken.windows.agents()
     taken.close()
+
+
+def test_a_standby_that_cannot_read_the_history_says_so_and_recovers(
+    settings: Settings, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    leader = build(settings, clock)
+    assert leader.daemon.poll_once().ok
+    cycle(leader, clock)
+    with socket.socket() as s:  # a port nothing listens on: the database is unreachable
+        s.bind(("127.0.0.1", 0))
+        dead = f"postgresql://watchdog@127.0.0.1:{s.getsockname()[1]}/watchdog"
+    broken = [True]
+
+    def open_store() -> SqlStore:
+        url = dead if broken[0] else settings.state.url
+        state = settings.state.model_copy(update={"url": url})
+        return open_state(state, T0)
+
+    follower = Follower(open_store, lambda: build_windows(settings))
+    standby = Standby(follower)
+    caplog.set_level(logging.INFO)
+    for _ in range(2):
+        assert follower.follow() == 0
+    assert caplog.text.count("standby: cannot follow the recorded history") == 1  # once
+    assert standby.readiness() == (True, ["another replica leads", "recorded history not followed"])
+    assert readyz_text(*standby.readiness()) == (
+        "ready (another replica leads; recorded history not followed)\n"
+    )
+    reg = standby.registry
+    assert reg.get_sample_value("dialnexa_standby_history_read_errors_total") == 2
+    assert reg.get_sample_value("dialnexa_standby_history_last_cycle_timestamp_seconds") == 0
+    broken[0] = False
+    follower.follow()
+    assert "standby: following the recorded history" in caplog.text
+    assert standby.readiness() == (True, ["another replica leads"])
+    assert reg.get_sample_value("dialnexa_standby_history_read_errors_total") == 2
+    last = reg.get_sample_value("dialnexa_standby_history_last_cycle_timestamp_seconds")
+    assert last == leader.windows.now
+    follower.close()
+    leader.close()

@@ -19,6 +19,9 @@ NO_POLL_FOR = "no successful poll for {seconds}s"  # seconds: an integer
 LAST_ERROR = "last error: {kind}"  # kind: one of ERROR_KINDS or http_NNN, see error_kind()
 STATE_STORE_FAILING = "state store commit failing"
 ANOTHER_REPLICA_LEADS = "another replica leads"
+# a standby that cannot read the leader's recorded history: still ready (a takeover rebuilds
+# its windows from the whole history, or backfills), but not warm
+HISTORY_NOT_FOLLOWED = "recorded history not followed"
 UNRECOGNISED = "unrecognised reason"  # served in place of a string outside the vocabulary
 NEW_CALLS_DEFERRED = "new calls not listed for {seconds}s (rate budget)"  # seconds: an integer
 POLL_LOOP_STALLED = "poll loop stalled"  # /healthz
@@ -28,6 +31,7 @@ REASONS = (
     NO_POLL_FOR,
     STATE_STORE_FAILING,
     ANOTHER_REPLICA_LEADS,
+    HISTORY_NOT_FOLLOWED,
     NEW_CALLS_DEFERRED,
     UNRECOGNISED,
 )

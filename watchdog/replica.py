@@ -26,10 +26,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
 
 from . import sdnotify
 from .alerts.store import StateError
@@ -39,7 +41,7 @@ from .endpoints import Exposition, Served
 from .history import Followed, HistoryReader, catch_up
 from .httpd import make_http_server
 from .metrics import leader_gauge
-from .readiness import ANOTHER_REPLICA_LEADS, STATE_STORE_FAILING
+from .readiness import ANOTHER_REPLICA_LEADS, HISTORY_NOT_FOLLOWED, STATE_STORE_FAILING
 from .windows import Windows
 
 log = logging.getLogger("watchdog.replica")
@@ -57,13 +59,17 @@ class _Exposer:
 
 
 class Standby:
-    """What a standby serves."""
+    """What a standby serves. ``follower``: how its windows follow the recorded history
+    (``dialnexa_standby_history_*`` and a /readyz reason while it cannot)."""
 
-    def __init__(self) -> None:
+    def __init__(self, follower: Follower | None = None) -> None:
         self.registry = CollectorRegistry()
         leader_gauge(self.registry, lambda: False)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
+        self.follower = follower
+        if follower is not None:
+            self.registry.register(FollowCollector(follower))
         self._metrics = _Exposer(self.registry)
         self.db_ok = True
         self.beat = time.monotonic()
@@ -75,6 +81,8 @@ class Standby:
     def readiness(self) -> tuple[bool, list[str]]:
         if not self.db_ok:
             return False, [STATE_STORE_FAILING]
+        if self.follower is not None and self.follower.failing:
+            return True, [ANOTHER_REPLICA_LEADS, HISTORY_NOT_FOLLOWED]
         return True, [ANOTHER_REPLICA_LEADS]
 
     def liveness(self) -> bool:
@@ -95,6 +103,13 @@ class Follower:
         self._reader: HistoryReader | None = None
         self.followed: Followed | None = None
         self._error = ""
+        self.errors = 0  # failed reads since start
+        self.last_cycle: float | None = None  # the newest recorded cycle applied (epoch s)
+
+    @property
+    def failing(self) -> bool:
+        """The last read failed."""
+        return bool(self._error)
 
     def follow(self) -> int:
         """Apply the cycles recorded since the last read; the number applied."""
@@ -107,11 +122,14 @@ class Follower:
             first = self.followed.at is None
             applied = catch_up(self._reader, self.followed)
         except Exception as exc:
+            self.errors += 1
             if str(exc) != self._error:
                 log.error("standby: cannot follow the recorded history (%s)", exc)
-                self._error = str(exc)
+                self._error = str(exc) or type(exc).__name__
             self.close()
             return 0
+        if self.followed.at is not None:
+            self.last_cycle = self.followed.at
         if self._error or (first and self.followed.at is not None):
             log.info(
                 "standby: following the recorded history",
@@ -134,6 +152,28 @@ class Follower:
         store, self._store = self._store, None
         if store is not None:
             store.close()
+
+
+class FollowCollector(Collector):
+    """A standby's view of the recorded history it follows."""
+
+    def __init__(self, follower: Follower) -> None:
+        self.follower = follower
+
+    def collect(self) -> Iterator[Metric]:
+        errors = CounterMetricFamily(
+            "dialnexa_standby_history_read_errors",
+            "Reads of the leader's recorded history that failed on this standby (its windows "
+            "are then rebuilt from the whole history at the next read or at takeover).",
+        )
+        errors.add_metric([], float(self.follower.errors))
+        yield errors
+        yield GaugeMetricFamily(
+            "dialnexa_standby_history_last_cycle_timestamp_seconds",
+            "The newest recorded cycle this standby's windows include (Unix time); 0 before "
+            "the first successful read. Far behind time(): a takeover will not be warm.",
+            value=self.follower.last_cycle or 0.0,
+        )
 
 
 def watch_leadership(
@@ -195,7 +235,7 @@ def run_replica(
     the daemon, ``show`` what it serves, and run it while ``keep()`` (False once
     leadership is lost or ``stop`` is set); repeat until ``stop``. ``follower``: read the
     recorded history before each attempt (``lead`` takes its windows)."""
-    standby = Standby()
+    standby = Standby(follower)
     replica = Replica(standby)
     host, port = listen
     try:
