@@ -216,6 +216,7 @@ def test_the_wheel_and_pypi_watchdog_live_in_one_virtualenv(tmp_path: Path) -> N
     example = ROOT / "config" / "watchdog.example.yaml"
     env["DIALNEXA_API_KEY"] = "k"
     env["WATCHDOG_STATE__PATH"] = str(tmp_path / "state.sqlite3")
+    env["WATCHDOG_METRICS__LISTEN"] = "127.0.0.1:0"  # check-config binds it: any free port
     checked = subprocess.run(
         [str(bin_dir / "dialnexa-watchdog"), "check-config", "--config", str(example)],
         capture_output=True,

@@ -87,7 +87,11 @@ def test_environment_overrides_file_and_secret_is_masked(tmp_path: Path) -> None
         "check-config",
         "--config",
         str(cfg),
-        env={"WATCHDOG_POLL__INTERVAL": "45s", "DIALNEXA_API_KEY": "sk-very-secret-123"},
+        env={
+            "WATCHDOG_POLL__INTERVAL": "45s",
+            "DIALNEXA_API_KEY": "sk-very-secret-123",
+            "WATCHDOG_METRICS__LISTEN": "127.0.0.1:0",  # check-config binds it
+        },
     )
     assert r.returncode == 0, r.stderr
     assert "interval: 45s" in r.stdout
