@@ -62,9 +62,9 @@ CLEAR_ARL = 86400.0
 # With a fast CUSUM beside the fire CUSUM, each one's limit is set for this many times the
 # calls between false alarms that ``false_alarm`` asks for (the budget split between the two).
 # Not 2: the two move together on a healthy agent, so the pair's false alarms are far fewer
-# than the sum of both; at 1.5 a simulation of the pair gives 1.0-1.4x the promised calls
-# between false alarms (one CUSUM alone: 1.1-1.2x), and even two independent ones would
-# alarm at most 2 / 1.5 = 1.33x as often as promised.
+# than the sum of both (at 1.5 the pair, simulated, waits about as long between false alarms
+# as one CUSUM at 1x does), and even two independent ones would alarm at most 2 / 1.5 =
+# 1.33x as often as promised.
 FAST_SPLIT = 1.5
 
 
