@@ -191,21 +191,9 @@ def params(
     h_clear = limit(p1, pc, arl_clear)
     if p2 is None or not p2 > p1:
         return Params(p0, p1, pc, fire, clear, limit(p0, p1, arl), h_clear, arl, arl_clear)
-    each = arl * split
-    return Params(
-        p0,
-        p1,
-        pc,
-        fire,
-        clear,
-        limit(p0, p1, each),
-        h_clear,
-        arl,
-        arl_clear,
-        p2,
-        weights(p0, p2),
-        limit(p0, p2, each),
-    )
+    h_fire, h_fast = limit(p0, p1, arl * split), limit(p0, p2, arl * split)
+    fast = weights(p0, p2)
+    return Params(p0, p1, pc, fire, clear, h_fire, h_clear, arl, arl_clear, p2, fast, h_fast)
 
 
 class ParamCache:
