@@ -15,9 +15,9 @@ journal cells, into ``EvidenceFeed`` (learned baselines, then the CUSUM); ``rule
 then runs every rule. The learned baselines start from seven days of history drawn from each
 agent's true rates (the sum of seven days of Poisson/binomial calls). The window rules are the
 README's recommended ones (config/watchdog.example.yaml); the sequential rules use the
-recommended defaults (false_alarm 10y, learned baseline, 3x / 1.5x for failed with
-fast_threshold 0.5, 2x / 1.5x for no-answer), and beside them the failed rule without
-fast_threshold (``failed-seq-single``: the rule as it was before the fast CUSUM). A page is
+recommended defaults (false_alarm 10y, learned baseline, 3x / 1.5x for failed, 2x / 1.5x for
+no-answer), and beside them the failed rule with a fast CUSUM (``fast_threshold: 0.5``), at
+false_alarm 10y (``failed-seq-fast``) and 30y (``failed-seq-fast-30y``). A page is
 the transition to FIRING (the notice is written in the same evaluation); detection time runs
 from the degraded agent's first call after the start.
 
@@ -64,17 +64,21 @@ WINDOW_RULES: list[dict[str, Any]] = [  # the README's recommended rules (exampl
 ]  # fmt: skip
 SEQ_RULES: list[dict[str, Any]] = [
     {"name": "failed-seq", "outcome": "failed", "window": "15m", "detector": "sequential",
-     "threshold": "3x", "clear_below": "1.5x", "min_calls": 5, "fast_threshold": 0.5},
-    # the same without the fast CUSUM (the rule before fast_threshold), on the same traffic
-    {"name": "failed-seq-single", "outcome": "failed", "window": "15m",
-     "detector": "sequential", "threshold": "3x", "clear_below": "1.5x", "min_calls": 5},
+     "threshold": "3x", "clear_below": "1.5x", "min_calls": 5},
+    # the same with a fast CUSUM beside it (fast_threshold), on the same traffic
+    {"name": "failed-seq-fast", "outcome": "failed", "window": "15m",
+     "detector": "sequential", "threshold": "3x", "clear_below": "1.5x", "min_calls": 5,
+     "fast_threshold": 0.5},
+    {"name": "failed-seq-fast-30y", "outcome": "failed", "window": "15m",
+     "detector": "sequential", "threshold": "3x", "clear_below": "1.5x", "min_calls": 5,
+     "fast_threshold": 0.5, "false_alarm": "30y"},
     {"name": "no-answer-seq", "outcome": "no_answer", "window": "1h", "detector": "sequential",
      "threshold": "2x", "clear_below": "1.5x", "min_calls": 5},
 ]  # fmt: skip
 # which rules speak for which degradation
 RULES_FOR = {
-    "hard": ("failed-rate", "failed-seq", "failed-seq-single"),
-    "medium": ("failed-rate", "failed-seq", "failed-seq-single"),
+    "hard": ("failed-rate", "failed-seq", "failed-seq-fast", "failed-seq-fast-30y"),
+    "medium": ("failed-rate", "failed-seq", "failed-seq-fast", "failed-seq-fast-30y"),
     "soft": ("no-answer-rate", "no-answer-40", "no-answer-seq"),
 }
 FULL = {"agents": 2000, "calls_per_day": 1_000_000, "days": 1.0, "seeds": 10, "per_size": 20}
@@ -291,7 +295,8 @@ def calibration(f: Fleet, seed: int, days: float) -> dict[str, tuple[int, float]
     busy = {a for a, r in zip(f.ids, f.rate, strict=True) if r * DAY >= 1000.0}
     active = sum(1 for c in run.calls.values() if c > 0)
     out = {}
-    for rule, suffix in (("failed-seq", ""), ("failed-seq-single", "_single")):
+    # (failed-seq-fast-30y is failed-seq-fast here: false_alarm is 2d for both)
+    for rule, suffix in (("failed-seq", ""), ("failed-seq-fast", "_fast")):
         failed = [a for _t, r, a in run.pages if r == rule]
         out[f"all{suffix}"] = (len(failed), active * days / 2.0)
         out[f"busy{suffix}"] = (sum(1 for a in failed if a in busy), len(busy) * days / 2.0)
@@ -358,11 +363,15 @@ def summarise(
         ("hard", "failed-seq", "failed-rate", ""),
         ("medium", "failed-seq", "failed-rate", ""),
         ("soft", "no-answer-seq", "no-answer-40", ""),
-        ("hard", "failed-seq-single", "failed-rate", "_single"),
-        ("medium", "failed-seq-single", "failed-rate", "_single"),
-        # the fast CUSUM against the rule without it, on the degradations both detect
-        ("hard", "failed-seq", "failed-seq-single", "_fast_vs_single"),
-        ("medium", "failed-seq", "failed-seq-single", "_fast_vs_single"),
+        ("hard", "failed-seq-fast", "failed-rate", "_fast"),
+        ("medium", "failed-seq-fast", "failed-rate", "_fast"),
+        ("hard", "failed-seq-fast-30y", "failed-rate", "_fast_30y"),
+        ("medium", "failed-seq-fast-30y", "failed-rate", "_fast_30y"),
+        # the fast CUSUM against the rule without it, on the degradations both detect (the
+        # "window" keys are failed-seq's)
+        ("hard", "failed-seq-fast", "failed-seq", "_fast_vs_seq"),
+        ("medium", "failed-seq-fast", "failed-seq", "_fast_vs_seq"),
+        ("hard", "failed-seq-fast-30y", "failed-seq", "_fast_30y_vs_seq"),
     ):
         # the same degradations, detected by both: how much sooner the sequential rule is
         pairs = [
@@ -396,7 +405,8 @@ def summarise(
     for rule in (
         "failed-rate",
         "failed-seq",
-        "failed-seq-single",
+        "failed-seq-fast",
+        "failed-seq-fast-30y",
         "no-answer-rate",
         "no-answer-40",
         "no-answer-seq",
@@ -413,7 +423,7 @@ def summarise(
     vols = [v for o in per_seed for v in o.soft_volumes]
     res["sequential_soft_agents_median_calls_per_day"] = statistics.median(vols) if vols else None
     res["sequential_calibration_false_alarm"] = "2d"
-    for group in ("all", "busy", "all_single", "busy_single"):
+    for group in ("all", "busy", "all_fast", "busy_fast"):
         alarms = sum(c[group][0] for c in calib)
         promised = sum(c[group][1] for c in calib)
         res[f"sequential_calibration_{group}_alarms"] = alarms
