@@ -41,6 +41,12 @@ TARGETS: list[tuple[str, str, float, str]] = [
     ("sequential_hard_paired_ratio_of_medians", "<=", 1 / 3, "hard: sequential / window"),
     ("sequential_false_pages_failed_seq_per_1000_agent_days", "<=", 1.0, "10y, healthy"),
     ("sequential_calibration_busy_ratio", "<=", 2.0, "false alarms / promised (2d)"),
+    # the same rule with fast_threshold 0.5 (not the recommended rule yet): at 10y and 30y;
+    # false pages against the window rule's as measured (sequential_false_pages_failed_rate_...)
+    ("sequential_hard_paired_fast_ratio_of_medians", "<=", 1 / 3, "hard, fast 0.5, 10y"),
+    ("sequential_false_pages_failed_seq_fast_per_1000_agent_days", "<=", 0.1031, "<= window"),
+    ("sequential_hard_paired_fast_30y_ratio_of_medians", "<=", 1 / 3, "hard, fast 0.5, 30y"),
+    ("sequential_false_pages_failed_seq_fast_30y_per_1000_agent_days", "<=", 0.1031, "<= window"),
     ("ingest_ratio_to_json_loads", ">=", 0.5, "page bytes -> window counters"),
     ("scale_rss_mb", "<=", 200, "10,000 agents after 3 simulated hours (bench process)"),
     ("scale_metrics_render_ms", "<=", 150, "/metrics right after a poll"),

@@ -16,8 +16,10 @@ then runs every rule. The learned baselines start from seven days of history dra
 agent's true rates (the sum of seven days of Poisson/binomial calls). The window rules are the
 README's recommended ones (config/watchdog.example.yaml); the sequential rules use the
 recommended defaults (false_alarm 10y, learned baseline, 3x / 1.5x for failed, 2x / 1.5x for
-no-answer). A page is the transition to FIRING (the notice is written in the same
-evaluation); detection time runs from the degraded agent's first call after the start.
+no-answer), and beside them the failed rule with a fast CUSUM (``fast_threshold: 0.5``), at
+false_alarm 10y (``failed-seq-fast``) and 30y (``failed-seq-fast-30y``). A page is
+the transition to FIRING (the notice is written in the same evaluation); detection time runs
+from the degraded agent's first call after the start.
 
 Calibration: a separate day of healthy traffic with ``false_alarm: 2d`` and min_calls 1,
 counting alarms, against the 0.5 per agent-day that setting promises.
@@ -63,13 +65,20 @@ WINDOW_RULES: list[dict[str, Any]] = [  # the README's recommended rules (exampl
 SEQ_RULES: list[dict[str, Any]] = [
     {"name": "failed-seq", "outcome": "failed", "window": "15m", "detector": "sequential",
      "threshold": "3x", "clear_below": "1.5x", "min_calls": 5},
+    # the same with a fast CUSUM beside it (fast_threshold), on the same traffic
+    {"name": "failed-seq-fast", "outcome": "failed", "window": "15m",
+     "detector": "sequential", "threshold": "3x", "clear_below": "1.5x", "min_calls": 5,
+     "fast_threshold": 0.5},
+    {"name": "failed-seq-fast-30y", "outcome": "failed", "window": "15m",
+     "detector": "sequential", "threshold": "3x", "clear_below": "1.5x", "min_calls": 5,
+     "fast_threshold": 0.5, "false_alarm": "30y"},
     {"name": "no-answer-seq", "outcome": "no_answer", "window": "1h", "detector": "sequential",
      "threshold": "2x", "clear_below": "1.5x", "min_calls": 5},
 ]  # fmt: skip
 # which rules speak for which degradation
 RULES_FOR = {
-    "hard": ("failed-rate", "failed-seq"),
-    "medium": ("failed-rate", "failed-seq"),
+    "hard": ("failed-rate", "failed-seq", "failed-seq-fast", "failed-seq-fast-30y"),
+    "medium": ("failed-rate", "failed-seq", "failed-seq-fast", "failed-seq-fast-30y"),
     "soft": ("no-answer-rate", "no-answer-40", "no-answer-seq"),
 }
 FULL = {"agents": 2000, "calls_per_day": 1_000_000, "days": 1.0, "seeds": 10, "per_size": 20}
@@ -284,12 +293,14 @@ def calibration(f: Fleet, seed: int, days: float) -> dict[str, tuple[int, float]
         window_rules=False,
     )
     busy = {a for a, r in zip(f.ids, f.rate, strict=True) if r * DAY >= 1000.0}
-    failed = [a for _t, r, a in run.pages if r == "failed-seq"]
     active = sum(1 for c in run.calls.values() if c > 0)
-    return {
-        "all": (len(failed), active * days / 2.0),
-        "busy": (sum(1 for a in failed if a in busy), len(busy) * days / 2.0),
-    }
+    out = {}
+    # (failed-seq-fast-30y is failed-seq-fast here: false_alarm is 2d for both)
+    for rule, suffix in (("failed-seq", ""), ("failed-seq-fast", "_fast")):
+        failed = [a for _t, r, a in run.pages if r == rule]
+        out[f"all{suffix}"] = (len(failed), active * days / 2.0)
+        out[f"busy{suffix}"] = (sum(1 for a in failed if a in busy), len(busy) * days / 2.0)
+    return out
 
 
 def _stats(values: Sequence[float]) -> dict[str, float | None]:
@@ -348,10 +359,19 @@ def summarise(
             if seed_medians:
                 res[f"{key}_seed_median_min"] = min(seed_medians)
                 res[f"{key}_seed_median_max"] = max(seed_medians)
-    for size, seq, win in (
-        ("hard", "failed-seq", "failed-rate"),
-        ("medium", "failed-seq", "failed-rate"),
-        ("soft", "no-answer-seq", "no-answer-40"),
+    for size, seq, win, suffix in (
+        ("hard", "failed-seq", "failed-rate", ""),
+        ("medium", "failed-seq", "failed-rate", ""),
+        ("soft", "no-answer-seq", "no-answer-40", ""),
+        ("hard", "failed-seq-fast", "failed-rate", "_fast"),
+        ("medium", "failed-seq-fast", "failed-rate", "_fast"),
+        ("hard", "failed-seq-fast-30y", "failed-rate", "_fast_30y"),
+        ("medium", "failed-seq-fast-30y", "failed-rate", "_fast_30y"),
+        # the fast CUSUM against the rule without it, on the degradations both detect (the
+        # "window" keys are failed-seq's)
+        ("hard", "failed-seq-fast", "failed-seq", "_fast_vs_seq"),
+        ("medium", "failed-seq-fast", "failed-seq", "_fast_vs_seq"),
+        ("hard", "failed-seq-fast-30y", "failed-seq", "_fast_30y_vs_seq"),
     ):
         # the same degradations, detected by both: how much sooner the sequential rule is
         pairs = [
@@ -360,7 +380,7 @@ def summarise(
             for sz, _v, c in o.cases
             if sz == size and c.get(seq) is not None and c.get(win) is not None
         ]
-        key = f"sequential_{size}_paired"
+        key = f"sequential_{size}_paired{suffix}"
         res[f"{key}_n"] = len(pairs)
         if pairs:
             seq_i = [a / INTERVAL for a, _ in pairs]
@@ -382,7 +402,15 @@ def summarise(
             res[key] = len(ok) / len(upper)
     agent_days = sum(o.agent_days["all"] for o in per_seed)
     high_days = sum(o.agent_days["high"] for o in per_seed)
-    for rule in ("failed-rate", "failed-seq", "no-answer-rate", "no-answer-40", "no-answer-seq"):
+    for rule in (
+        "failed-rate",
+        "failed-seq",
+        "failed-seq-fast",
+        "failed-seq-fast-30y",
+        "no-answer-rate",
+        "no-answer-40",
+        "no-answer-seq",
+    ):
         n = sum(o.false_pages.get(rule, 0) for o in per_seed)
         key = rule.replace("-", "_")
         res[f"sequential_false_pages_{key}_per_1000_agent_days"] = 1000.0 * n / agent_days
@@ -395,7 +423,7 @@ def summarise(
     vols = [v for o in per_seed for v in o.soft_volumes]
     res["sequential_soft_agents_median_calls_per_day"] = statistics.median(vols) if vols else None
     res["sequential_calibration_false_alarm"] = "2d"
-    for group in ("all", "busy"):
+    for group in ("all", "busy", "all_fast", "busy_fast"):
         alarms = sum(c[group][0] for c in calib)
         promised = sum(c[group][1] for c in calib)
         res[f"sequential_calibration_{group}_alarms"] = alarms

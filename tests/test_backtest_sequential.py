@@ -1,7 +1,8 @@
 """The backtest runs ``detector: sequential`` rules as the live daemon does: the live daemon
 (simulator over HTTP, FakeClock, one poll a minute) through half of the scripted day with a
 window rule and a sequential rule with a learned baseline side by side; the backtest of its
-recording gives the same incidents in the same cycles for both, and the same notices. A
+recording gives the same incidents in the same cycles for both, and the same notices (the
+sequential rule with a fast CUSUM beside its fire CUSUM: ``fast_threshold``). A
 backtest that starts inside the recording learns its baselines from the history before it.
 The report names each rule's detector (JSON, terminal, HTML summary)."""
 
@@ -49,6 +50,7 @@ SEQ_RULE: dict[str, Any] = {
     "baseline_fallback": 0.08,
     "min_calls": 3,
     "false_alarm": "10y",
+    "fast_threshold": 0.5,  # the second CUSUM replays exactly too
 }
 SPAN = 12 * HOUR  # the hard failure (2-3 h) and the drift (6-12 h)
 
@@ -128,6 +130,7 @@ def test_a_backtest_runs_sequential_rules_as_the_live_daemon_did(seq_day: SeqDay
     seq = next(r for r in s["rules"] if r["name"] == SEQ)
     assert seq["threshold_relative"] and seq["baseline"] == "learned"
     assert seq["false_alarm_s"] == pytest.approx(10 * 365 * 86400.0)
+    assert seq["fast_threshold"] == 0.5 and not seq["fast_threshold_relative"]
     assert s["by_rule"][SEQ]["detector"] == "sequential"
     assert s["by_rule"][SEQ]["incidents"] == len(seq_live)
     lines = [ln for ln in text(out.report).splitlines() if ln.strip().startswith(SEQ)]

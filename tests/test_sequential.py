@@ -14,6 +14,7 @@ from dialnexa_watchdog.alerts.compile import compile_rules
 from dialnexa_watchdog.alerts.detector import Baseline, Detector
 from dialnexa_watchdog.alerts.rules import evaluate
 from dialnexa_watchdog.alerts.sequential import (
+    FAST_SPLIT,
     Evidence,
     Params,
     arl0,
@@ -24,6 +25,7 @@ from dialnexa_watchdog.alerts.sequential import (
     limit,
     order,
     params,
+    ratio,
     siegmund_arl,
     step,
     weights,
@@ -158,6 +160,106 @@ def test_a_longer_false_alarm_needs_more_evidence_and_a_hard_failure_is_fast() -
     assert limit(0.05, 0.15, 0.5) == 0.0  # nothing to wait for
 
 
+# ---- the fast CUSUM (fast_threshold) ---------------------------------------------------------
+
+
+def detector_params(rule: Rule, base: float, calls_per_day: float) -> Params:
+    det = Detector([rule], DENOM, OUTCOMES)
+    p, _b = det.params_for(
+        rule, "agt_a", lambda _r, _a: Baseline(base), lambda _a: calls_per_day / 86400.0
+    )
+    assert p is not None
+    return p
+
+
+@pytest.mark.parametrize(("false_alarm", "years"), [("1y", 1.0), ("10y", 10.0), ("100y", 100.0)])
+def test_the_pairs_limits_follow_false_alarm(false_alarm: str, years: float) -> None:
+    """Each of the two fire limits is set for FAST_SPLIT x the calls between false alarms that
+    false_alarm asks for, from the rates of its own test; without fast_threshold the fire
+    limit is the one-CUSUM limit, as before the key existed."""
+    arl = years * 365 * 86400.0 * 500.0 / 86400.0  # 500 calls a day
+    (pair,) = rules(false_alarm=false_alarm, fast_threshold=0.5)
+    (single,) = rules(false_alarm=false_alarm)
+    p = detector_params(pair, 0.05, 500.0)
+    s = detector_params(single, 0.05, 500.0)
+    assert p.fast is not None and s.fast is None and s.h_fast == math.inf
+    assert (p.p0, p.p1, p.p2) == pytest.approx((0.05, 0.15, 0.5))
+    assert p.h_fire == pytest.approx(limit(0.05, 0.15, FAST_SPLIT * arl), abs=0.02)
+    assert p.h_fast == pytest.approx(limit(0.05, 0.5, FAST_SPLIT * arl), abs=0.02)
+    assert s.h_fire == pytest.approx(limit(0.05, 0.15, arl), abs=0.02)
+    # the split costs ln(1.5) = 0.4 nats of the slow test's evidence
+    assert p.h_fire - s.h_fire == pytest.approx(math.log(FAST_SPLIT), abs=0.05)
+    assert p.arl == s.arl == pytest.approx(arl, rel=0.01)
+    # both limits grow with the logarithm of false_alarm, as the single one does
+    (longer,) = rules(false_alarm=f"{years * 10:g}y", fast_threshold=0.5)
+    q = detector_params(longer, 0.05, 500.0)
+    assert q.h_fire - p.h_fire == pytest.approx(math.log(10), rel=0.05)
+    assert q.h_fast - p.h_fast == pytest.approx(math.log(10), rel=0.05)
+    # a relative fast_threshold follows the baseline; one not above threshold is no test
+    (rel,) = rules(false_alarm=false_alarm, fast_threshold="10x")
+    assert detector_params(rel, 0.02, 500.0).p2 == pytest.approx(0.2)
+    low = detector_params(rules(false_alarm=false_alarm, fast_threshold=0.5)[0], 0.2, 500.0)
+    assert low.fast is None and low.h_fire == pytest.approx(
+        limit(0.2, 0.6, arl), abs=0.02
+    )  # 3x of 20% is 60%, above 0.5: one CUSUM with the whole budget
+
+
+def test_the_pair_keeps_the_promised_false_alarm_rate() -> None:
+    """Healthy calls through both CUSUMs until either alarms: the mean run (the pair's calls
+    between false alarms) is within 0.8x-2x of the ARL asked for, as the one CUSUM's is."""
+    rng = random.Random(7)
+    arl = 400.0
+    for p2 in (None, 0.5):
+        p = params(0.05, 0.15, 0.075, arl, p2=p2)
+        assert p is not None
+        runs = []
+        for _ in range(300):
+            ev = Evidence()
+            while not ev.alarm:
+                step(ev, rng.random() < 0.05, p)
+            runs.append(ev.calls)
+        assert 0.8 * arl < sum(runs) / len(runs) < 2.0 * arl, (p2, sum(runs) / len(runs))
+
+
+def test_a_hard_failure_pages_in_fewer_calls_with_the_fast_cusum() -> None:
+    """An agent at 5% that goes to 60% failed, 500 calls a day, false_alarm 10y: the rule
+    with fast_threshold 0.5 pages in fewer calls than the same rule without it (the same
+    calls, 40 seeds), about two thirds of them."""
+    (pair,) = rules(false_alarm="10y", fast_threshold=0.5, min_calls=5)
+    (single,) = rules(false_alarm="10y", min_calls=5)
+    p = detector_params(pair, 0.05, 500.0)
+    s = detector_params(single, 0.05, 500.0)
+    fast_calls, single_calls = [], []
+    for seed in range(40):
+        rng = random.Random(seed)
+        calls = [rng.random() < 0.6 for _ in range(200)]
+        for params_, out in ((p, fast_calls), (s, single_calls)):
+            ev = Evidence()
+            for hit in calls:
+                step(ev, hit, params_, 5)
+                if ev.alarm:
+                    break
+            assert ev.alarm
+            out.append(ev.calls)
+    mean_fast = sum(fast_calls) / len(fast_calls)
+    mean_single = sum(single_calls) / len(single_calls)
+    assert mean_fast < 0.8 * mean_single, (mean_fast, mean_single)
+    assert sum(a <= b for a, b in zip(fast_calls, single_calls, strict=True)) >= 36
+
+
+def test_the_evidence_ratio_is_the_larger_of_the_two() -> None:
+    p = params(0.05, 0.15, 0.075, 1e4, p2=0.5)
+    assert p is not None
+    ev = Evidence()
+    feed(ev, 3, 3, p, key="x")  # three failures: F (2.3 nats each) ahead of S (1.1 each)
+    assert ev.f / p.h_fast > ev.s / p.h_fire > 0
+    assert ratio(ev, p) == pytest.approx(ev.f / p.h_fast)
+    feed(ev, 0, 12, p, key="y")  # misses pull F down faster: S is the larger share now
+    assert ev.f == 0.0 < ev.s
+    assert ratio(ev, p) == pytest.approx(ev.s / p.h_fire)
+    assert ev.run_calls == 15  # the episode goes on while either is above zero
+
+
 # ---- the state against a brute-force recomputation ------------------------------------------
 
 
@@ -169,25 +271,29 @@ def cusum(start: float, incs: list[float]) -> float:
     return sums[-1] - min([-start, *sums[1:]])
 
 
-def brute_force(calls: list[bool], p: Params) -> tuple[bool, float, float]:
-    """(alarm, S, R) recomputed from the whole history after every call: S from zero (or
-    its restart at the last alarm's end); while an alarm is up, S goes on from its value at
-    the alarm and R from zero."""
-    alarm, start, s_at_alarm = False, 0, 0.0
-    s = r = 0.0
+def brute_force(calls: list[bool], p: Params) -> tuple[bool, float, float, float]:
+    """(alarm, S, R, F) recomputed from the whole history after every call: S and the fast
+    CUSUM F (with ``fast_threshold``) from zero (or their restart at the last alarm's end),
+    the alarm up once either reaches its own limit; while it is up, S and F go on from their
+    values at the alarm and R from zero."""
+    alarm, start, s_at_alarm, f_at_alarm = False, 0, 0.0, 0.0
+    s = r = f = 0.0
     for t in range(len(calls)):
         since = calls[start : t + 1]
         fire = [p.fire[0] if x else p.fire[1] for x in since]
+        fast = [p.fast[0] if x else p.fast[1] for x in since] if p.fast is not None else []
         if not alarm:
             s = cusum(0.0, fire)
-            if s >= p.h_fire:
-                alarm, start, s_at_alarm, r = True, t + 1, s, 0.0
+            f = cusum(0.0, fast) if p.fast is not None else 0.0
+            if (s > 0 and s >= p.h_fire) or (f > 0 and f >= p.h_fast):
+                alarm, start, s_at_alarm, f_at_alarm, r = True, t + 1, s, f, 0.0
         else:
             s = cusum(s_at_alarm, fire)
+            f = cusum(f_at_alarm, fast) if p.fast is not None else 0.0
             r = cusum(0.0, [p.clear[0] if x else p.clear[1] for x in since])
             if r >= p.h_clear:
-                alarm, start, s, r = False, t + 1, 0.0, 0.0
-    return alarm, s, r
+                alarm, start, s, r, f = False, t + 1, 0.0, 0.0, 0.0
+    return alarm, s, r, f
 
 
 def expand(hits: int, n: int, key: str) -> list[bool]:
@@ -206,41 +312,74 @@ def expand(hits: int, n: int, key: str) -> list[bool]:
     ),
     st.sampled_from([(0.05, 0.15, 0.075), (0.2, 0.4, 0.25), (0.02, 0.3, 0.02)]),
     st.sampled_from([50.0, 1e3, 1e5]),
+    st.sampled_from([None, 0.5, 0.9]),
 )
 def test_state_after_n_calls_equals_a_brute_force_recomputation(
-    groups: list[tuple[int, int]], rates: tuple[float, float, float], arl: float
+    groups: list[tuple[int, int]],
+    rates: tuple[float, float, float],
+    arl: float,
+    fast: float | None,
 ) -> None:
     """Groups (all-hit and no-hit ones take a shortcut; mixed ones are stepped through in
-    their pseudo-random order) against the definition, recomputed from every call."""
-    p = params(*rates, arl)
+    their pseudo-random order) against the definition, recomputed from every call; with
+    and without the fast CUSUM (``fast_threshold``)."""
+    p = params(*rates, arl, p2=fast)
     assert p is not None
+    assert (p.fast is not None) == (fast is not None)
     ev = Evidence()
     calls: list[bool] = []
     for i, (hits, n) in enumerate(groups):
         feed(ev, hits, n, p, key=str(i))
         calls += expand(hits, n, str(i))
-    alarm, s, r = brute_force(calls, p)
+    alarm, s, r, f = brute_force(calls, p)
     assert ev.alarm == alarm
     assert ev.s == pytest.approx(s, abs=1e-9)
+    assert ev.f == pytest.approx(f, abs=1e-9)
     if alarm:
         assert ev.r == pytest.approx(r, abs=1e-9)
     assert ev.calls == len(calls)
+    assert ratio(ev, p) == pytest.approx(max(share(s, p.h_fire), share(f, p.h_fast)), abs=1e-9)
 
 
-@settings(max_examples=50, deadline=None)
-@given(st.integers(0, 40), st.integers(1, 40), st.text(max_size=8))
-def test_a_group_is_its_calls_in_a_repeatable_order(hits: int, n: int, key: str) -> None:
+def share(x: float, h: float) -> float:
+    """Evidence over its limit, as ``ratio`` shows it (1 past a limit of zero)."""
+    return 0.0 if x <= 0 else (1.0 if h <= 0 else x / h)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.integers(0, 40),
+    st.integers(1, 40),
+    st.text(max_size=8),
+    st.sampled_from([None, 0.5]),
+    st.integers(1, 8),
+    st.sampled_from([(2.0, 1.0, 0), (12.0, 14.0, 2)]),
+)
+def test_a_group_is_its_calls_in_a_repeatable_order(
+    hits: int,
+    n: int,
+    key: str,
+    fast: float | None,
+    min_calls: int,
+    start: tuple[float, float, int],
+) -> None:
+    """A group fed at once is its calls stepped through one by one, with or without the
+    fast CUSUM, also from evidence past a limit that waits for ``min_calls``."""
     hits = min(hits, n)
     calls = order(hits, n, key)
     assert sum(calls) == hits and len(calls) == n
     assert order(hits, n, key) == calls  # the same order every time (replays)
-    p = params(0.05, 0.15, 0.075, 1e4)
+    p = params(0.05, 0.15, 0.075, 1e4, p2=fast)
     assert p is not None
-    grouped, stepped = Evidence(s=2.0), Evidence(s=2.0)
-    feed(grouped, hits, n, p, key=key)
+    s, f, run = start
+    f = f if fast is not None else 0.0
+    grouped = Evidence(s=s, f=f, run_calls=run, run_hits=run)
+    stepped = grouped.copy()
+    feed(grouped, hits, n, p, min_calls, key=key)
     for x in expand(hits, n, key):
-        step(stepped, x, p)
+        step(stepped, x, p, min_calls)
     assert grouped.s == pytest.approx(stepped.s, abs=1e-9)
+    assert grouped.f == pytest.approx(stepped.f, abs=1e-9)
     assert grouped.r == pytest.approx(stepped.r, abs=1e-9)
     assert (grouped.alarm, grouped.calls, grouped.run_calls, grouped.run_hits) == (
         stepped.alarm,
@@ -410,6 +549,14 @@ def test_window_rules_are_unchanged_next_to_sequential_ones() -> None:
         ({"detector": "sequential", "threshold": "3x", "false_alarm": "1m"}, "between 1h"),
         ({"detector": "sequential", "threshold": "3x", "baseline": "guess"}, "baseline"),
         ({"detector": "bayes", "threshold": 0.2}, "detector"),
+        ({"threshold": 0.2, "fast_threshold": 0.5}, "fast_threshold: only for detector"),
+        ({"detector": "sequential", "threshold": "3x", "fast_threshold": "2x"}, "above threshold"),
+        ({"detector": "sequential", "threshold": 0.2, "fast_threshold": 0.2}, "above threshold"),
+        ({"detector": "sequential", "threshold": "3x", "fast_threshold": "1x"}, "above 1x"),
+        (
+            {"detector": "sequential", "threshold": "3x", "fast_threshold": 0.04, "baseline": 0.05},
+            "above the baseline",
+        ),
     ],
 )
 def test_bad_sequential_config_names_the_field(spec: dict[str, Any], message: str) -> None:
@@ -429,6 +576,13 @@ def test_relative_levels_and_years_compile() -> None:
     assert over.threshold == 0.5 and not over.relative and over.clear_relative
     (learned,) = rules(baseline="learned")
     assert learned.sequential is not None and learned.sequential.baseline is None
+    assert learned.sequential.fast is None  # fast_threshold is off unless set
+    (fast,) = rules(fast_threshold="10x")
+    assert fast.sequential is not None
+    assert (fast.sequential.fast, fast.sequential.fast_relative) == (10.0, True)
+    (fast_abs,) = rules(fast_threshold=0.5)
+    assert fast_abs.sequential is not None
+    assert (fast_abs.sequential.fast, fast_abs.sequential.fast_relative) == (0.5, False)
 
 
 # ---- learned baselines ----------------------------------------------------------------------

@@ -24,6 +24,8 @@ def _sequential(r: RuleSettings) -> SequentialSpec | None:
     if r.detector != "sequential":
         return None
     baseline = r.sequential("baseline")
+    fast = r.sequential("fast_threshold")
+    fast_level = level(fast) if fast is not None else None
     return SequentialSpec(
         false_alarm=float(r.sequential("false_alarm")),
         baseline=None if baseline == "learned" else float(baseline),
@@ -32,6 +34,8 @@ def _sequential(r: RuleSettings) -> SequentialSpec | None:
         prior_calls=float(r.sequential("baseline_prior_calls")),
         floor=float(r.sequential("baseline_floor")),
         min_history=int(r.sequential("baseline_min_calls")),
+        fast=fast_level[0] if fast_level is not None else None,
+        fast_relative=fast_level[1] if fast_level is not None else False,
     )
 
 

@@ -76,6 +76,7 @@ class Detector:
         lim = rule.limits_for(agent)
         p1 = rate(lim.threshold, lim.relative, base.rate)
         pc = rate(lim.clear_below, lim.clear_relative, base.rate)
+        p2 = None if spec.fast is None else rate(spec.fast, spec.fast_relative, base.rate)
         v = max(volume(agent), 0.0)
         arl = max(1.0, spec.false_alarm * v)
         key = (rule.name, agent)
@@ -87,7 +88,7 @@ class Detector:
         ):
             return memo[2], base
         arl_clear = max(1.0, min(spec.false_alarm, CLEAR_ARL) * v)
-        p = self.cache.get(base.rate, p1, pc, arl, arl_clear)
+        p = self.cache.get(base.rate, p1, pc, arl, arl_clear, p2)
         self._memo[key] = (base.rate, arl, p)
         return p, base
 
@@ -125,7 +126,7 @@ class Detector:
                 for k, hits, n in groups:
                     feed(ev, hits, n, p, min_calls, f"{agent}:{k}:{hits}:{n}")
                 ev.at = now
-                if ev.alarm or ev.s > 0.0:
+                if ev.alarm or ev.s > 0.0 or ev.f > 0.0:
                     self.evidence[key] = ev
                 else:
                     self.evidence.pop(key, None)

@@ -23,6 +23,14 @@ h' solves the same with the roles of the rates swapped, for one false clear a da
 agent's volume while the rate stays at p1 (``CLEAR_ARL``: a false clear costs a second page;
 a slow clear keeps a recovered agent red for an hour).
 
+A rule with ``fast_threshold`` runs a second fire CUSUM F beside S, the same test for a
+larger rate p2 (a hard failure: each failed call weighs ln(p2/p0) instead of ln(p1/p0)), and
+the alarm is up once either crosses its own limit (Lorden 1971's multi-CUSUM). The false-alarm
+budget is split: each limit is set for ``FAST_SPLIT`` (1.5) x ARL0, so the pair keeps about
+the promised rate (the two statistics move together on a healthy agent, so the pair's false
+alarms are fewer than the sum of both). Clearing is unchanged: R against p1, and at its limit
+S, F and R restart from zero.
+
 Calls arrive in groups: a poll cycle's changes to the windows (``windows.drain_journal``, and
 the recorded history's cycles: the same cells) are (bucket, agent, status, +n) per settle-time
 bucket. Cells are fed in that order: cycle by cycle, and within a cycle bucket by bucket
@@ -51,6 +59,13 @@ MIN_RATE = 1e-6
 # clear limit is set for one a day at the agent's volume, so recoveries resolve in ~half an
 # hour at 3 calls a minute instead of an hour.
 CLEAR_ARL = 86400.0
+# With a fast CUSUM beside the fire CUSUM, each one's limit is set for this many times the
+# calls between false alarms that ``false_alarm`` asks for (the budget split between the two).
+# Not 2: the two move together on a healthy agent, so the pair's false alarms are far fewer
+# than the sum of both (at 1.5 the pair, simulated, waits about as long between false alarms
+# as one CUSUM at 1x does), and even two independent ones would alarm at most 2 / 1.5 =
+# 1.33x as often as promised.
+FAST_SPLIT = 1.5
 
 
 def weights(p0: float, p1: float) -> tuple[float, float]:
@@ -139,8 +154,11 @@ class Params:
     clear: tuple[float, float]  # increments of R
     h_fire: float
     h_clear: float
-    arl: float  # calls between false alarms the fire limit was set for
+    arl: float  # calls between false alarms the rule was set for (the pair's, with fast)
     arl_clear: float  # calls between false clears (while the rate is p1) for the clear limit
+    p2: float = 0.0  # fast_threshold (0: no fast CUSUM)
+    fast: tuple[float, float] | None = None  # increments of F (hit, other)
+    h_fast: float = math.inf
 
 
 def rate(value: float, relative: bool, baseline: float) -> float:
@@ -150,10 +168,17 @@ def rate(value: float, relative: bool, baseline: float) -> float:
 
 
 def params(
-    p0: float, p1: float, pc: float, arl: float, arl_clear: float | None = None
+    p0: float,
+    p1: float,
+    pc: float,
+    arl: float,
+    arl_clear: float | None = None,
+    p2: float | None = None,
+    split: float = FAST_SPLIT,
 ) -> Params | None:
     """The CUSUMs' parameters, or None when the rates cannot be tested (the threshold is not
-    above the baseline, or clear_below not between them)."""
+    above the baseline, or clear_below not between them). ``p2``: the fast CUSUM's rate;
+    none unless it is above ``p1`` (then both fire limits are set for ``split`` x ``arl``)."""
     p0 = min(MAX_RATE, max(MIN_RATE, p0))
     if not p0 < p1:
         return None
@@ -163,9 +188,12 @@ def params(
         pc = p0
     clear = weights(p1, pc)
     arl_clear = arl if arl_clear is None else arl_clear
-    return Params(
-        p0, p1, pc, fire, clear, limit(p0, p1, arl), limit(p1, pc, arl_clear), arl, arl_clear
-    )
+    h_clear = limit(p1, pc, arl_clear)
+    if p2 is None or not p2 > p1:
+        return Params(p0, p1, pc, fire, clear, limit(p0, p1, arl), h_clear, arl, arl_clear)
+    h_fire, h_fast = limit(p0, p1, arl * split), limit(p0, p2, arl * split)
+    fast = weights(p0, p2)
+    return Params(p0, p1, pc, fire, clear, h_fire, h_clear, arl, arl_clear, p2, fast, h_fast)
 
 
 class ParamCache:
@@ -173,23 +201,37 @@ class ParamCache:
     Rates are rounded to 4 significant digits, the ARLs to 1% (which moves h by ~0.01)."""
 
     def __init__(self, size: int = 50_000) -> None:
-        self._cache: dict[tuple[float, float, float, int, int], Params | None] = {}
+        self._cache: dict[tuple[float, float, float, int, int, float], Params | None] = {}
         self._size = size
 
-    def get(self, p0: float, p1: float, pc: float, arl: float, arl_clear: float) -> Params | None:
+    def get(
+        self,
+        p0: float,
+        p1: float,
+        pc: float,
+        arl: float,
+        arl_clear: float,
+        p2: float | None = None,
+    ) -> Params | None:
         key = (
             _round(p0),
             _round(p1),
             _round(pc),
             round(math.log(max(arl, 1.0)) * 100),
             round(math.log(max(arl_clear, 1.0)) * 100),
+            -1.0 if p2 is None else _round(p2),
         )
         if key in self._cache:
             return self._cache[key]
         if len(self._cache) >= self._size:
             self._cache.clear()
         out = self._cache[key] = params(
-            key[0], key[1], key[2], math.exp(key[3] / 100), math.exp(key[4] / 100)
+            key[0],
+            key[1],
+            key[2],
+            math.exp(key[3] / 100),
+            math.exp(key[4] / 100),
+            None if key[5] < 0.0 else key[5],
         )
         return out
 
@@ -208,40 +250,53 @@ class Evidence:
     s: float = 0.0  # fire evidence (nats)
     r: float = 0.0  # clear evidence, while the alarm is up
     alarm: bool = False
-    run_calls: int = 0  # calls since S last stood at zero (the episode the evidence is about)
+    run_calls: int = 0  # calls since S (and F) last stood at zero (the episode)
     run_hits: int = 0
     calls: int = 0  # calls fed in all
     at: float = 0.0  # when last fed
+    f: float = 0.0  # fast fire evidence (nats; 0 without a fast CUSUM)
 
     def copy(self) -> Evidence:
         return Evidence(
-            self.s, self.r, self.alarm, self.run_calls, self.run_hits, self.calls, self.at
+            self.s, self.r, self.alarm, self.run_calls, self.run_hits, self.calls, self.at, self.f
         )
 
 
+def _crossed(ev: Evidence, p: Params) -> bool:
+    """Either fire CUSUM, above zero, at or past its own limit."""
+    return (ev.s > 0.0 and ev.s >= p.h_fire) or (ev.f > 0.0 and ev.f >= p.h_fast)
+
+
+def _cleared(ev: Evidence) -> None:
+    ev.alarm = False
+    ev.s = ev.r = ev.f = 0.0
+    ev.run_calls = ev.run_hits = 0
+
+
 def step(ev: Evidence, hit: bool, p: Params, min_calls: int = 1) -> None:
-    """One call, by definition: the fire CUSUM (reset at zero); once it passes ``h_fire``
-    with at least ``min_calls`` calls in its run, the alarm is up and the clear CUSUM runs
-    from zero beside it; once that passes ``h_clear`` the alarm ends and both restart."""
+    """One call, by definition: the fire CUSUM S and, with ``fast_threshold``, the fast one
+    F (each reset at zero); once either passes its own limit (``h_fire``, ``h_fast``) with
+    at least ``min_calls`` calls in the run (since both last stood at zero), the alarm is up
+    and the clear CUSUM runs from zero beside them; once that passes ``h_clear`` the alarm
+    ends and all three restart."""
     ev.calls += 1
     ev.run_calls += 1
     ev.run_hits += hit
     s = ev.s + (p.fire[0] if hit else p.fire[1])
+    ev.s = s if s > 0.0 else 0.0
+    if p.fast is not None:
+        f = ev.f + (p.fast[0] if hit else p.fast[1])
+        ev.f = f if f > 0.0 else 0.0
     if ev.alarm:
-        ev.s = s if s > 0.0 else 0.0
         r = ev.r + (p.clear[0] if hit else p.clear[1])
         ev.r = r if r > 0.0 else 0.0
         if ev.r >= p.h_clear:
-            ev.alarm = False
-            ev.s = ev.r = 0.0
-            ev.run_calls = ev.run_hits = 0
+            _cleared(ev)
         return
-    if s <= 0.0:
-        ev.s = 0.0
+    if ev.s <= 0.0 and ev.f <= 0.0:
         ev.run_calls = ev.run_hits = 0
         return
-    ev.s = s
-    if s >= p.h_fire and ev.run_calls >= min_calls:
+    if ev.run_calls >= min_calls and _crossed(ev, p):
         ev.alarm = True
         ev.r = 0.0
 
@@ -265,38 +320,46 @@ def feed(ev: Evidence, hits: int, n: int, p: Params, min_calls: int = 1, key: st
         for hit in order(hits, n, key):
             step(ev, hit, p, min_calls)
         return
+    if hits == 0 and not ev.alarm and _crossed(ev, p):
+        # past a limit but short of min_calls: a miss may lengthen the run enough to fire
+        for _ in range(n):
+            step(ev, False, p, min_calls)
+        return
     hit = hits == n
     ev.calls += n
     ev.run_calls += n
     ev.run_hits += hits
-    ds = n * (p.fire[0] if hit else p.fire[1])
-    dr = n * (p.clear[0] if hit else p.clear[1])
-    if ev.alarm:  # S and R each move one way: clipping at the end is clipping each step
-        ev.s = max(0.0, ev.s + ds)
-        ev.r = max(0.0, ev.r + dr)
-        if ev.r >= p.h_clear:  # only misses raise R: after the clear, S stays at zero
-            ev.alarm = False
-            ev.s = ev.r = 0.0
-            ev.run_calls = ev.run_hits = 0
+    # S, F and R each move one way: clipping at the end is clipping each step
+    ev.s = max(0.0, ev.s + n * (p.fire[0] if hit else p.fire[1]))
+    if p.fast is not None:
+        ev.f = max(0.0, ev.f + n * (p.fast[0] if hit else p.fast[1]))
+    if ev.alarm:
+        ev.r = max(0.0, ev.r + n * (p.clear[0] if hit else p.clear[1]))
+        if ev.r >= p.h_clear:  # only misses raise R: after the clear, S and F stay at zero
+            _cleared(ev)
         return
-    s = ev.s + ds
-    if s <= 0.0:
-        ev.s = 0.0
+    if ev.s <= 0.0 and ev.f <= 0.0:  # only misses lower them: zero at the end, the run too
         ev.run_calls = ev.run_hits = 0
         return
-    ev.s = s
-    if s >= p.h_fire and ev.run_calls >= min_calls:  # only hits raise S; R stays at zero
+    if ev.run_calls >= min_calls and _crossed(ev, p):  # only hits raise S and F; R stays 0
         ev.alarm = True
         ev.r = 0.0
 
 
 def ratio(ev: Evidence, p: Params | None) -> float:
-    """The fire evidence as a share of the firing limit (>= 1 while the alarm is up)."""
-    if p is None or ev.s <= 0.0:
+    """The fire evidence as a share of the firing limit (>= 1 while the alarm is up): the
+    larger of S / h_fire and F / h_fast."""
+    if p is None:
         return 0.0
-    if p.h_fire <= 0.0:
+    return max(_share(ev.s, p.h_fire), _share(ev.f, p.h_fast))
+
+
+def _share(x: float, h: float) -> float:
+    if x <= 0.0:
+        return 0.0
+    if h <= 0.0:
         return 1.0
-    return ev.s / p.h_fire
+    return x / h
 
 
 def group(

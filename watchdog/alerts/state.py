@@ -54,6 +54,8 @@ class SequentialSpec:
     prior_calls: float = 100.0  # the fleet rate counts as this many calls (shrinkage)
     floor: float = 0.005  # a learned baseline is never below this
     min_history: int = 200  # calls in baseline_window before the learned rate is used
+    fast: float | None = None  # fast_threshold: a second CUSUM for this rate (None: off)
+    fast_relative: bool = False  # ... as a multiple of the baseline
 
 
 @dataclass(frozen=True, slots=True)

@@ -190,6 +190,9 @@ def _rule(r: Any) -> dict[str, Any]:
         # sequential rules only (None for window rules)
         "false_alarm_s": None if seq is None else seq.false_alarm,
         "baseline": None if seq is None else ("learned" if seq.baseline is None else seq.baseline),
+        # fast_threshold (None: off, and for window rules), "10x" as 10.0 and relative true
+        "fast_threshold": None if seq is None else seq.fast,
+        "fast_threshold_relative": False if seq is None else seq.fast_relative,
     }
 
 

@@ -98,9 +98,13 @@ class RuleSettings(Section):
     baseline_prior_calls: Annotated[float, Field(ge=0.0, le=1_000_000.0)] | None = None
     baseline_floor: Annotated[float, Field(ge=0.0, lt=1.0)] | None = None
     baseline_min_calls: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
+    # A second CUSUM for a larger rise (10x, or a rate), beside the one for threshold: pages a
+    # hard failure in fewer calls; both limits then share false_alarm (alerts/sequential.py).
+    fast_threshold: Level | None = None
 
     @field_validator(
         "false_alarm",
+        "fast_threshold",
         "baseline_window",
         "baseline_fallback",
         "baseline_prior_calls",

@@ -22,6 +22,7 @@ SEQUENTIAL_DEFAULTS: dict[str, Any] = {
     "baseline_prior_calls": 100.0,
     "baseline_floor": 0.005,
     "baseline_min_calls": 200,
+    "fast_threshold": None,  # off: one CUSUM, as before fast_threshold existed
 }
 
 
@@ -82,6 +83,18 @@ def check_detector(rule: Any) -> None:
     for name, v in relative:
         if name.endswith("threshold") and level(v)[0] <= 1.0:
             raise ValueError(f"{name}: a multiple of the baseline must be above 1x")
+    fast = rule.fast_threshold
+    if fast is not None:
+        if isinstance(fast, str) and level(fast)[0] <= 1.0:
+            raise ValueError("fast_threshold: a multiple of the baseline must be above 1x")
+        if rule.threshold is not None:
+            (f, frel), (t, trel) = level(fast), level(rule.threshold)
+            if frel == trel and f <= t:
+                raise ValueError(
+                    f"fast_threshold ({fast}) must be above threshold ({rule.threshold}): "
+                    "it tests for a larger rise"
+                )
+        levels.append(("fast_threshold", fast))
     if isinstance(rule.baseline, float):  # a fixed baseline: an absolute threshold above it
         for name, v in levels:
             if isinstance(v, float) and name.endswith("threshold") and v <= rule.baseline:
