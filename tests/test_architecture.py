@@ -29,6 +29,7 @@ PURE = [
     "ingest.tracker",
     "ingest.budget",
     "alerts.rules",
+    "alerts.incremental",
     "alerts.incidents",
     "alerts.state",
     "readiness",

@@ -100,6 +100,10 @@ class Windows:
         # exactly while it has a call in the longest window.
         self._totals: dict[str, list[int]] = {}
         self._dirty: set[str] = set()  # agents whose totals changed since take_dirty()
+        # for the alert evaluation (take_changes): agents whose calls changed (every window),
+        # and per window the agents a bucket leaving it held; None until first asked
+        self._changed: set[str] | None = None
+        self._left: list[set[str]] = [set() for _ in self.labels]
         # (bucket, agent, slot) -> net change since the last drain_journal(); None: off
         self._journal: dict[tuple[int, str, int], int] | None = None
         self._now = -math.inf
@@ -134,9 +138,12 @@ class Windows:
             offsets = self._window_offsets[wi]
             # windows nest: a row can only empty when a bucket leaves the longest window
             last = wi == longest
+            left = self._left[wi] if self._changed is not None else None
             for k in leaving:
                 per_agent = self._buckets[k]
                 self._dirty.update(per_agent)
+                if left is not None:
+                    left.update(per_agent)
                 bucket_sum = [0] * self._n  # the workspace row: once per bucket
                 for agent, counts in per_agent.items():
                     t = totals[agent]
@@ -186,6 +193,8 @@ class Windows:
             counts = per_agent[agent_id] = [0] * self._n
         counts[slot] += 1
         self._dirty.add(agent_id)
+        if self._changed is not None:
+            self._changed.add(agent_id)
         journal = self._journal
         if journal is not None:
             cell = (k, agent_id, slot)
@@ -213,6 +222,8 @@ class Windows:
             if not per_agent:
                 del self._buckets[bucket]
         self._dirty.add(agent_id)
+        if self._changed is not None:
+            self._changed.add(agent_id)
         if self._journal is not None:
             cell = (bucket, agent_id, slot)
             self._journal[cell] = self._journal.get(cell, 0) - 1
@@ -253,6 +264,22 @@ class Windows:
         """Agents whose counts changed (or vanished) since the last call; resets the set."""
         dirty, self._dirty = self._dirty, set()
         return dirty
+
+    def take_changes(self) -> dict[str, set[str]] | None:
+        """Per window label: the agents whose counts in that window changed (or may have:
+        a call added or removed anywhere counts for every window) since the last call; resets
+        them. The first call starts the tracking and returns None (unknown: everything may
+        have changed). For the alert evaluation (``alerts.incremental``); ``take_dirty`` is
+        the metrics renderer's own."""
+        changed = self._changed
+        if changed is None:
+            self._changed = set()
+            self._left = [set() for _ in self.labels]
+            return None
+        out = {label: changed | left for label, left in zip(self.labels, self._left, strict=True)}
+        self._changed = set()
+        self._left = [set() for _ in self.labels]
+        return out
 
     def to_counts(self, counts: list[int] | None) -> WindowCounts:
         """WindowCounts from a row of status counts (as ``raw_counts`` returns)."""
@@ -309,6 +336,25 @@ class Windows:
                     (a, t) for a, t in self._totals.items() if t[d] >= need and a != WORKSPACE
                 ]
             out.append([a for a, t in rows if t[h] >= threshold * t[d]])
+        return out
+
+    def candidates_among(
+        self, agents: Iterable[str], queries: list[tuple[str, str, float, int]]
+    ) -> list[list[str]]:
+        """``candidates_many`` restricted to ``agents`` (those whose counts changed: the
+        incremental evaluation keeps each rule's candidates up to date with it)."""
+        totals = self._totals
+        rows = [(a, t) for a in agents if a != WORKSPACE and (t := totals.get(a)) is not None]
+        out: list[list[str]] = []
+        for window, outcome, threshold, min_calls in queries:
+            pos = self._outcome_pos.get(outcome)
+            if pos is None:
+                out.append([])
+                continue
+            base = self._label_index[window] * self._row
+            d, h = base + self._n, base + pos
+            need = max(1, min_calls)
+            out.append([a for a, t in rows if t[d] >= need and t[h] >= threshold * t[d]])
         return out
 
     def series(
@@ -392,6 +438,8 @@ class Windows:
             if not per_agent:
                 del self._buckets[bucket]
         self._dirty.add(agent_id)
+        if self._changed is not None:
+            self._changed.add(agent_id)
         if self._journal is not None:
             cell = (bucket, agent_id, slot)
             self._journal[cell] = self._journal.get(cell, 0) + n
@@ -412,6 +460,7 @@ class Windows:
         buckets, totals, journal = self._buckets, self._totals, self._journal
         cuts, nst, width = self._cuts, self._n, self._width
         suffix, dirty = self._suffix_offsets, self._dirty
+        changed = self._changed if self._changed is not None else set()
         last = len(cuts) - 1
         ws: dict[tuple[int, int], int] = {}  # (slot, first window) -> n, for WORKSPACE
         try:
@@ -438,6 +487,7 @@ class Windows:
                     if not per_agent:
                         del buckets[bucket]
                 dirty.add(agent_id)
+                changed.add(agent_id)
                 if journal is not None:
                     cell = (bucket, agent_id, slot)
                     journal[cell] = journal.get(cell, 0) + n
@@ -481,6 +531,8 @@ class Windows:
     def clear(self) -> None:
         """Forget every call and the time (as new); the journal, if on, starts empty."""
         self._dirty.update(a for a in self._totals if a != WORKSPACE)
+        if self._changed is not None:
+            self._changed.update(a for a in self._totals if a != WORKSPACE)
         self._buckets.clear()
         self._totals.clear()
         self._now = -math.inf

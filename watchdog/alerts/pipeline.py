@@ -33,7 +33,8 @@ from ..notify import Notice
 from .diff import changed_members, durable
 from .evidence import EvidenceFeed
 from .incidents import Book, Incident, Policy, Snapshotter, acknowledge, new_incident_id, plan
-from .rules import evaluate, evaluate_stale
+from .incremental import Incremental
+from .rules import evaluate_stale
 from .state import STALE_RULE, AlertState, Evaluation, Rule, Silence, StaleRule, State
 from .stopped import with_stopped
 from .store import ActionChanges, Changes, Decision
@@ -158,6 +159,8 @@ class AlertPipeline:
         self.stopped = stopped
         self.evidence = evidence  # the sequential rules' detector and its feed
         self._lock = threading.Lock()  # one evaluation at a time (poll thread, stale timer)
+        # evaluate(), stepping only the agents whose counts moved since the last poll's
+        self.evaluator = Incremental()
         states, incident_of = store.load_states()
         self._states: dict[Key, AlertState] = states
         self._book = Book(store.load_incidents(open_only=True), incident_of)
@@ -197,9 +200,9 @@ class AlertPipeline:
     ) -> Evaluation:
         feed = self.evidence
         if feed is None or not feed.active:
-            return evaluate(self.rules, prev, view, poll, now)
+            return self.evaluator.evaluate(self.rules, prev, view, poll, now)
         feed.advance(view, now)
-        return evaluate(self.rules, prev, view, poll, now, detector=feed.detector)
+        return self.evaluator.evaluate(self.rules, prev, view, poll, now, detector=feed.detector)
 
     def on_tick(self, poll: PollStatus, now: float) -> None:
         """Evaluate the stale rule alone (on a timer). Never raises."""
@@ -254,6 +257,7 @@ class AlertPipeline:
                 ev = step(prev)
                 self._apply(prev, ev, view, now)
         except Exception:
+            self.evaluator.reset()  # the states it stepped from were not adopted
             log.exception("alert evaluation failed; it runs again after the next poll")
 
     def _apply(

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, fields
 from operator import attrgetter
 from statistics import NormalDist
@@ -269,21 +270,29 @@ def _could_fire(rules: Sequence[Rule], view: CountsView) -> dict[str, Iterable[s
     and stay inactive (a Wilson lower bound never exceeds the plain rate), so skipping it
     changes nothing. A view that can answer in bulk (windows.Windows) does it from its kept
     sums, once per window, instead of building a WindowCounts per agent and rule."""
-    agent_rules = [
-        r for r in rules if r.scope != "workspace" and r.kind == "rate" and r.sequential is None
-    ]
+    agent_rules = window_rules(rules)
     bulk = getattr(view, "candidates_many", None)
     if bulk is None:
         seen_agents = view.agents()  # only without the bulk answer (a sorted list per call)
         return {r.name: seen_agents for r in agent_rules}
-    queries = []
-    for rule in agent_rules:
-        limits = [rule.limits, *rule.overrides.values()]
-        threshold = min(lim.threshold for lim in limits)
-        min_calls = min(lim.min_calls for lim in limits)
-        queries.append((rule.window, rule.outcome, threshold, max(1, min_calls)))
-    found: list[list[str]] = bulk(queries)
+    found: list[list[str]] = bulk([candidate_query(r) for r in agent_rules])
     return {r.name: f for r, f in zip(agent_rules, found, strict=True)}
+
+
+def window_rules(rules: Sequence[Rule]) -> list[Rule]:
+    """The rules that judge each agent's window counts: agent scope, rate, not sequential."""
+    return [
+        r for r in rules if r.scope != "workspace" and r.kind == "rate" and r.sequential is None
+    ]
+
+
+def candidate_query(rule: Rule) -> tuple[str, str, float, int]:
+    """(window, outcome, threshold, min_calls) of ``rule``'s loosest limits, as
+    ``Windows.candidates_many`` takes them."""
+    limits = [rule.limits, *rule.overrides.values()]
+    threshold = min(lim.threshold for lim in limits)
+    min_calls = min(lim.min_calls for lim in limits)
+    return (rule.window, rule.outcome, threshold, max(1, min_calls))
 
 
 def evaluate(
@@ -303,6 +312,34 @@ def evaluate(
     its own schedule by ``evaluate_stale``). ``detector`` holds the evidence of sequential
     rules (fed with this cycle's calls before); without one they see no evidence.
     """
+    return evaluate_given(
+        rules, prev_states, view, poll, now, _could_fire(rules, view), None, stale, detector
+    )
+
+
+def evaluate_given(
+    rules: Sequence[Rule],
+    prev_states: Mapping[tuple[str, str], AlertState],
+    view: CountsView,
+    poll: PollStatus,
+    now: float,
+    could_fire: Mapping[str, Iterable[str]],
+    changed: Mapping[str, AbstractSet[str]] | None,
+    stale: StaleRule | None = None,
+    detector: Detector | None = None,
+) -> Evaluation:
+    """``evaluate`` with each window rule's candidates given (``_could_fire``'s answer, kept
+    up to date by ``incremental.Incremental``) and, with ``changed``, only the agents whose
+    counts may have moved stepped.
+
+    ``changed``: per window rule (agent scope, not sequential), the agents whose counts in
+    its windows may have changed since the evaluation that produced ``prev_states``. Any
+    other agent saw the same counts, so the same verdict, as then: a state that is firing
+    stays firing with only ``evaluated_at`` moved (``step`` on a firing state's own verdict
+    changes nothing else), and an agent without a state stays inactive (it was left
+    inactive on a verdict that is not FIRE). Pending and resolved states are stepped always
+    (their next state depends on time). None: every agent is stepped.
+    """
     states: dict[tuple[str, str], AlertState] = {}
     transitions: list[Transition] = []
     covered: dict[str, tuple[str, ...]] = {}
@@ -310,7 +347,6 @@ def evaluate(
     for rule_name, agent in prev_states:
         prev_by_rule.setdefault(rule_name, []).append(agent)
     rule_names = {r.name for r in rules}
-    could_fire = _could_fire(rules, view)
 
     def record(prev: AlertState | None, nxt: AlertState) -> None:
         old = prev.state if prev is not None else State.INACTIVE
@@ -322,12 +358,14 @@ def evaluate(
     for rule in rules:
         if rule.kind != "rate":  # calls_stopped: evaluated by stopped.evaluate_stopped
             continue
+        moved: AbstractSet[str] | None = None
         if rule.scope == "workspace":
             agents: list[str] = [WORKSPACE_AGENT]
         else:
             candidates = set(prev_by_rule.get(rule.name, ()))
             if rule.sequential is None:
                 candidates.update(could_fire[rule.name])
+                moved = changed.get(rule.name) if changed is not None else None
             elif detector is not None:
                 candidates.update(detector.alarmed(rule.name))
             agents = sorted(a for a in candidates if rule.covers(a))
@@ -335,6 +373,12 @@ def evaluate(
         for agent in agents:
             key = (rule.name, agent)
             prev = prev_states.get(key)
+            if moved is not None and agent not in moved:
+                if prev is None:
+                    continue  # inactive on the same verdict as before
+                if prev.state is State.FIRING:
+                    states[key] = _reevaluated(prev, now)
+                    continue
             if rule.sequential is not None:
                 record(prev, _step_sequential(rule, agent, prev, view, detector, now))
                 continue
@@ -357,10 +401,12 @@ def evaluate(
 
     # states of rules that are no longer configured (or changed kind)
     rate_names = {r.name for r in rules if r.kind == "rate"}
-    for (rule_name, _agent), prev in sorted(prev_states.items()):
-        if rule_name in rate_names or rule_name == STALE_RULE:
-            continue
-        if rule_name in rule_names:  # a calls_stopped rule's: evaluated apart, carried over
+    others = [
+        k for k in prev_states if k[0] not in rate_names and k[0] != STALE_RULE
+    ]  # sorted below: only these, not every state
+    for key in sorted(others):
+        prev = prev_states[key]
+        if key[0] in rule_names:  # a calls_stopped rule's: evaluated apart, carried over
             states[prev.key] = prev
             continue
         gone = _retire(prev, now, "the rule was removed from the config")
@@ -376,6 +422,17 @@ def evaluate(
         states[stale_key] = prev_states[stale_key]
         covered[STALE_RULE] = (WORKSPACE_AGENT,)
     return Evaluation(states, transitions, covered)
+
+
+_EVALUATED_AT = _STATE_INDEX["evaluated_at"]
+
+
+def _reevaluated(st: AlertState, now: float) -> AlertState:
+    """``st`` evaluated again at ``now`` on the verdict that made it: ``_evolve(st,
+    evaluated_at=now)`` for the one field (thousands of firing states a poll)."""
+    values = list(_STATE_VALUES(st))
+    values[_EVALUATED_AT] = now
+    return AlertState(*values)
 
 
 def _step_sequential(
