@@ -95,6 +95,9 @@ class Windows:
         ]
         # bucket index -> agent -> counts per status
         self._buckets: dict[int, dict[str, list[int]]] = {}
+        # agent -> the buckets it has a row in (any order): an agent's sparkline reads those,
+        # not every bucket of the window
+        self._rows_of: dict[str, list[int]] = {}
         # agent (and WORKSPACE, the sum) -> counts per window and status, flat:
         # [window 0: status 0..n-1, window 1: ...]. Windows nest, so an agent has an entry
         # exactly while it has a call in the longest window.
@@ -166,7 +169,8 @@ class Windows:
         longest_cut = self._cuts[-1]
         if self._buckets and min(self._buckets) <= longest_cut:
             for k in [k for k in self._buckets if k <= longest_cut]:
-                del self._buckets[k]
+                for agent in self._buckets.pop(k):
+                    self._drop_row(agent, k)
 
     # ---- calls ------------------------------------------------------------------------
     def slot(self, status: str) -> int:
@@ -191,6 +195,7 @@ class Windows:
         counts = per_agent.get(agent_id)
         if counts is None:
             counts = per_agent[agent_id] = [0] * self._n
+            self._new_row(agent_id, k)
         counts[slot] += 1
         self._dirty.add(agent_id)
         if self._changed is not None:
@@ -219,6 +224,7 @@ class Windows:
         counts[slot] -= 1
         if not any(counts):
             del per_agent[agent_id]
+            self._drop_row(agent_id, bucket)
             if not per_agent:
                 del self._buckets[bucket]
         self._dirty.add(agent_id)
@@ -234,6 +240,19 @@ class Windows:
                 t[o] -= 1
             if not any(t):
                 del self._totals[key]
+
+    def _new_row(self, agent_id: str, k: int) -> None:
+        rows = self._rows_of.get(agent_id)
+        if rows is None:
+            self._rows_of[agent_id] = [k]
+        else:
+            rows.append(k)
+
+    def _drop_row(self, agent_id: str, k: int) -> None:
+        rows = self._rows_of[agent_id]
+        rows.remove(k)
+        if not rows:
+            del self._rows_of[agent_id]
 
     def _offsets_for(self, slot: int, k: int) -> tuple[int, ...]:
         """The totals cells a call in bucket ``k`` with status ``slot`` counts in."""
@@ -370,8 +389,18 @@ class Windows:
         idx = self._outcomes.get(outcome, [])
         didx = self._denom
         buckets = self._buckets
-        # the window's buckets by key when fewer than all kept (a sparkline of a short
-        # window), else one pass over the kept ones; an agent's row is one lookup each
+        if key != WORKSPACE:  # an agent: the buckets it has rows in
+            for k in self._rows_of.get(key, ()):
+                if first <= k <= last:
+                    counts = buckets[k][key]
+                    p = (k - first) * points // span
+                    for i in idx:
+                        hits[p] += counts[i]
+                    for i in didx:
+                        denom[p] += counts[i]
+            return [h / d if d else None for h, d in zip(hits, denom, strict=True)]
+        # the workspace: the window's buckets by key when fewer than all kept (a sparkline
+        # of a short window), else one pass over the kept ones
         keys: Iterable[int] = range(first, last + 1) if span < len(buckets) else buckets
         for k in keys:
             if not first <= k <= last:
@@ -379,15 +408,8 @@ class Windows:
             per_agent = buckets.get(k)
             if per_agent is None:
                 continue
-            if key == WORKSPACE:
-                rows = list(per_agent.values())
-            else:
-                row = per_agent.get(key)
-                if row is None:
-                    continue
-                rows = [row]
             p = (k - first) * points // span
-            for counts in rows:
+            for counts in per_agent.values():
                 for i in idx:
                     hits[p] += counts[i]
                 for i in didx:
@@ -425,16 +447,21 @@ class Windows:
         if not 0 <= slot < self._n:
             raise ValueError(f"status slot {slot} out of range")
         per_agent = self._buckets.setdefault(bucket, {})
-        counts = per_agent.setdefault(agent_id, [0] * self._n)
+        counts = per_agent.get(agent_id)
+        if counts is None:
+            counts = per_agent[agent_id] = [0] * self._n
+            self._new_row(agent_id, bucket)
         if counts[slot] + n < 0:
             if not any(counts):
                 del per_agent[agent_id]
+                self._drop_row(agent_id, bucket)
             if not per_agent:
                 del self._buckets[bucket]
             raise ValueError(f"removes {-n} call(s) that bucket {bucket} does not hold")
         counts[slot] += n
         if not any(counts):
             del per_agent[agent_id]
+            self._drop_row(agent_id, bucket)
             if not per_agent:
                 del self._buckets[bucket]
         self._dirty.add(agent_id)
@@ -475,15 +502,18 @@ class Windows:
                 counts = per_agent.get(agent_id)
                 if counts is None:
                     counts = per_agent[agent_id] = [0] * nst
+                    self._new_row(agent_id, bucket)
                 if counts[slot] + n < 0:
                     if not any(counts):
                         del per_agent[agent_id]
+                        self._drop_row(agent_id, bucket)
                     if not per_agent:
                         del buckets[bucket]
                     raise ValueError(f"removes {-n} call(s) that bucket {bucket} does not hold")
                 counts[slot] += n
                 if n < 0 and not any(counts):
                     del per_agent[agent_id]
+                    self._drop_row(agent_id, bucket)
                     if not per_agent:
                         del buckets[bucket]
                 dirty.add(agent_id)
@@ -534,6 +564,7 @@ class Windows:
         if self._changed is not None:
             self._changed.update(a for a in self._totals if a != WORKSPACE)
         self._buckets.clear()
+        self._rows_of.clear()
         self._totals.clear()
         self._now = -math.inf
         self._now_k = -(2**62)

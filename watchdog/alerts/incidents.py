@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from ..notify import AlertSnapshot, Notice, NoticeKind, Op
-from .rules import needs_notify
+from .rules import repeat_due
 from .state import AlertState, Evaluation, Silence, State, is_silenced
 
 Key = tuple[str, str]
@@ -259,8 +259,13 @@ class _Planner:
     def openings(self) -> set[str]:
         """Incidents for firing alerts that have none yet (and are not silenced)."""
         new_by_rule: dict[str, list[AlertState]] = {}
-        for key, st in sorted(self.ev.states.items()):
-            if st.state is State.FIRING and key not in self.incident_of and not self._silenced(key):
+        states, attached = self.ev.states, self.incident_of
+        # the few firing alerts without an incident, sorted: not every state
+        for key in sorted(
+            k for k, st in states.items() if st.state is State.FIRING and k not in attached
+        ):
+            if not self._silenced(key):
+                st = states[key]
                 new_by_rule.setdefault(st.rule, []).append(st)
         opened: set[str] = set()
         for rule_name, alerts in new_by_rule.items():
@@ -313,6 +318,9 @@ class _Planner:
         for inc in list(self.incidents.values()):
             if inc.closed_at is not None or inc.id in skip or inc.acked_at is not None:
                 continue
+            # needs_notify of a firing alert: whether a repeat is due, whichever member it is
+            if not repeat_due(inc.last_notified_at, self.policy.repeat_interval, self.now):
+                continue
             loud = [
                 st
                 for agent in inc.members
@@ -321,9 +329,7 @@ class _Planner:
                 and self.incident_of.get(st.key) == inc.id
                 and not self._silenced(st.key)
             ]
-            if not loud or not needs_notify(
-                loud[0], inc.last_notified_at, self.policy.repeat_interval, self.now
-            ):
+            if not loud:
                 continue
             snaps = [self._snap(st, inc) for st in loud]
             inc = replace(self._with_members(inc, snaps), last_notified_at=self.now)

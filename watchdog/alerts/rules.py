@@ -518,8 +518,11 @@ def needs_notify(
 
     Never notified: yes. Notified before: only when ``repeat_interval`` (> 0) has passed.
     """
-    if alert.state is not State.FIRING:
-        return False
+    return alert.state is State.FIRING and repeat_due(last_notified, repeat_interval, now)
+
+
+def repeat_due(last_notified: float | None, repeat_interval: float, now: float) -> bool:
+    """``needs_notify`` for a firing alert: never notified, or ``repeat_interval`` passed."""
     if last_notified is None:
         return True
     return repeat_interval > 0 and now - last_notified >= repeat_interval
