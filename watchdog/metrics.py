@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
+from typing import Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -36,6 +38,37 @@ _TOTAL = "dialnexa_calls"
 _RATIO_HELP = "Share of the window's settled calls (denominator statuses) with this outcome."
 _CALLS_HELP = "Settled calls in the window that count in the denominator of the ratios."
 _TOTAL_HELP = "Calls by final status, each counted once when first seen settled."
+
+# True while Metrics.exposition encodes the registry: the collectors it renders apart
+# (``RendersApart``) leave their big families out of collect() then (a context variable:
+# every thread has its own, so another thread's collect() is whole meanwhile)
+_APART: ContextVar[bool] = ContextVar("dialnexa_rendered_apart", default=False)
+
+
+def rendered_apart() -> bool:
+    """Whether this collect() is /metrics' own: the families a ``RendersApart`` collector
+    renders itself must be left out of it (they are appended as text)."""
+    return _APART.get()
+
+
+class RendersApart(Protocol):
+    """A registered collector whose big per-agent families /metrics takes as text it keeps
+    rendered (prometheus_client builds a Sample object per line: thousands per scrape).
+    ``render_apart`` gives those families exactly as prometheus_client would write them
+    (HELP, TYPE, samples with labels sorted by name); ``collect()`` leaves them out while
+    ``rendered_apart()`` is true, and yields them otherwise (``get_sample_value``, tools)."""
+
+    def render_apart(self, openmetrics: bool) -> str: ...
+
+
+def gauge_header(name: str, documentation: str, openmetrics: bool) -> str:
+    """A gauge family's HELP and TYPE lines as prometheus_client writes them (OpenMetrics
+    escapes double quotes in HELP too)."""
+    doc = documentation.replace("\\", r"\\").replace("\n", r"\n")
+    if openmetrics:
+        doc = doc.replace('"', r"\"")
+    return f"# HELP {name} {doc}\n# TYPE {name} gauge\n"
+
 
 API_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 POLL_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -90,32 +123,26 @@ class WindowCollector(Collector):
         return text.encode()
 
     def _render_agent(self, agent: str) -> None:
+        sums = self.windows.kept_sums(agent)
+        if sums is None:
+            self._ratio_blocks.pop(agent, None)
+            self._calls_blocks.pop(agent, None)
+            return
         ratios: list[str] = []
         calls: list[str] = []
         a = _escape(agent)
-        present = False
-        for label in self.windows.labels:
-            counts = self.windows.raw_counts(agent, label)
-            if counts is None:
-                continue
-            present = True
-            wc = self.windows.to_counts(counts)
+        outcomes = self.windows.outcome_names
+        for label, (n, hits) in zip(self.windows.labels, sums, strict=True):
             wl = _escape(label)
-            calls.append(
-                f'dialnexa_agent_window_calls{{agent_id="{a}",window="{wl}"}} {wc.calls}\n'
-            )
-            if wc.calls:
-                for outcome, h in wc.outcomes.items():
+            calls.append(f'dialnexa_agent_window_calls{{agent_id="{a}",window="{wl}"}} {n}\n')
+            if n:
+                for outcome, h in zip(outcomes, hits, strict=True):
                     ratios.append(
                         f'dialnexa_agent_outcome_ratio{{agent_id="{a}",outcome="{outcome}",'
-                        f'window="{wl}"}} {self._ratio(h, wc.calls)}\n'
+                        f'window="{wl}"}} {self._ratio(h, n)}\n'
                     )
-        if present:
-            self._ratio_blocks[agent] = "".join(ratios)
-            self._calls_blocks[agent] = "".join(calls)
-        else:
-            self._ratio_blocks.pop(agent, None)
-            self._calls_blocks.pop(agent, None)
+        self._ratio_blocks[agent] = "".join(ratios)
+        self._calls_blocks[agent] = "".join(calls)
 
     def _render_totals(self, agent: str) -> None:
         a = _escape(agent)
@@ -166,6 +193,11 @@ class WindowCollector(Collector):
         yield ratio
         yield calls
         yield total
+
+
+def escape_label(value: str) -> str:
+    """A label value as both exposition formats write it (``_escape``)."""
+    return _escape(value)
 
 
 def _escape(value: str) -> str:
@@ -225,6 +257,7 @@ class Metrics:
         # the slow path, for an exposition whose escaping renames our names (``dots``)
         self._windows_registry = CollectorRegistry(auto_describe=False)
         self._windows_registry.register(self.windows)
+        self._apart: list[RendersApart] = []  # registered, their big families kept as text
         self.build_info = Gauge(
             "dialnexa_watchdog_build_info",
             "Always 1; the version label is the running dialnexa-watchdog's version.",
@@ -298,6 +331,17 @@ class Metrics:
             registry=registry,
         )
 
+    def register_apart(self, collector: RendersApart) -> None:
+        """Register ``collector`` (a ``prometheus_client`` Collector) on the registry, its big
+        families rendered apart by /metrics."""
+        self.registry.register(collector)  # type: ignore[arg-type]
+        self._apart.append(collector)
+
+    def unregister_apart(self, collector: RendersApart) -> None:
+        """Undo ``register_apart`` (KeyError when it is not registered)."""
+        self._apart.remove(collector)
+        self.registry.unregister(collector)  # type: ignore[arg-type]
+
     def body(self) -> bytes:
         """The /metrics body in the Prometheus text format (what a scraper gets by default)."""
         return self.exposition(None)[0]
@@ -314,11 +358,16 @@ class Metrics:
         encoder, content_type = _choose(accept)
         openmetrics = content_type.startswith(OPENMETRICS)
         # OpenMetrics: one "# EOF", at the very end (removesuffix copies: only where it is)
-        parts = [encoder(self.registry)]
         if _escaping_of(content_type) in _VERBATIM:
+            token = _APART.set(True)
+            try:
+                parts = [encoder(self.registry)]
+                parts += [c.render_apart(openmetrics).encode() for c in list(self._apart)]
+            finally:
+                _APART.reset(token)
             parts.append(self.windows.render(openmetrics))  # no EOF
         else:
-            parts.append(encoder(self._windows_registry))
+            parts = [encoder(self.registry), encoder(self._windows_registry)]
         if openmetrics:
             parts = [p.removesuffix(EOF) if p.endswith(EOF) else p for p in parts] + [EOF]
         return b"".join(parts), content_type

@@ -279,6 +279,21 @@ class Windows:
         base = self._label_index[window] * self._row
         return t[base : base + self._n]
 
+    @property
+    def outcome_names(self) -> tuple[str, ...]:
+        """The outcomes, in the order ``kept_sums`` (and ``WindowCounts.outcomes``) has them."""
+        return tuple(self._outcome_pos)
+
+    def kept_sums(self, agent_id: str) -> list[tuple[int, list[int]]] | None:
+        """Per window (``labels`` order): the denominator calls and each outcome's calls, as
+        kept in the agent's row (what ``to_counts(raw_counts(...))`` adds up); None when
+        the agent has no call in the longest window. For the metrics renderer."""
+        t = self._totals.get(agent_id)
+        if t is None:
+            return None
+        n, pos = self._n, tuple(self._outcome_pos.values())
+        return [(t[b + n], [t[b + p] for p in pos]) for b in range(0, self._width, self._row)]
+
     def take_dirty(self) -> set[str]:
         """Agents whose counts changed (or vanished) since the last call; resets the set."""
         dirty, self._dirty = self._dirty, set()
