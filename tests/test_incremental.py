@@ -8,12 +8,13 @@ and their states, transitions and covered pairs must be equal, field for field.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from dialnexa_watchdog.alerts.compile import compile_rules
 from dialnexa_watchdog.alerts.detector import Baseline, Detector
 from dialnexa_watchdog.alerts.incremental import Incremental
-from dialnexa_watchdog.alerts.rules import evaluate
+from dialnexa_watchdog.alerts.rules import _reevaluated, evaluate
 from dialnexa_watchdog.alerts.state import AlertState, Evaluation, Limits, Rule, StaleRule, State
 from dialnexa_watchdog.config import RuleSettings
 from dialnexa_watchdog.model import PollStatus, StatusClasses
@@ -262,3 +263,14 @@ def test_a_confirm_window_that_moved_alone_is_stepped() -> None:
     firing = {k for k, s in states.items() if s.state is State.FIRING}
     assert {("long-confirms", "a"), ("short-confirms", "b")} <= firing
     assert (inc.full, inc.partial) == (1, 2)
+
+
+def test_a_reevaluated_state_is_dataclasses_replace_with_the_new_time() -> None:
+    """The slot-by-slot copy of a carried state leaves out no field and sets only one."""
+    base = AlertState("r", "a", "critical", State.FIRING, 1.0, 2.0)
+    for i, f in enumerate(dataclasses.fields(AlertState)):
+        value: Any = State.PENDING if f.name == "state" else f"v{i}"
+        st = dataclasses.replace(base, **{f.name: value})
+        got = _reevaluated(st, 99.0)
+        assert got == dataclasses.replace(st, evaluated_at=99.0)
+        assert type(got) is AlertState and hash(got) == hash(dataclasses.replace(got))

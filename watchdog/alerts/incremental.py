@@ -51,6 +51,9 @@ class Incremental:
         self._candidates: dict[str, set[str]] | None = None  # rule name -> agents
         self.full = 0  # evaluations that stepped every agent (for tests and the bench)
         self.partial = 0
+        # the last evaluation's firing states carried with only evaluated_at moved (their
+        # durable part is the previous one's: the commit need not look at them); None: full
+        self.carried: set[tuple[str, str]] | None = None
 
     def reset(self) -> None:
         """The next evaluation steps every agent."""
@@ -67,6 +70,7 @@ class Incremental:
         detector: Detector | None = None,
     ) -> Evaluation:
         """``rules.evaluate(rules, prev_states, view, poll, now, stale, detector)``."""
+        self.carried = None
         if not isinstance(view, TracksChanges):
             self.reset()
             self.full += 1
@@ -83,6 +87,7 @@ class Incremental:
         )
         candidates = self._candidates
         self._candidates = None  # until this evaluation has returned
+        carried: set[tuple[str, str]] | None = None
         try:
             if not chain or changes is None or candidates is None:
                 found = view.candidates_many(queries)
@@ -99,14 +104,16 @@ class Incremental:
                     kept -= changes[r.window]
                     kept.update(f)  # agents that did not move in r.window pass as before
                 changed = {r.name: _moved(r, changes) for r in wrules}
+                carried = set()
                 self.partial += 1
             ev = evaluate_given(
-                rules, prev_states, view, poll, now, candidates, changed, stale, detector
+                rules, prev_states, view, poll, now, candidates, changed, stale, detector, carried
             )
         except BaseException:
             self._view = None
             raise
         self._candidates, self._view, self._rules = candidates, view, tuple(rules)
+        self.carried = carried
         return ev
 
 

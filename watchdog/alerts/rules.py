@@ -327,6 +327,7 @@ def evaluate_given(
     changed: Mapping[str, AbstractSet[str]] | None,
     stale: StaleRule | None = None,
     detector: Detector | None = None,
+    carried: set[tuple[str, str]] | None = None,
 ) -> Evaluation:
     """``evaluate`` with each window rule's candidates given (``_could_fire``'s answer, kept
     up to date by ``incremental.Incremental``) and, with ``changed``, only the agents whose
@@ -338,7 +339,8 @@ def evaluate_given(
     stays firing with only ``evaluated_at`` moved (``step`` on a firing state's own verdict
     changes nothing else), and an agent without a state stays inactive (it was left
     inactive on a verdict that is not FIRE). Pending and resolved states are stepped always
-    (their next state depends on time). None: every agent is stepped.
+    (their next state depends on time). None: every agent is stepped. ``carried``, if given,
+    receives the keys of the firing states carried so (their durable part is unchanged).
     """
     states: dict[tuple[str, str], AlertState] = {}
     transitions: list[Transition] = []
@@ -378,6 +380,8 @@ def evaluate_given(
                     continue  # inactive on the same verdict as before
                 if prev.state is State.FIRING:
                     states[key] = _reevaluated(prev, now)
+                    if carried is not None:
+                        carried.add(key)
                     continue
             if rule.sequential is not None:
                 record(prev, _step_sequential(rule, agent, prev, view, detector, now))
@@ -424,15 +428,24 @@ def evaluate_given(
     return Evaluation(states, transitions, covered)
 
 
-_EVALUATED_AT = _STATE_INDEX["evaluated_at"]
+# each field's slot setter, but evaluated_at's (set last): a copy without the frozen
+# __init__'s 24 object.__setattr__ calls (AlertState has no __post_init__ to skip)
+_OTHER_SLOTS = tuple(
+    (AlertState.__dict__[n].__set__, _STATE_INDEX[n]) for n in _STATE_FIELDS if n != "evaluated_at"
+)
+_SET_EVALUATED_AT = AlertState.__dict__["evaluated_at"].__set__
+assert not hasattr(AlertState, "__post_init__")
 
 
 def _reevaluated(st: AlertState, now: float) -> AlertState:
     """``st`` evaluated again at ``now`` on the verdict that made it: ``_evolve(st,
-    evaluated_at=now)`` for the one field (thousands of firing states a poll)."""
-    values = list(_STATE_VALUES(st))
-    values[_EVALUATED_AT] = now
-    return AlertState(*values)
+    evaluated_at=now)``, copied slot by slot (thousands of firing states a poll)."""
+    new: AlertState = object.__new__(AlertState)
+    values = _STATE_VALUES(st)
+    for set_slot, i in _OTHER_SLOTS:
+        set_slot(new, values[i])
+    _SET_EVALUATED_AT(new, now)
+    return new
 
 
 def _step_sequential(
