@@ -87,6 +87,14 @@ class WindowCollector(Collector):
         self._calls_blocks: dict[str, str] = {}
         self._total_blocks: dict[str, str] = {}
         self._dirty_totals: set[str] = set()
+        # the constant parts of an agent's lines, per window (and outcome)
+        self._layout = windows.sum_layout
+        self._calls_tails = [f'",window="{_escape(w)}"}} ' for w in windows.labels]
+        self._ratio_tails = [
+            [f'",outcome="{o}",window="{_escape(w)}"}} ' for o in windows.outcome_names]
+            for w in windows.labels
+        ]
+        self._statuses: dict[str, str] = {}  # status -> its escaped label value
 
     def render(self, openmetrics: bool = False) -> bytes:
         """The three families in the text exposition format (or OpenMetrics), written directly.
@@ -123,33 +131,40 @@ class WindowCollector(Collector):
         return text.encode()
 
     def _render_agent(self, agent: str) -> None:
-        sums = self.windows.kept_sums(agent)
-        if sums is None:
+        t = self.windows.kept_row(agent)  # under the lock: the poll thread cannot change it
+        if t is None:
             self._ratio_blocks.pop(agent, None)
             self._calls_blocks.pop(agent, None)
             return
-        ratios: list[str] = []
-        calls: list[str] = []
         a = _escape(agent)
-        outcomes = self.windows.outcome_names
-        for label, (n, hits) in zip(self.windows.labels, sums, strict=True):
-            wl = _escape(label)
-            calls.append(f'dialnexa_agent_window_calls{{agent_id="{a}",window="{wl}"}} {n}\n')
+        calls_head = f'{_CALLS}{{agent_id="{a}'
+        ratio_head = f'{_RATIO}{{agent_id="{a}'
+        calls: list[str] = []
+        ratios: list[str] = []
+        ratio = self._ratio
+        for (d, hits), calls_tail, ratio_tails in zip(
+            self._layout, self._calls_tails, self._ratio_tails, strict=True
+        ):
+            n = t[d]
+            calls += (calls_head, calls_tail, str(n), "\n")
             if n:
-                for outcome, h in zip(outcomes, hits, strict=True):
-                    ratios.append(
-                        f'dialnexa_agent_outcome_ratio{{agent_id="{a}",outcome="{outcome}",'
-                        f'window="{wl}"}} {self._ratio(h, n)}\n'
-                    )
+                for h, tail in zip(hits, ratio_tails, strict=True):
+                    ratios += (ratio_head, tail, ratio(t[h], n), "\n")
         self._ratio_blocks[agent] = "".join(ratios)
         self._calls_blocks[agent] = "".join(calls)
 
     def _render_totals(self, agent: str) -> None:
         a = _escape(agent)
-        self._total_blocks[agent] = "".join(
-            f'dialnexa_calls_total{{agent_id="{a}",status="{_escape(status)}"}} {n}\n'
-            for status, n in self.calls_total[agent].items()
-        )
+        statuses = self._statuses
+        lines = []
+        for status, n in self.calls_total[agent].items():
+            s = statuses.get(status)
+            if s is None:
+                s = _escape(status)
+                if len(statuses) < 1000:
+                    statuses[status] = s
+            lines.append(f'dialnexa_calls_total{{agent_id="{a}",status="{s}"}} {n}\n')
+        self._total_blocks[agent] = "".join(lines)
 
     def _ratio(self, hits: int, n: int) -> str:
         key = (hits, n)

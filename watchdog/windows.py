@@ -281,18 +281,21 @@ class Windows:
 
     @property
     def outcome_names(self) -> tuple[str, ...]:
-        """The outcomes, in the order ``kept_sums`` (and ``WindowCounts.outcomes``) has them."""
+        """The outcomes, in the order ``sum_layout`` (and ``WindowCounts.outcomes``) has them."""
         return tuple(self._outcome_pos)
 
-    def kept_sums(self, agent_id: str) -> list[tuple[int, list[int]]] | None:
-        """Per window (``labels`` order): the denominator calls and each outcome's calls, as
-        kept in the agent's row (what ``to_counts(raw_counts(...))`` adds up); None when
-        the agent has no call in the longest window. For the metrics renderer."""
-        t = self._totals.get(agent_id)
-        if t is None:
-            return None
-        n, pos = self._n, tuple(self._outcome_pos.values())
-        return [(t[b + n], [t[b + p] for p in pos]) for b in range(0, self._width, self._row)]
+    @property
+    def sum_layout(self) -> list[tuple[int, tuple[int, ...]]]:
+        """Per window (``labels`` order): where a ``kept_row`` holds the denominator calls and
+        each outcome's calls (what ``to_counts(raw_counts(...))`` adds up)."""
+        pos = tuple(self._outcome_pos.values())
+        return [(b + self._n, tuple(b + p for p in pos)) for b in range(0, self._width, self._row)]
+
+    def kept_row(self, agent_id: str) -> list[int] | None:
+        """The agent's row of kept sums, read in place (not to be changed; read it where the
+        windows cannot change meanwhile), or None when it has no call in the longest window.
+        For the metrics renderer, with ``sum_layout``."""
+        return self._totals.get(agent_id)
 
     def take_dirty(self) -> set[str]:
         """Agents whose counts changed (or vanished) since the last call; resets the set."""
@@ -373,18 +376,26 @@ class Windows:
         return out
 
     def candidates_among(
-        self, agents: Iterable[str], queries: list[tuple[str, str, float, int]]
+        self, changed: Mapping[str, Iterable[str]], queries: list[tuple[str, str, float, int]]
     ) -> list[list[str]]:
-        """``candidates_many`` restricted to ``agents`` (those whose counts changed: the
-        incremental evaluation keeps each rule's candidates up to date with it)."""
+        """``candidates_many`` restricted, per query, to the agents ``changed`` names for its
+        window (those whose counts there moved: the incremental evaluation keeps each
+        rule's candidates up to date with it)."""
         totals = self._totals
-        rows = [(a, t) for a in agents if a != WORKSPACE and (t := totals.get(a)) is not None]
+        rows_of: dict[str, list[tuple[str, list[int]]]] = {}  # window -> rows of its agents
         out: list[list[str]] = []
         for window, outcome, threshold, min_calls in queries:
             pos = self._outcome_pos.get(outcome)
             if pos is None:
                 out.append([])
                 continue
+            rows = rows_of.get(window)
+            if rows is None:
+                rows = rows_of[window] = [
+                    (a, t)
+                    for a in changed[window]
+                    if a != WORKSPACE and (t := totals.get(a)) is not None
+                ]
             base = self._label_index[window] * self._row
             d, h = base + self._n, base + pos
             need = max(1, min_calls)

@@ -46,6 +46,7 @@ class AlertCollector(Collector):
         self._backlog = backlog
         # the view the text below was rendered from, and the sample lines of both families
         self._text: tuple[AlertView, str, str] | None = None
+        self._lines: dict[tuple[str, str, str, State], tuple[str, str]] = {}
 
     def _families(
         self,
@@ -122,17 +123,24 @@ class AlertCollector(Collector):
         if text is None or text[0] is not view:
             firing: list[str] = []
             pending: list[str] = []
-            for rule, agent, severity, state in self._pairs(view):
-                labels = (
-                    f'{{agent_id="{escape_label(agent)}",rule="{escape_label(rule)}",'
-                    f'severity="{escape_label(severity)}"}} '
-                )
-                firing.append(labels + ("1.0\n" if state is State.FIRING else "0.0\n"))
-                pending.append(labels + ("1.0\n" if state is State.PENDING else "0.0\n"))
-            text = (view, _FIRING + _FIRING.join(firing), _PENDING + _PENDING.join(pending))
-            if not firing:
-                text = (view, "", "")
-            self._text = text
+            kept, lines = self._lines, {}  # a pair's two lines, from the last render if seen
+            for pair in self._pairs(view):
+                both = kept.get(pair)
+                if both is None:
+                    rule, agent, severity, state = pair
+                    labels = (
+                        f'{{agent_id="{escape_label(agent)}",rule="{escape_label(rule)}",'
+                        f'severity="{escape_label(severity)}"}} '
+                    )
+                    both = (
+                        f"{_FIRING}{labels}{'1.0' if state is State.FIRING else '0.0'}\n",
+                        f"{_PENDING}{labels}{'1.0' if state is State.PENDING else '0.0'}\n",
+                    )
+                lines[pair] = both
+                firing.append(both[0])
+                pending.append(both[1])
+            self._lines = lines
+            text = self._text = (view, "".join(firing), "".join(pending))
         return "".join(
             [
                 gauge_header(_FIRING, _FIRING_HELP, openmetrics),

@@ -37,7 +37,9 @@ class TracksChanges(Protocol):
 
     def take_changes(self) -> Mapping[str, set[str]] | None: ...
     def candidates_many(self, queries: list[Query]) -> list[list[str]]: ...
-    def candidates_among(self, agents: Iterable[str], queries: list[Query]) -> list[list[str]]: ...
+    def candidates_among(
+        self, changed: Mapping[str, Iterable[str]], queries: list[Query]
+    ) -> list[list[str]]: ...
 
 
 class Incremental:
@@ -95,14 +97,11 @@ class Incremental:
                 changed = None
                 self.full += 1
             else:
-                moved: set[str] = set()
-                for label in {label for r in wrules for label in _labels(r)}:
-                    moved |= changes[label]
-                found = view.candidates_among(moved, queries)
+                found = view.candidates_among(changes, queries)
                 for r, f in zip(wrules, found, strict=True):
                     kept = candidates[r.name]
                     kept -= changes[r.window]
-                    kept.update(f)  # agents that did not move in r.window pass as before
+                    kept.update(f)  # the agents that moved in r.window and pass now
                 changed = {r.name: _moved(r, changes) for r in wrules}
                 carried = set()
                 self.partial += 1
