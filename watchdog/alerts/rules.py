@@ -380,7 +380,7 @@ def evaluate_given(
                 moved = changed.get(rule.name) if changed is not None else None
             elif detector is not None:
                 candidates.update(detector.alarmed(rule.name))
-            agents = sorted(a for a in candidates if rule.covers(a))
+            agents = sorted(_covered(rule, candidates))
         covered[rule.name] = tuple(agents)
         for agent in agents:
             key = (rule.name, agent)
@@ -406,12 +406,11 @@ def evaluate_given(
             obs = judge(counts, rule.outcome, limits, rule.confidence, confirm)
             record(prev, step(prev, obs, rule.name, agent, rule.severity, limits, now))
         # states of agents the rule no longer covers (config changed)
-        for agent in prev_by_rule.get(rule.name, ()):
-            if not rule.covers(agent):
-                prev = prev_states[(rule.name, agent)]
-                gone = _retire(prev, now, "the rule no longer covers this agent")
-                if gone is not None:
-                    record(prev, gone)
+        for agent in _uncovered(rule, prev_by_rule.get(rule.name, ())):
+            prev = prev_states[(rule.name, agent)]
+            gone = _retire(prev, now, "the rule no longer covers this agent")
+            if gone is not None:
+                record(prev, gone)
 
     # states of rules that are no longer configured (or changed kind)
     rate_names = {r.name for r in rules if r.kind == "rate"}
@@ -436,6 +435,26 @@ def evaluate_given(
         states[stale_key] = prev_states[stale_key]
         covered[STALE_RULE] = (WORKSPACE_AGENT,)
     return Evaluation(states, transitions, covered)
+
+
+def _covers_all(rule: Rule) -> bool:
+    """Whether ``rule.covers`` is true of every agent but the workspace's ``"*"``."""
+    return rule.scope != "workspace" and rule.agents is None and not rule.exclude
+
+
+def _covered(rule: Rule, agents: set[str]) -> Iterable[str]:
+    """The ``agents`` that ``rule`` covers (``covers`` asked per agent only when it names
+    some)."""
+    if _covers_all(rule):
+        return agents - {WORKSPACE_AGENT}
+    return (a for a in agents if rule.covers(a))
+
+
+def _uncovered(rule: Rule, agents: Iterable[str]) -> list[str]:
+    """The ``agents`` that ``rule`` does not cover, in their order."""
+    if _covers_all(rule):
+        return [a for a in agents if a == WORKSPACE_AGENT]
+    return [a for a in agents if not rule.covers(a)]
 
 
 _OTHER_SLOTS = tuple(p for p in _SLOTS if p[1] != _STATE_INDEX["evaluated_at"])
