@@ -30,6 +30,7 @@ PURE = [
     "ingest.budget",
     "alerts.rules",
     "alerts.incremental",
+    "textformat",
     "alerts.incidents",
     "alerts.state",
     "readiness",

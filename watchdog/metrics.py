@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextvars import ContextVar
-from typing import Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -27,6 +25,9 @@ from prometheus_client.openmetrics.exposition import ALLOWUTF8, UNDERSCORES
 from prometheus_client.registry import Collector
 
 from . import __version__
+from .textformat import APART, RendersApart
+from .textformat import clean as _clean
+from .textformat import escape_label as _escape
 from .windows import Windows
 
 OPENMETRICS = "application/openmetrics-text"
@@ -38,37 +39,6 @@ _TOTAL = "dialnexa_calls"
 _RATIO_HELP = "Share of the window's settled calls (denominator statuses) with this outcome."
 _CALLS_HELP = "Settled calls in the window that count in the denominator of the ratios."
 _TOTAL_HELP = "Calls by final status, each counted once when first seen settled."
-
-# True while Metrics.exposition encodes the registry: the collectors it renders apart
-# (``RendersApart``) leave their big families out of collect() then (a context variable:
-# every thread has its own, so another thread's collect() is whole meanwhile)
-_APART: ContextVar[bool] = ContextVar("dialnexa_rendered_apart", default=False)
-
-
-def rendered_apart() -> bool:
-    """Whether this collect() is /metrics' own: the families a ``RendersApart`` collector
-    renders itself must be left out of it (they are appended as text)."""
-    return _APART.get()
-
-
-class RendersApart(Protocol):
-    """A registered collector whose big per-agent families /metrics takes as text it keeps
-    rendered (prometheus_client builds a Sample object per line: thousands per scrape).
-    ``render_apart`` gives those families exactly as prometheus_client would write them
-    (HELP, TYPE, samples with labels sorted by name); ``collect()`` leaves them out while
-    ``rendered_apart()`` is true, and yields them otherwise (``get_sample_value``, tools)."""
-
-    def render_apart(self, openmetrics: bool) -> str: ...
-
-
-def gauge_header(name: str, documentation: str, openmetrics: bool) -> str:
-    """A gauge family's HELP and TYPE lines as prometheus_client writes them (OpenMetrics
-    escapes double quotes in HELP too)."""
-    doc = documentation.replace("\\", r"\\").replace("\n", r"\n")
-    if openmetrics:
-        doc = doc.replace('"', r"\"")
-    return f"# HELP {name} {doc}\n# TYPE {name} gauge\n"
-
 
 API_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 POLL_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -210,31 +180,6 @@ class WindowCollector(Collector):
         yield total
 
 
-def escape_label(value: str) -> str:
-    """A label value as both exposition formats write it (``_escape``)."""
-    return _escape(value)
-
-
-def _escape(value: str) -> str:
-    """A label value for the text format: backslash, double quote and newline escaped."""
-    if not value.isascii():
-        value = _clean(value)
-    if "\\" in value or '"' in value or "\n" in value:
-        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return value
-
-
-def _clean(value: str) -> str:
-    """``value`` if it encodes as UTF-8; else with each lone surrogate (which a lenient JSON
-    decoder lets through) spelled as the text ``\\udXXX``, so the exposition stays valid
-    UTF-8 and two such ids stay two series."""
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        return value.encode("utf-8", "backslashreplace").decode()
-    return value
-
-
 def _choose(accept: str | None) -> tuple[Callable[[Collector], bytes], str]:
     """choose_encoder, except that an Accept header it cannot handle (a version such as
     ``a.0``, which it compares with integers) or one that would put a control character
@@ -374,12 +319,12 @@ class Metrics:
         openmetrics = content_type.startswith(OPENMETRICS)
         # OpenMetrics: one "# EOF", at the very end (removesuffix copies: only where it is)
         if _escaping_of(content_type) in _VERBATIM:
-            token = _APART.set(True)
+            token = APART.set(True)
             try:
                 parts = [encoder(self.registry)]
                 parts += [c.render_apart(openmetrics).encode() for c in list(self._apart)]
             finally:
-                _APART.reset(token)
+                APART.reset(token)
             parts.append(self.windows.render(openmetrics))  # no EOF
         else:
             parts = [encoder(self.registry), encoder(self._windows_registry)]

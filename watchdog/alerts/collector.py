@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator, Mapping
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..metrics import escape_label, gauge_header, rendered_apart
 from ..notify import Reason
+from ..textformat import escape_label, gauge_header, rendered_apart
 from .pipeline import AlertView, CommitHealth
 from .state import State
 

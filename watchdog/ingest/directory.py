@@ -28,7 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ..clock import Clock
-from ..metrics import escape_label, gauge_header, rendered_apart
+from ..textformat import escape_label, gauge_header, rendered_apart
 from .agents import AgentEntry, AgentsPage, parse_agents
 from .client import ApiClient, ApiError, Listing, Stopped
 
