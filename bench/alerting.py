@@ -8,8 +8,10 @@ backfill and ``warm`` cycles, each of ``measured`` cycles times its alert step (
 store commit inside it); meanwhile a scraper thread renders ``/metrics`` back to back and
 notes the longest render that overlapped a step (a real scrape does the same work: the
 registry's collectors, under the lock the poll thread shares) against the median render while
-no step runs. The step and the commit are also timed in CPU time of the poll thread
-(``time.thread_time``), which the machine's load and the scrape thread do not inflate.
+no step runs. The step, the evaluation inside it (``Incremental.evaluate``) and the commit are
+also timed in CPU time of the poll thread (``time.thread_time``), which the machine's load
+and the scrape thread do not inflate. The collector runs as under ``run`` (``gcpolicy``: the
+young threshold raised from the start, start-up's objects frozen after the backfill).
 Run as ``python -m bench.alerting`` in a process of its own."""
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 
 from dialnexa_watchdog.app import build
 from dialnexa_watchdog.clock import FakeClock
+from dialnexa_watchdog.gcpolicy import GcPolicy
 from dialnexa_watchdog.simulator import Scenario, Simulator
 
 from bench.common import KEY, bench_settings
@@ -74,6 +77,8 @@ def run(agents: int, calls_per_day: float, warm: int, measured: int) -> dict[str
     overrides: dict[str, Any] = {"rules": RULES}
     if has_rate_budget():
         overrides["dialnexa.rate_budget"] = 0.5
+    gc_policy = GcPolicy()  # as service.run sets the collector
+    gc_policy.start()
     with tempfile.TemporaryDirectory() as tmp:
         settings = bench_settings(Path(tmp), **overrides)
         app = build(settings, clock, transport=TimedTransport(sim, clock), stream=io.StringIO())
@@ -83,9 +88,19 @@ def run(agents: int, calls_per_day: float, warm: int, measured: int) -> dict[str
         steps: list[tuple[float, float]] = []
         commits: list[float] = []
         on_poll, commit = pipeline.on_poll, store.commit
+        evaluator = pipeline.evaluator
+        evaluate = evaluator.evaluate
 
         cpu_steps: list[float] = []
         cpu_commits: list[float] = []
+        cpu_evals: list[float] = []
+
+        def timed_evaluate(*a: Any, **kw: Any) -> Any:
+            c = time.thread_time()
+            try:
+                return evaluate(*a, **kw)
+            finally:
+                cpu_evals.append(time.thread_time() - c)
 
         def timed_on_poll(*a: Any) -> None:
             t, c = time.perf_counter(), time.thread_time()
@@ -102,9 +117,12 @@ def run(agents: int, calls_per_day: float, warm: int, measured: int) -> dict[str
 
         pipeline.on_poll = timed_on_poll  # type: ignore[method-assign]
         store.commit = timed_commit  # type: ignore[method-assign]
+        evaluator.evaluate = timed_evaluate  # type: ignore[method-assign]
         scraper = _Scraper(wd.metrics.body)
         scraper.start()
         wd.backfill()
+        gc_policy.started()
+        full = evaluator.full
         last = clock.now()
         idle: list[float] = []
         for i in range(warm + measured):
@@ -113,6 +131,8 @@ def run(agents: int, calls_per_day: float, warm: int, measured: int) -> dict[str
                 commits.clear()
                 cpu_steps.clear()
                 cpu_commits.clear()
+                cpu_evals.clear()
+                full = evaluator.full
                 scraper.spans.clear()
             clock.set(max(clock.now(), last + settings.poll.interval))
             last = clock.now()
@@ -127,9 +147,11 @@ def run(agents: int, calls_per_day: float, warm: int, measured: int) -> dict[str
         scraper.stop = True
         scraper.go.set()
         scraper.join()
+        full = evaluator.full - full  # evaluations of every agent among the measured
         states = len(pipeline.states())
         firing = sum(1 for s in pipeline.states().values() if s.state.value == "firing")
         wd.close()
+    gc_policy.stop()
     during = [e - s for s, e in scraper.spans if any(s < se and e > ss for ss, se in steps)]
     step_ms = [(e - s) * 1000 for s, e in steps]
     return {
@@ -147,6 +169,12 @@ def run(agents: int, calls_per_day: float, warm: int, measured: int) -> dict[str
         "alerting_commit_cpu_median_ms": (
             statistics.median(cpu_commits) * 1000 if cpu_commits else None
         ),
+        # the incremental evaluation inside the step (only the agents whose counts moved)
+        "alerting_evaluate_cpu_median_ms": (
+            statistics.median(cpu_evals) * 1000 if cpu_evals else None
+        ),
+        "alerting_evaluate_cpu_p95_ms": _p95(cpu_evals) * 1000 if cpu_evals else None,
+        "alerting_full_evaluations": full,
         "alerting_metrics_max_ms_during_step": max(during) * 1000 if during else None,
         "alerting_metrics_median_ms_idle": statistics.median(idle) * 1000 if idle else None,
         "alerting_scrapes_during_step": len(during),

@@ -64,6 +64,8 @@ EXTRA = [
     "alerting_step_cpu_p95_ms",
     "alerting_step_cpu_median_ms",
     "alerting_commit_cpu_median_ms",
+    "alerting_evaluate_cpu_median_ms",
+    "alerting_evaluate_cpu_p95_ms",
     "alerting_states",
     "alerting_metrics_median_ms_idle",
     "daemon_rss_mb",

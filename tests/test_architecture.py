@@ -29,6 +29,8 @@ PURE = [
     "ingest.tracker",
     "ingest.budget",
     "alerts.rules",
+    "alerts.incremental",
+    "textformat",
     "alerts.incidents",
     "alerts.state",
     "readiness",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 from dialnexa_watchdog.model import StatusClasses
@@ -226,3 +227,77 @@ def test_the_journal_is_off_until_started_and_clear_forgets_everything() -> None
     assert w.agents() == [] and w.content() == [] and w.now == -math.inf
     assert w.take_dirty() == {"a"}  # the metrics renderer drops the agent's lines
     assert w.checksum() == [0] * (len(w.checksum()) - 1) + [0]
+
+
+def _reference_series(w: Windows, agent: str | None, outcome: str, label: str, points: int) -> Any:
+    """An agent's (or the workspace's) series from every kept bucket, scanned."""
+    wi = w.labels.index(label)
+    first, last = w._cuts[wi] + 1, w._now_k
+    span = max(1, last - first + 1)
+    points = max(1, min(points, span))
+    hits, denom = [0] * points, [0] * points
+    for k, per_agent in w._buckets.items():
+        if not first <= k <= last:
+            continue
+        rows = list(per_agent.values()) if agent is None else [per_agent.get(agent)]
+        p = (k - first) * points // span
+        for counts in rows:
+            if counts is not None:
+                hits[p] += sum(counts[i] for i in w._outcomes.get(outcome, []))
+                denom[p] += sum(counts[i] for i in w._denom)
+    return [h / d if d else None for h, d in zip(hits, denom, strict=True)]
+
+
+series_op = st.tuples(
+    st.sampled_from(["add", "add", "add", "remove", "apply", "apply_many", "advance", "clear"]),
+    st.sampled_from(["a1", "a2", "a3"]),
+    st.sampled_from(STATUSES),
+    st.floats(0, 400),  # seconds: how far back a call settled, or how far time moves
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(series_op, max_size=50), st.sampled_from([(60, 300), (45, 90, 900)]))
+def test_an_agents_series_reads_its_own_rows_and_matches_every_bucket_scanned(
+    ops: list[tuple[str, str, str, float]], sizes: tuple[int, ...]
+) -> None:
+    """The per-agent row index (``_rows_of``) follows every way a row comes and goes."""
+    spec = {f"{s}s": float(s) for s in sizes}
+    w = Windows(spec, CLASSES)
+    now = 1_000_000.0
+    w.advance(now)
+    counted: list[tuple[str, str, int]] = []
+    for i, (kind, agent, status, x) in enumerate(ops):
+        if kind == "advance":
+            now += x
+            w.advance(now)
+        elif kind == "clear" and i % 3 == 0:
+            w.clear()
+            counted.clear()
+            w.advance(now)
+        elif kind in ("remove", "apply_many") and counted:
+            a, s, k = counted.pop(i % len(counted))
+            if kind == "remove":
+                w.remove(a, s, k)
+            elif k > w.horizon:
+                w.apply_many([(a, w.slot(s), k, -1)])
+        elif kind == "apply":
+            k = math.floor((now - x) / w.bucket)
+            if w.apply(agent, w.slot(status), k, 1):
+                counted.append((agent, w.counted_as(status), k))
+        else:
+            k2 = w.add(agent, status, now - x)
+            if k2 is not None:
+                counted.append((agent, w.counted_as(status), k2))
+        rows: dict[str, list[int]] = {}
+        for k, per_agent in w._buckets.items():
+            for a in per_agent:
+                rows.setdefault(a, []).append(k)
+        assert {a: sorted(ks) for a, ks in w._rows_of.items()} == {
+            a: sorted(ks) for a, ks in rows.items()
+        }
+        for label in w.labels:
+            for who in ("a1", "a2", "a3", None):
+                for points in (1, 4, 30):
+                    got = w.series(who, "failed", label, points)
+                    assert got == _reference_series(w, who, "failed", label, points)

@@ -113,6 +113,7 @@ class Alerts:
     collector: AlertCollector
     registry: CollectorRegistry
     actions: Closeable | None = None  # Slack actions (stopped first on close)
+    metrics: Metrics | None = None  # renders the collector's per-alert families apart
 
     def on_poll(self, view: CountsView, poll: PollStatus, now: float) -> None:
         self.pipeline.on_poll(view, poll, now)
@@ -132,8 +133,11 @@ class Alerts:
             self.actions.close()
             self.actions = None
         self.pipeline.close()
-        with contextlib.suppress(KeyError):  # closed twice
-            self.registry.unregister(self.collector)
+        with contextlib.suppress(KeyError, ValueError):  # closed twice
+            if self.metrics is not None:
+                self.metrics.unregister_apart(self.collector)
+            else:
+                self.registry.unregister(self.collector)
         self.delivery.close()
         self.store.close()
 
@@ -150,11 +154,13 @@ def build_alerts(
     rand: Callable[[], float] = random.random,
     leader: LeaderLock | None = None,
     name_of: Callable[[str], str | None] | None = None,
+    metrics: Metrics | None = None,
 ) -> Alerts:
     """The alert path: store, rules, planner policy, pipeline, delivery, metrics.
     ``name_of``: agent id -> the name people read (the agent directory's ``title_of``;
-    default ``slack.agent_names``). Raises ``ConfigError`` for bad rules and
-    ``store.StateError`` for an unusable state."""
+    default ``slack.agent_names``); ``metrics``: /metrics renders the per-alert families
+    apart (else the collector is registered on ``registry`` alone). Raises ``ConfigError``
+    for bad rules and ``store.StateError`` for an unusable state."""
     problems = validate_rules(settings)
     if problems:
         raise ConfigError(problems)
@@ -193,7 +199,10 @@ def build_alerts(
         delivery.results,
         delivery.backlog,
     )
-    registry.register(collector)
+    if metrics is not None:
+        metrics.register_apart(collector)
+    else:
+        registry.register(collector)
     log.info(
         "alerting: %d rule(s), stale check %s, notifications via %s, state in %s",
         len(rules),
@@ -201,7 +210,7 @@ def build_alerts(
         sender.name,
         store.where,
     )
-    return Alerts(store, pipeline, delivery, sender, collector, registry)
+    return Alerts(store, pipeline, delivery, sender, collector, registry, metrics=metrics)
 
 
 def build_actions(
@@ -404,7 +413,7 @@ def build(
         names=settings.slack.agent_names,
         call_limits=settings.agents.call_limits,
     )
-    registry.register(DirectoryCollector(directory))
+    metrics.register_apart(DirectoryCollector(directory))
     tracker = build_tracker(settings, windows, directory.limit_of, directory.longest_limit)
     alerts = None
     if alerting:
@@ -418,6 +427,7 @@ def build(
                 exclusive=exclusive_state,
                 leader=leader,
                 name_of=directory.title_of,
+                metrics=metrics,
             )
         except BaseException:
             client.close()

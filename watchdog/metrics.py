@@ -25,6 +25,9 @@ from prometheus_client.openmetrics.exposition import ALLOWUTF8, UNDERSCORES
 from prometheus_client.registry import Collector
 
 from . import __version__
+from .textformat import APART, RendersApart
+from .textformat import clean as _clean
+from .textformat import escape_label as _escape
 from .windows import Windows
 
 OPENMETRICS = "application/openmetrics-text"
@@ -54,6 +57,14 @@ class WindowCollector(Collector):
         self._calls_blocks: dict[str, str] = {}
         self._total_blocks: dict[str, str] = {}
         self._dirty_totals: set[str] = set()
+        # the constant parts of an agent's lines, per window (and outcome)
+        self._layout = windows.sum_layout
+        self._calls_tails = [f'",window="{_escape(w)}"}} ' for w in windows.labels]
+        self._ratio_tails = [
+            [f'",outcome="{o}",window="{_escape(w)}"}} ' for o in windows.outcome_names]
+            for w in windows.labels
+        ]
+        self._statuses: dict[str, str] = {}  # status -> its escaped label value
 
     def render(self, openmetrics: bool = False) -> bytes:
         """The three families in the text exposition format (or OpenMetrics), written directly.
@@ -90,39 +101,40 @@ class WindowCollector(Collector):
         return text.encode()
 
     def _render_agent(self, agent: str) -> None:
-        ratios: list[str] = []
-        calls: list[str] = []
-        a = _escape(agent)
-        present = False
-        for label in self.windows.labels:
-            counts = self.windows.raw_counts(agent, label)
-            if counts is None:
-                continue
-            present = True
-            wc = self.windows.to_counts(counts)
-            wl = _escape(label)
-            calls.append(
-                f'dialnexa_agent_window_calls{{agent_id="{a}",window="{wl}"}} {wc.calls}\n'
-            )
-            if wc.calls:
-                for outcome, h in wc.outcomes.items():
-                    ratios.append(
-                        f'dialnexa_agent_outcome_ratio{{agent_id="{a}",outcome="{outcome}",'
-                        f'window="{wl}"}} {self._ratio(h, wc.calls)}\n'
-                    )
-        if present:
-            self._ratio_blocks[agent] = "".join(ratios)
-            self._calls_blocks[agent] = "".join(calls)
-        else:
+        t = self.windows.kept_row(agent)  # under the lock: the poll thread cannot change it
+        if t is None:
             self._ratio_blocks.pop(agent, None)
             self._calls_blocks.pop(agent, None)
+            return
+        a = _escape(agent)
+        calls_head = f'{_CALLS}{{agent_id="{a}'
+        ratio_head = f'{_RATIO}{{agent_id="{a}'
+        calls: list[str] = []
+        ratios: list[str] = []
+        ratio = self._ratio
+        for (d, hits), calls_tail, ratio_tails in zip(
+            self._layout, self._calls_tails, self._ratio_tails, strict=True
+        ):
+            n = t[d]
+            calls += (calls_head, calls_tail, str(n), "\n")
+            if n:
+                for h, tail in zip(hits, ratio_tails, strict=True):
+                    ratios += (ratio_head, tail, ratio(t[h], n), "\n")
+        self._ratio_blocks[agent] = "".join(ratios)
+        self._calls_blocks[agent] = "".join(calls)
 
     def _render_totals(self, agent: str) -> None:
         a = _escape(agent)
-        self._total_blocks[agent] = "".join(
-            f'dialnexa_calls_total{{agent_id="{a}",status="{_escape(status)}"}} {n}\n'
-            for status, n in self.calls_total[agent].items()
-        )
+        statuses = self._statuses
+        lines = []
+        for status, n in self.calls_total[agent].items():
+            s = statuses.get(status)
+            if s is None:
+                s = _escape(status)
+                if len(statuses) < 1000:
+                    statuses[status] = s
+            lines.append(f'dialnexa_calls_total{{agent_id="{a}",status="{s}"}} {n}\n')
+        self._total_blocks[agent] = "".join(lines)
 
     def _ratio(self, hits: int, n: int) -> str:
         key = (hits, n)
@@ -168,26 +180,6 @@ class WindowCollector(Collector):
         yield total
 
 
-def _escape(value: str) -> str:
-    """A label value for the text format: backslash, double quote and newline escaped."""
-    if not value.isascii():
-        value = _clean(value)
-    if "\\" in value or '"' in value or "\n" in value:
-        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return value
-
-
-def _clean(value: str) -> str:
-    """``value`` if it encodes as UTF-8; else with each lone surrogate (which a lenient JSON
-    decoder lets through) spelled as the text ``\\udXXX``, so the exposition stays valid
-    UTF-8 and two such ids stay two series."""
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        return value.encode("utf-8", "backslashreplace").decode()
-    return value
-
-
 def _choose(accept: str | None) -> tuple[Callable[[Collector], bytes], str]:
     """choose_encoder, except that an Accept header it cannot handle (a version such as
     ``a.0``, which it compares with integers) or one that would put a control character
@@ -225,6 +217,7 @@ class Metrics:
         # the slow path, for an exposition whose escaping renames our names (``dots``)
         self._windows_registry = CollectorRegistry(auto_describe=False)
         self._windows_registry.register(self.windows)
+        self._apart: list[RendersApart] = []  # registered, their big families kept as text
         self.build_info = Gauge(
             "dialnexa_watchdog_build_info",
             "Always 1; the version label is the running dialnexa-watchdog's version.",
@@ -298,6 +291,17 @@ class Metrics:
             registry=registry,
         )
 
+    def register_apart(self, collector: RendersApart) -> None:
+        """Register ``collector`` (a ``prometheus_client`` Collector) on the registry, its big
+        families rendered apart by /metrics."""
+        self.registry.register(collector)  # type: ignore[arg-type]
+        self._apart.append(collector)
+
+    def unregister_apart(self, collector: RendersApart) -> None:
+        """Undo ``register_apart`` (KeyError when it is not registered)."""
+        self._apart.remove(collector)
+        self.registry.unregister(collector)  # type: ignore[arg-type]
+
     def body(self) -> bytes:
         """The /metrics body in the Prometheus text format (what a scraper gets by default)."""
         return self.exposition(None)[0]
@@ -314,11 +318,16 @@ class Metrics:
         encoder, content_type = _choose(accept)
         openmetrics = content_type.startswith(OPENMETRICS)
         # OpenMetrics: one "# EOF", at the very end (removesuffix copies: only where it is)
-        parts = [encoder(self.registry)]
         if _escaping_of(content_type) in _VERBATIM:
+            token = APART.set(True)
+            try:
+                parts = [encoder(self.registry)]
+                parts += [c.render_apart(openmetrics).encode() for c in list(self._apart)]
+            finally:
+                APART.reset(token)
             parts.append(self.windows.render(openmetrics))  # no EOF
         else:
-            parts.append(encoder(self._windows_registry))
+            parts = [encoder(self.registry), encoder(self._windows_registry)]
         if openmetrics:
             parts = [p.removesuffix(EOF) if p.endswith(EOF) else p for p in parts] + [EOF]
         return b"".join(parts), content_type

@@ -10,6 +10,7 @@ from typing import Any
 
 from . import sdnotify
 from .daemon import Watchdog
+from .gcpolicy import GcPolicy
 from .httpd import make_http_server
 
 log = logging.getLogger("watchdog.daemon")
@@ -46,6 +47,8 @@ def run(
     interval = wd.settings.poll.interval
     idle = threading.Event()
     idle.set()
+    gc_policy = GcPolicy()  # fewer, cheaper collections while it runs (gcpolicy.py)
+    gc_policy.start()
 
     def job() -> None:
         if stop.is_set():
@@ -53,6 +56,8 @@ def run(
         idle.clear()
         try:
             wd.poll_once()
+            if not gc_policy.frozen and wd.tracker.backfilled:
+                gc_policy.started()  # start-up's objects: never traversed again
         except Exception:  # the daemon outlives any single fault
             log.exception("poll cycle failed")
         finally:
@@ -99,6 +104,7 @@ def run(
             server.shutdown()
             server.server_close()
         wd.close()
+        gc_policy.stop()  # after the last poll (idle): nothing freezes after this
         log.info("stopped")
     return 0
 

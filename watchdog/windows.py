@@ -95,11 +95,18 @@ class Windows:
         ]
         # bucket index -> agent -> counts per status
         self._buckets: dict[int, dict[str, list[int]]] = {}
+        # agent -> the buckets it has a row in (any order): an agent's sparkline reads those,
+        # not every bucket of the window
+        self._rows_of: dict[str, list[int]] = {}
         # agent (and WORKSPACE, the sum) -> counts per window and status, flat:
         # [window 0: status 0..n-1, window 1: ...]. Windows nest, so an agent has an entry
         # exactly while it has a call in the longest window.
         self._totals: dict[str, list[int]] = {}
         self._dirty: set[str] = set()  # agents whose totals changed since take_dirty()
+        # for the alert evaluation (take_changes): agents whose calls changed (every window),
+        # and per window the agents a bucket leaving it held; None until first asked
+        self._changed: set[str] | None = None
+        self._left: list[set[str]] = [set() for _ in self.labels]
         # (bucket, agent, slot) -> net change since the last drain_journal(); None: off
         self._journal: dict[tuple[int, str, int], int] | None = None
         self._now = -math.inf
@@ -134,9 +141,12 @@ class Windows:
             offsets = self._window_offsets[wi]
             # windows nest: a row can only empty when a bucket leaves the longest window
             last = wi == longest
+            left = self._left[wi] if self._changed is not None else None
             for k in leaving:
                 per_agent = self._buckets[k]
                 self._dirty.update(per_agent)
+                if left is not None:
+                    left.update(per_agent)
                 bucket_sum = [0] * self._n  # the workspace row: once per bucket
                 for agent, counts in per_agent.items():
                     t = totals[agent]
@@ -159,7 +169,8 @@ class Windows:
         longest_cut = self._cuts[-1]
         if self._buckets and min(self._buckets) <= longest_cut:
             for k in [k for k in self._buckets if k <= longest_cut]:
-                del self._buckets[k]
+                for agent in self._buckets.pop(k):
+                    self._drop_row(agent, k)
 
     # ---- calls ------------------------------------------------------------------------
     def slot(self, status: str) -> int:
@@ -184,8 +195,11 @@ class Windows:
         counts = per_agent.get(agent_id)
         if counts is None:
             counts = per_agent[agent_id] = [0] * self._n
+            self._new_row(agent_id, k)
         counts[slot] += 1
         self._dirty.add(agent_id)
+        if self._changed is not None:
+            self._changed.add(agent_id)
         journal = self._journal
         if journal is not None:
             cell = (k, agent_id, slot)
@@ -210,9 +224,12 @@ class Windows:
         counts[slot] -= 1
         if not any(counts):
             del per_agent[agent_id]
+            self._drop_row(agent_id, bucket)
             if not per_agent:
                 del self._buckets[bucket]
         self._dirty.add(agent_id)
+        if self._changed is not None:
+            self._changed.add(agent_id)
         if self._journal is not None:
             cell = (bucket, agent_id, slot)
             self._journal[cell] = self._journal.get(cell, 0) - 1
@@ -223,6 +240,19 @@ class Windows:
                 t[o] -= 1
             if not any(t):
                 del self._totals[key]
+
+    def _new_row(self, agent_id: str, k: int) -> None:
+        rows = self._rows_of.get(agent_id)
+        if rows is None:
+            self._rows_of[agent_id] = [k]
+        else:
+            rows.append(k)
+
+    def _drop_row(self, agent_id: str, k: int) -> None:
+        rows = self._rows_of[agent_id]
+        rows.remove(k)
+        if not rows:
+            del self._rows_of[agent_id]
 
     def _offsets_for(self, slot: int, k: int) -> tuple[int, ...]:
         """The totals cells a call in bucket ``k`` with status ``slot`` counts in."""
@@ -249,10 +279,44 @@ class Windows:
         base = self._label_index[window] * self._row
         return t[base : base + self._n]
 
+    @property
+    def outcome_names(self) -> tuple[str, ...]:
+        """The outcomes, in the order ``sum_layout`` (and ``WindowCounts.outcomes``) has them."""
+        return tuple(self._outcome_pos)
+
+    @property
+    def sum_layout(self) -> list[tuple[int, tuple[int, ...]]]:
+        """Per window (``labels`` order): where a ``kept_row`` holds the denominator calls and
+        each outcome's calls (what ``to_counts(raw_counts(...))`` adds up)."""
+        pos = tuple(self._outcome_pos.values())
+        return [(b + self._n, tuple(b + p for p in pos)) for b in range(0, self._width, self._row)]
+
+    def kept_row(self, agent_id: str) -> list[int] | None:
+        """The agent's row of kept sums, read in place (not to be changed; read it where the
+        windows cannot change meanwhile), or None when it has no call in the longest window.
+        For the metrics renderer, with ``sum_layout``."""
+        return self._totals.get(agent_id)
+
     def take_dirty(self) -> set[str]:
         """Agents whose counts changed (or vanished) since the last call; resets the set."""
         dirty, self._dirty = self._dirty, set()
         return dirty
+
+    def take_changes(self) -> dict[str, set[str]] | None:
+        """Per window label: the agents whose counts in that window changed (or may have:
+        a call added or removed anywhere counts for every window) since the last call; resets
+        them. The first call starts the tracking and returns None (unknown: everything may
+        have changed). For the alert evaluation (``alerts.incremental``); ``take_dirty`` is
+        the metrics renderer's own."""
+        changed = self._changed
+        if changed is None:
+            self._changed = set()
+            self._left = [set() for _ in self.labels]
+            return None
+        out = {label: changed | left for label, left in zip(self.labels, self._left, strict=True)}
+        self._changed = set()
+        self._left = [set() for _ in self.labels]
+        return out
 
     def to_counts(self, counts: list[int] | None) -> WindowCounts:
         """WindowCounts from a row of status counts (as ``raw_counts`` returns)."""
@@ -311,6 +375,33 @@ class Windows:
             out.append([a for a, t in rows if t[h] >= threshold * t[d]])
         return out
 
+    def candidates_among(
+        self, changed: Mapping[str, Iterable[str]], queries: list[tuple[str, str, float, int]]
+    ) -> list[list[str]]:
+        """``candidates_many`` restricted, per query, to the agents ``changed`` names for its
+        window (those whose counts there moved: the incremental evaluation keeps each
+        rule's candidates up to date with it)."""
+        totals = self._totals
+        rows_of: dict[str, list[tuple[str, list[int]]]] = {}  # window -> rows of its agents
+        out: list[list[str]] = []
+        for window, outcome, threshold, min_calls in queries:
+            pos = self._outcome_pos.get(outcome)
+            if pos is None:
+                out.append([])
+                continue
+            rows = rows_of.get(window)
+            if rows is None:
+                rows = rows_of[window] = [
+                    (a, t)
+                    for a in changed[window]
+                    if a != WORKSPACE and (t := totals.get(a)) is not None
+                ]
+            base = self._label_index[window] * self._row
+            d, h = base + self._n, base + pos
+            need = max(1, min_calls)
+            out.append([a for a, t in rows if t[d] >= need and t[h] >= threshold * t[d]])
+        return out
+
     def series(
         self, agent_id: str | None, outcome: str, window: str, points: int
     ) -> list[float | None]:
@@ -324,8 +415,18 @@ class Windows:
         idx = self._outcomes.get(outcome, [])
         didx = self._denom
         buckets = self._buckets
-        # the window's buckets by key when fewer than all kept (a sparkline of a short
-        # window), else one pass over the kept ones; an agent's row is one lookup each
+        if key != WORKSPACE:  # an agent: the buckets it has rows in
+            for k in self._rows_of.get(key, ()):
+                if first <= k <= last:
+                    counts = buckets[k][key]
+                    p = (k - first) * points // span
+                    for i in idx:
+                        hits[p] += counts[i]
+                    for i in didx:
+                        denom[p] += counts[i]
+            return [h / d if d else None for h, d in zip(hits, denom, strict=True)]
+        # the workspace: the window's buckets by key when fewer than all kept (a sparkline
+        # of a short window), else one pass over the kept ones
         keys: Iterable[int] = range(first, last + 1) if span < len(buckets) else buckets
         for k in keys:
             if not first <= k <= last:
@@ -333,15 +434,8 @@ class Windows:
             per_agent = buckets.get(k)
             if per_agent is None:
                 continue
-            if key == WORKSPACE:
-                rows = list(per_agent.values())
-            else:
-                row = per_agent.get(key)
-                if row is None:
-                    continue
-                rows = [row]
             p = (k - first) * points // span
-            for counts in rows:
+            for counts in per_agent.values():
                 for i in idx:
                     hits[p] += counts[i]
                 for i in didx:
@@ -379,19 +473,26 @@ class Windows:
         if not 0 <= slot < self._n:
             raise ValueError(f"status slot {slot} out of range")
         per_agent = self._buckets.setdefault(bucket, {})
-        counts = per_agent.setdefault(agent_id, [0] * self._n)
+        counts = per_agent.get(agent_id)
+        if counts is None:
+            counts = per_agent[agent_id] = [0] * self._n
+            self._new_row(agent_id, bucket)
         if counts[slot] + n < 0:
             if not any(counts):
                 del per_agent[agent_id]
+                self._drop_row(agent_id, bucket)
             if not per_agent:
                 del self._buckets[bucket]
             raise ValueError(f"removes {-n} call(s) that bucket {bucket} does not hold")
         counts[slot] += n
         if not any(counts):
             del per_agent[agent_id]
+            self._drop_row(agent_id, bucket)
             if not per_agent:
                 del self._buckets[bucket]
         self._dirty.add(agent_id)
+        if self._changed is not None:
+            self._changed.add(agent_id)
         if self._journal is not None:
             cell = (bucket, agent_id, slot)
             self._journal[cell] = self._journal.get(cell, 0) + n
@@ -412,6 +513,7 @@ class Windows:
         buckets, totals, journal = self._buckets, self._totals, self._journal
         cuts, nst, width = self._cuts, self._n, self._width
         suffix, dirty = self._suffix_offsets, self._dirty
+        changed = self._changed if self._changed is not None else set()
         last = len(cuts) - 1
         ws: dict[tuple[int, int], int] = {}  # (slot, first window) -> n, for WORKSPACE
         try:
@@ -426,18 +528,22 @@ class Windows:
                 counts = per_agent.get(agent_id)
                 if counts is None:
                     counts = per_agent[agent_id] = [0] * nst
+                    self._new_row(agent_id, bucket)
                 if counts[slot] + n < 0:
                     if not any(counts):
                         del per_agent[agent_id]
+                        self._drop_row(agent_id, bucket)
                     if not per_agent:
                         del buckets[bucket]
                     raise ValueError(f"removes {-n} call(s) that bucket {bucket} does not hold")
                 counts[slot] += n
                 if n < 0 and not any(counts):
                     del per_agent[agent_id]
+                    self._drop_row(agent_id, bucket)
                     if not per_agent:
                         del buckets[bucket]
                 dirty.add(agent_id)
+                changed.add(agent_id)
                 if journal is not None:
                     cell = (bucket, agent_id, slot)
                     journal[cell] = journal.get(cell, 0) + n
@@ -481,7 +587,10 @@ class Windows:
     def clear(self) -> None:
         """Forget every call and the time (as new); the journal, if on, starts empty."""
         self._dirty.update(a for a in self._totals if a != WORKSPACE)
+        if self._changed is not None:
+            self._changed.update(a for a in self._totals if a != WORKSPACE)
         self._buckets.clear()
+        self._rows_of.clear()
         self._totals.clear()
         self._now = -math.inf
         self._now_k = -(2**62)

@@ -4,6 +4,10 @@
 delivery results, the outbox backlog, and the state store's commit health. Reads only
 immutable snapshots and counters taken under their owners' locks: a scrape never waits for
 an evaluation.
+
+/metrics takes the two per-alert families as text (``render_apart``: thousands of lines at
+10,000 agents), rendered once per evaluation (the ``AlertView`` is replaced whole after
+each) and kept until the next: scrapes between two polls join strings.
 """
 
 from __future__ import annotations
@@ -14,8 +18,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ..notify import Reason
+from ..textformat import escape_label, gauge_header, rendered_apart
 from .pipeline import AlertView, CommitHealth
 from .state import State
+
+_FIRING = "dialnexa_alert_firing"
+_PENDING = "dialnexa_alert_pending"
+_FIRING_HELP = '1 while the alert is firing, else 0 (agent_id "*": workspace-wide or stale)'
+_PENDING_HELP = "1 while the alert's condition holds but 'for' has not yet passed, else 0"
 
 
 class AlertCollector(Collector):
@@ -34,6 +44,9 @@ class AlertCollector(Collector):
         self._health = health
         self._results = results
         self._backlog = backlog
+        # the view the text below was rendered from, and the sample lines of both families
+        self._text: tuple[AlertView, str, str] | None = None
+        self._lines: dict[tuple[str, str, str, State], tuple[str, str]] = {}
 
     def _families(
         self,
@@ -49,16 +62,8 @@ class AlertCollector(Collector):
     ]:
         labels = ["rule", "agent_id", "severity"]
         return (
-            GaugeMetricFamily(
-                "dialnexa_alert_firing",
-                '1 while the alert is firing, else 0 (agent_id "*": workspace-wide or stale)',
-                labels=labels,
-            ),
-            GaugeMetricFamily(
-                "dialnexa_alert_pending",
-                "1 while the alert's condition holds but 'for' has not yet passed, else 0",
-                labels=labels,
-            ),
+            GaugeMetricFamily(_FIRING, _FIRING_HELP, labels=labels),
+            GaugeMetricFamily(_PENDING, _PENDING_HELP, labels=labels),
             CounterMetricFamily(
                 "dialnexa_slack_notifications",
                 "Slack delivery attempts by result",
@@ -92,24 +97,67 @@ class AlertCollector(Collector):
     def describe(self) -> Iterator[Metric]:
         yield from self._families()
 
-    def collect(self) -> Iterator[Metric]:
-        firing, pending, slack, outbox, parked, failures, uncommitted, evidence = self._families()
-        view = self._view()
+    def _pairs(self, view: AlertView) -> Iterator[tuple[str, str, str, State]]:
+        """(rule, agent, severity, state) of every series: the covered pairs (inactive ones
+        export 0), then the states of pairs no rule covers any more."""
         seen: set[tuple[str, str]] = set()
+        states = view.states
         for rule, agents in view.covered.items():
             default = self._severities.get(rule, "critical")
             for agent in agents:
                 seen.add((rule, agent))
-                st = view.states.get((rule, agent))
-                state = st.state if st is not None else State.INACTIVE
-                labels = [rule, agent, st.severity if st is not None else default]
+                st = states.get((rule, agent))
+                if st is None:
+                    yield rule, agent, default, State.INACTIVE
+                else:
+                    yield rule, agent, st.severity, st.state
+        for key, st in states.items():
+            if key not in seen:
+                yield key[0], key[1], st.severity, st.state
+
+    def render_apart(self, openmetrics: bool) -> str:
+        """``dialnexa_alert_firing`` and ``_pending`` as prometheus_client writes them (labels
+        sorted by name), from the text kept for the current view."""
+        view = self._view()
+        text = self._text
+        if text is None or text[0] is not view:
+            firing: list[str] = []
+            pending: list[str] = []
+            kept, lines = self._lines, {}  # a pair's two lines, from the last render if seen
+            for pair in self._pairs(view):
+                both = kept.get(pair)
+                if both is None:
+                    rule, agent, severity, state = pair
+                    labels = (
+                        f'{{agent_id="{escape_label(agent)}",rule="{escape_label(rule)}",'
+                        f'severity="{escape_label(severity)}"}} '
+                    )
+                    both = (
+                        f"{_FIRING}{labels}{'1.0' if state is State.FIRING else '0.0'}\n",
+                        f"{_PENDING}{labels}{'1.0' if state is State.PENDING else '0.0'}\n",
+                    )
+                lines[pair] = both
+                firing.append(both[0])
+                pending.append(both[1])
+            self._lines = lines
+            text = self._text = (view, "".join(firing), "".join(pending))
+        return "".join(
+            [
+                gauge_header(_FIRING, _FIRING_HELP, openmetrics),
+                text[1],
+                gauge_header(_PENDING, _PENDING_HELP, openmetrics),
+                text[2],
+            ]
+        )
+
+    def collect(self) -> Iterator[Metric]:
+        firing, pending, slack, outbox, parked, failures, uncommitted, evidence = self._families()
+        view = self._view()
+        if not rendered_apart():  # else /metrics appends render_apart's text
+            for rule, agent, severity, state in self._pairs(view):
+                labels = [rule, agent, severity]
                 firing.add_metric(labels, 1.0 if state is State.FIRING else 0.0)
                 pending.add_metric(labels, 1.0 if state is State.PENDING else 0.0)
-        for key, st in view.states.items():
-            if key not in seen:
-                labels = [key[0], key[1], st.severity]
-                firing.add_metric(labels, 1.0 if st.state is State.FIRING else 0.0)
-                pending.add_metric(labels, 1.0 if st.state is State.PENDING else 0.0)
         for reason, n in self._results().items():
             slack.add_metric([reason], float(n))
         waiting, held = self._backlog()
@@ -120,4 +168,6 @@ class AlertCollector(Collector):
         uncommitted.add_metric([], float(h.uncommitted))
         for (rule, agent), ratio in view.evidence.items():
             evidence.add_metric([rule, agent], ratio)
-        yield from (firing, pending, slack, outbox, parked, failures, uncommitted, evidence)
+        if not rendered_apart():
+            yield from (firing, pending)
+        yield from (slack, outbox, parked, failures, uncommitted, evidence)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from ..notify import AlertSnapshot, Notice, NoticeKind, Op
-from .rules import needs_notify
+from .rules import repeat_due
 from .state import AlertState, Evaluation, Silence, State, is_silenced
 
 Key = tuple[str, str]
@@ -123,6 +123,7 @@ class Plan:
     incidents: tuple[Incident, ...]  # created or changed (closed ones included), to store
     notices: tuple[Notice, ...]  # in the order they must be sent
     orphaned: tuple[str, ...] = ()  # incidents closed because none of their alerts is active
+    attached: frozenset[Key] = frozenset()  # alerts whose incident this plan set or cleared
 
     @property
     def changed_ids(self) -> frozenset[str]:
@@ -151,6 +152,7 @@ def plan(
         incidents=tuple(p.incidents[i] for i in p.order),
         notices=tuple(p.notices),
         orphaned=tuple(p.orphaned),
+        attached=frozenset(p.attached),
     )
 
 
@@ -169,6 +171,7 @@ class _Planner:
     ) -> None:
         self.incidents: dict[str, Incident] = dict(book.incidents)
         self.incident_of: dict[Key, str] = dict(book.incident_of)
+        self.attached: set[Key] = set()  # keys whose entry in incident_of this plan changed
         self.orphaned: list[str] = []
         self.ev = ev
         self.silences = silences
@@ -241,6 +244,8 @@ class _Planner:
             if t.new is not State.RESOLVED:
                 continue
             iid = self.incident_of.pop(t.key, None)
+            if iid is not None:
+                self.attached.add(t.key)
             if iid is not None and iid in self.incidents:
                 by_incident.setdefault(iid, []).append(t.alert)
         for iid, alerts in by_incident.items():
@@ -259,8 +264,13 @@ class _Planner:
     def openings(self) -> set[str]:
         """Incidents for firing alerts that have none yet (and are not silenced)."""
         new_by_rule: dict[str, list[AlertState]] = {}
-        for key, st in sorted(self.ev.states.items()):
-            if st.state is State.FIRING and key not in self.incident_of and not self._silenced(key):
+        states, incident_of = self.ev.states, self.incident_of
+        # the few firing alerts without an incident, sorted: not every state
+        for key in sorted(
+            k for k, st in states.items() if st.state is State.FIRING and k not in incident_of
+        ):
+            if not self._silenced(key):
+                st = states[key]
                 new_by_rule.setdefault(st.rule, []).append(st)
         opened: set[str] = set()
         for rule_name, alerts in new_by_rule.items():
@@ -278,6 +288,7 @@ class _Planner:
                 inc = self._with_members(open_group, snaps)
                 for a in alerts:
                     self.incident_of[a.key] = inc.id
+                    self.attached.add(a.key)
                 if self.policy.can_edit:
                     inc, members = self._refreshed(inc)
                     self._notice(inc, "main", "update", members)
@@ -307,11 +318,15 @@ class _Planner:
         )
         for a in alerts:
             self.incident_of[a.key] = inc.id
+            self.attached.add(a.key)
         return self._touch(inc)
 
     def repeats(self, skip: set[str]) -> None:
         for inc in list(self.incidents.values()):
             if inc.closed_at is not None or inc.id in skip or inc.acked_at is not None:
+                continue
+            # needs_notify of a firing alert: whether a repeat is due, whichever member it is
+            if not repeat_due(inc.last_notified_at, self.policy.repeat_interval, self.now):
                 continue
             loud = [
                 st
@@ -321,9 +336,7 @@ class _Planner:
                 and self.incident_of.get(st.key) == inc.id
                 and not self._silenced(st.key)
             ]
-            if not loud or not needs_notify(
-                loud[0], inc.last_notified_at, self.policy.repeat_interval, self.now
-            ):
+            if not loud:
                 continue
             snaps = [self._snap(st, inc) for st in loud]
             inc = replace(self._with_members(inc, snaps), last_notified_at=self.now)

@@ -22,9 +22,10 @@ action's id, so a replayed action changes nothing.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -33,7 +34,8 @@ from ..notify import Notice
 from .diff import changed_members, durable
 from .evidence import EvidenceFeed
 from .incidents import Book, Incident, Policy, Snapshotter, acknowledge, new_incident_id, plan
-from .rules import evaluate, evaluate_stale
+from .incremental import Incremental
+from .rules import evaluate_stale
 from .state import STALE_RULE, AlertState, Evaluation, Rule, Silence, StaleRule, State
 from .stopped import with_stopped
 from .store import ActionChanges, Changes, Decision
@@ -48,6 +50,7 @@ STALE_KEY: Key = (STALE_RULE, WORKSPACE_AGENT)
 # a commit per state per poll.
 REFRESH_AFTER = 600.0
 REFRESH_BATCH = 500
+NEVER = -1e18  # the write time of a state loaded at start (refreshed first)
 
 
 class StateStore(Protocol):
@@ -158,11 +161,16 @@ class AlertPipeline:
         self.stopped = stopped
         self.evidence = evidence  # the sequential rules' detector and its feed
         self._lock = threading.Lock()  # one evaluation at a time (poll thread, stale timer)
+        # evaluate(), stepping only the agents whose counts moved since the last poll's
+        self.evaluator = Incremental()
         states, incident_of = store.load_states()
         self._states: dict[Key, AlertState] = states
         self._book = Book(store.load_incidents(open_only=True), incident_of)
         self._silences: list[Silence] = []
-        self._written: dict[Key, float] = {}
+        # when each state was last written, and the same as a heap (lazily cleaned: an entry
+        # whose time is not the key's in _written is stale) for the display refreshes
+        self._written: dict[Key, float] = dict.fromkeys(states, NEVER)
+        self._due: list[tuple[float, Key]] = [(NEVER, k) for k in sorted(states)]
         self._unsaved = _Unsaved()
         self._health = CommitHealth()
         self.view = AlertView(dict(states), {})
@@ -197,9 +205,9 @@ class AlertPipeline:
     ) -> Evaluation:
         feed = self.evidence
         if feed is None or not feed.active:
-            return evaluate(self.rules, prev, view, poll, now)
+            return self.evaluator.evaluate(self.rules, prev, view, poll, now)
         feed.advance(view, now)
-        return evaluate(self.rules, prev, view, poll, now, detector=feed.detector)
+        return self.evaluator.evaluate(self.rules, prev, view, poll, now, detector=feed.detector)
 
     def on_tick(self, poll: PollStatus, now: float) -> None:
         """Evaluate the stale rule alone (on a timer). Never raises."""
@@ -254,6 +262,7 @@ class AlertPipeline:
                 ev = step(prev)
                 self._apply(prev, ev, view, now)
         except Exception:
+            self.evaluator.reset()  # the states it stepped from were not adopted
             log.exception("alert evaluation failed; it runs again after the next poll")
 
     def _apply(
@@ -269,7 +278,15 @@ class AlertPipeline:
         covered.update(ev.covered)
         silences = self._read_silences(now)
         p = plan(self._book, ev, silences, now, self.policy, self._snapshots(view), self._new_id)
-        changes = self._changes(prev, states, p.book.incident_of, p.incidents, p.notices, now)
+        # the states whose durable part or incident may have changed (None: any): the stale
+        # rule's alone, or all but the firing ones carried, and those the plan (de)attached
+        carried = self.evaluator.carried
+        maybe = {STALE_KEY} if partial else None if carried is None else ev.states.keys() - carried
+        if maybe is not None:
+            maybe = maybe | p.attached
+        changes = self._changes(
+            prev, states, p.book.incident_of, p.incidents, p.notices, now, maybe
+        )
         self._states = states
         self._book = p.book
         if partial or self.evidence is None:
@@ -307,14 +324,17 @@ class AlertPipeline:
         incidents: Sequence[Incident],
         notices: Sequence[Notice],
         now: float,
+        maybe: Set[Key] | None = None,
     ) -> Changes:
         """What to write: states whose durable part or incident changed, states that ended,
-        and a bounded number of display refreshes."""
+        and a bounded number of display refreshes (the states written longest ago first).
+        ``maybe``: the only states that can have changed so (None: look at every one)."""
         old_of = self._book.incident_of
-        written = self._written
+        written, due = self._written, self._due
         out: list[tuple[AlertState, str | None]] = []
-        stale_display: list[tuple[float, Key]] = []
-        for k, s in states.items():
+        keys = states if maybe is None else [k for k in states if k in maybe]
+        for k in keys:
+            s = states[k]
             before = prev.get(k)
             if (
                 before is None
@@ -323,13 +343,16 @@ class AlertPipeline:
             ):
                 out.append((s, incident_of.get(k)))
                 written[k] = now
-            elif now - written.get(k, -1e18) >= REFRESH_AFTER:
-                stale_display.append((written.get(k, -1e18), k))
-        if stale_display:
-            stale_display.sort()
-            for _, k in stale_display[:REFRESH_BATCH]:
-                out.append((states[k], incident_of.get(k)))
-                written[k] = now
+                heapq.heappush(due, (now, k))
+        refresh: list[Key] = []
+        while due and len(refresh) < REFRESH_BATCH and now - due[0][0] >= REFRESH_AFTER:
+            t, k = heapq.heappop(due)
+            if written.get(k) == t and k in states:  # else written since, or gone
+                refresh.append(k)
+                written[k] = now  # (a twin entry of the same time is stale now)
+        for k in refresh:
+            out.append((states[k], incident_of.get(k)))
+            heapq.heappush(due, (now, k))
         deleted = [k for k in prev if k not in states]
         for k in deleted:
             written.pop(k, None)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, fields
 from operator import attrgetter
 from statistics import NormalDist
@@ -212,14 +213,24 @@ _STATE_VALUES = attrgetter(*_STATE_FIELDS)
 _STATE_INDEX = {n: i for i, n in enumerate(_STATE_FIELDS)}
 
 
+# each field's slot setter: a copy without the frozen __init__'s 24 object.__setattr__ calls
+# (AlertState has no __post_init__ to skip)
+_SETTERS = {n: AlertState.__dict__[n].__set__ for n in _STATE_FIELDS}
+_SLOTS = tuple((_SETTERS[n], _STATE_INDEX[n]) for n in _STATE_FIELDS)
+assert not hasattr(AlertState, "__post_init__")
+
+
 def _evolve(st: AlertState, **changes: Any) -> AlertState:
     """``dataclasses.replace`` for AlertState without its per-call field introspection:
-    evaluation makes one per live alert state, thousands at 10,000 agents (all fields read
-    at once, then only the changed ones replaced)."""
-    values = list(_STATE_VALUES(st))
+    evaluation makes one per live alert state, thousands at 10,000 agents (every slot
+    copied, then only the changed ones set; an unknown name raises KeyError)."""
+    new: AlertState = object.__new__(AlertState)
+    values = _STATE_VALUES(st)
+    for set_slot, i in _SLOTS:
+        set_slot(new, values[i])
     for name, value in changes.items():
-        values[_STATE_INDEX[name]] = value
-    return AlertState(*values)
+        _SETTERS[name](new, value)
+    return new
 
 
 def _track_peak(cur: AlertState, obs: Observation) -> AlertState:
@@ -269,21 +280,29 @@ def _could_fire(rules: Sequence[Rule], view: CountsView) -> dict[str, Iterable[s
     and stay inactive (a Wilson lower bound never exceeds the plain rate), so skipping it
     changes nothing. A view that can answer in bulk (windows.Windows) does it from its kept
     sums, once per window, instead of building a WindowCounts per agent and rule."""
-    agent_rules = [
-        r for r in rules if r.scope != "workspace" and r.kind == "rate" and r.sequential is None
-    ]
+    agent_rules = window_rules(rules)
     bulk = getattr(view, "candidates_many", None)
     if bulk is None:
         seen_agents = view.agents()  # only without the bulk answer (a sorted list per call)
         return {r.name: seen_agents for r in agent_rules}
-    queries = []
-    for rule in agent_rules:
-        limits = [rule.limits, *rule.overrides.values()]
-        threshold = min(lim.threshold for lim in limits)
-        min_calls = min(lim.min_calls for lim in limits)
-        queries.append((rule.window, rule.outcome, threshold, max(1, min_calls)))
-    found: list[list[str]] = bulk(queries)
+    found: list[list[str]] = bulk([candidate_query(r) for r in agent_rules])
     return {r.name: f for r, f in zip(agent_rules, found, strict=True)}
+
+
+def window_rules(rules: Sequence[Rule]) -> list[Rule]:
+    """The rules that judge each agent's window counts: agent scope, rate, not sequential."""
+    return [
+        r for r in rules if r.scope != "workspace" and r.kind == "rate" and r.sequential is None
+    ]
+
+
+def candidate_query(rule: Rule) -> tuple[str, str, float, int]:
+    """(window, outcome, threshold, min_calls) of ``rule``'s loosest limits, as
+    ``Windows.candidates_many`` takes them."""
+    limits = [rule.limits, *rule.overrides.values()]
+    threshold = min(lim.threshold for lim in limits)
+    min_calls = min(lim.min_calls for lim in limits)
+    return (rule.window, rule.outcome, threshold, max(1, min_calls))
 
 
 def evaluate(
@@ -303,6 +322,36 @@ def evaluate(
     its own schedule by ``evaluate_stale``). ``detector`` holds the evidence of sequential
     rules (fed with this cycle's calls before); without one they see no evidence.
     """
+    return evaluate_given(
+        rules, prev_states, view, poll, now, _could_fire(rules, view), None, stale, detector
+    )
+
+
+def evaluate_given(
+    rules: Sequence[Rule],
+    prev_states: Mapping[tuple[str, str], AlertState],
+    view: CountsView,
+    poll: PollStatus,
+    now: float,
+    could_fire: Mapping[str, Iterable[str]],
+    changed: Mapping[str, AbstractSet[str]] | None,
+    stale: StaleRule | None = None,
+    detector: Detector | None = None,
+    carried: set[tuple[str, str]] | None = None,
+) -> Evaluation:
+    """``evaluate`` with each window rule's candidates given (``_could_fire``'s answer, kept
+    up to date by ``incremental.Incremental``) and, with ``changed``, only the agents whose
+    counts may have moved stepped.
+
+    ``changed``: per window rule (agent scope, not sequential), the agents whose counts in
+    its windows may have changed since the evaluation that produced ``prev_states``. Any
+    other agent saw the same counts, so the same verdict, as then: a state that is firing
+    stays firing with only ``evaluated_at`` moved (``step`` on a firing state's own verdict
+    changes nothing else), and an agent without a state stays inactive (it was left
+    inactive on a verdict that is not FIRE). Pending and resolved states are stepped always
+    (their next state depends on time). None: every agent is stepped. ``carried``, if given,
+    receives the keys of the firing states carried so (their durable part is unchanged).
+    """
     states: dict[tuple[str, str], AlertState] = {}
     transitions: list[Transition] = []
     covered: dict[str, tuple[str, ...]] = {}
@@ -310,7 +359,6 @@ def evaluate(
     for rule_name, agent in prev_states:
         prev_by_rule.setdefault(rule_name, []).append(agent)
     rule_names = {r.name for r in rules}
-    could_fire = _could_fire(rules, view)
 
     def record(prev: AlertState | None, nxt: AlertState) -> None:
         old = prev.state if prev is not None else State.INACTIVE
@@ -322,19 +370,29 @@ def evaluate(
     for rule in rules:
         if rule.kind != "rate":  # calls_stopped: evaluated by stopped.evaluate_stopped
             continue
+        moved: AbstractSet[str] | None = None
         if rule.scope == "workspace":
             agents: list[str] = [WORKSPACE_AGENT]
         else:
             candidates = set(prev_by_rule.get(rule.name, ()))
             if rule.sequential is None:
                 candidates.update(could_fire[rule.name])
+                moved = changed.get(rule.name) if changed is not None else None
             elif detector is not None:
                 candidates.update(detector.alarmed(rule.name))
-            agents = sorted(a for a in candidates if rule.covers(a))
+            agents = sorted(_covered(rule, candidates))
         covered[rule.name] = tuple(agents)
         for agent in agents:
             key = (rule.name, agent)
             prev = prev_states.get(key)
+            if moved is not None and agent not in moved:
+                if prev is None:
+                    continue  # inactive on the same verdict as before
+                if prev.state is State.FIRING:
+                    states[key] = _reevaluated(prev, now)
+                    if carried is not None:
+                        carried.add(key)
+                    continue
             if rule.sequential is not None:
                 record(prev, _step_sequential(rule, agent, prev, view, detector, now))
                 continue
@@ -348,19 +406,20 @@ def evaluate(
             obs = judge(counts, rule.outcome, limits, rule.confidence, confirm)
             record(prev, step(prev, obs, rule.name, agent, rule.severity, limits, now))
         # states of agents the rule no longer covers (config changed)
-        for agent in prev_by_rule.get(rule.name, ()):
-            if not rule.covers(agent):
-                prev = prev_states[(rule.name, agent)]
-                gone = _retire(prev, now, "the rule no longer covers this agent")
-                if gone is not None:
-                    record(prev, gone)
+        for agent in _uncovered(rule, prev_by_rule.get(rule.name, ())):
+            prev = prev_states[(rule.name, agent)]
+            gone = _retire(prev, now, "the rule no longer covers this agent")
+            if gone is not None:
+                record(prev, gone)
 
     # states of rules that are no longer configured (or changed kind)
     rate_names = {r.name for r in rules if r.kind == "rate"}
-    for (rule_name, _agent), prev in sorted(prev_states.items()):
-        if rule_name in rate_names or rule_name == STALE_RULE:
-            continue
-        if rule_name in rule_names:  # a calls_stopped rule's: evaluated apart, carried over
+    others = [
+        k for k in prev_states if k[0] not in rate_names and k[0] != STALE_RULE
+    ]  # sorted below: only these, not every state
+    for key in sorted(others):
+        prev = prev_states[key]
+        if key[0] in rule_names:  # a calls_stopped rule's: evaluated apart, carried over
             states[prev.key] = prev
             continue
         gone = _retire(prev, now, "the rule was removed from the config")
@@ -376,6 +435,41 @@ def evaluate(
         states[stale_key] = prev_states[stale_key]
         covered[STALE_RULE] = (WORKSPACE_AGENT,)
     return Evaluation(states, transitions, covered)
+
+
+def _covers_all(rule: Rule) -> bool:
+    """Whether ``rule.covers`` is true of every agent but the workspace's ``"*"``."""
+    return rule.scope != "workspace" and rule.agents is None and not rule.exclude
+
+
+def _covered(rule: Rule, agents: set[str]) -> Iterable[str]:
+    """The ``agents`` that ``rule`` covers (``covers`` asked per agent only when it names
+    some)."""
+    if _covers_all(rule):
+        return agents - {WORKSPACE_AGENT}
+    return (a for a in agents if rule.covers(a))
+
+
+def _uncovered(rule: Rule, agents: Iterable[str]) -> list[str]:
+    """The ``agents`` that ``rule`` does not cover, in their order."""
+    if _covers_all(rule):
+        return [a for a in agents if a == WORKSPACE_AGENT]
+    return [a for a in agents if not rule.covers(a)]
+
+
+_OTHER_SLOTS = tuple(p for p in _SLOTS if p[1] != _STATE_INDEX["evaluated_at"])
+_SET_EVALUATED_AT = _SETTERS["evaluated_at"]
+
+
+def _reevaluated(st: AlertState, now: float) -> AlertState:
+    """``st`` evaluated again at ``now`` on the verdict that made it: ``_evolve(st,
+    evaluated_at=now)``, copied slot by slot (thousands of firing states a poll)."""
+    new: AlertState = object.__new__(AlertState)
+    values = _STATE_VALUES(st)
+    for set_slot, i in _OTHER_SLOTS:
+        set_slot(new, values[i])
+    _SET_EVALUATED_AT(new, now)
+    return new
 
 
 def _step_sequential(
@@ -461,8 +555,11 @@ def needs_notify(
 
     Never notified: yes. Notified before: only when ``repeat_interval`` (> 0) has passed.
     """
-    if alert.state is not State.FIRING:
-        return False
+    return alert.state is State.FIRING and repeat_due(last_notified, repeat_interval, now)
+
+
+def repeat_due(last_notified: float | None, repeat_interval: float, now: float) -> bool:
+    """``needs_notify`` for a firing alert: never notified, or ``repeat_interval`` passed."""
     if last_notified is None:
         return True
     return repeat_interval > 0 and now - last_notified >= repeat_interval

@@ -28,6 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ..clock import Clock
+from ..textformat import escape_label, gauge_header, rendered_apart
 from .agents import AgentEntry, AgentsPage, parse_agents
 from .client import ApiClient, ApiError, Listing, Stopped
 
@@ -272,13 +273,51 @@ def saved_titles(memory: Memory) -> dict[str, str]:
     return {e.id: e.title for e in entries if e is not None and e.title}
 
 
+_INFO = "dialnexa_agent_info"
+_INFO_HELP = "Always 1: an agent's title and published flag, to join on agent_id."
+
+
 class DirectoryCollector(Collector):
     """``dialnexa_agents_api_up`` and ``dialnexa_agent_info{agent_id,title,published}`` = 1
     (one series per agent not deleted; ``title`` is ``slack.agent_names``' name, else the
-    API's title, else the id)."""
+    API's title, else the id). /metrics takes ``dialnexa_agent_info`` as text rendered once
+    per listing (``render_apart``: the mapping is replaced whole on refresh)."""
 
     def __init__(self, directory: AgentDirectory) -> None:
         self.directory = directory
+        # (agents, names) the text was rendered from, and its sample lines
+        self._text: tuple[object, object, str] | None = None
+
+    def _info(
+        self, agents: Mapping[str, AgentEntry], names: Mapping[str, str]
+    ) -> Iterator[tuple[str, str, str]]:
+        """(agent_id, title, published) of every agent_info series (the title as
+        ``AgentDirectory.title_of`` has it, else the id)."""
+        seen: set[str] = set()
+        for aid, entry in agents.items():
+            if entry.deleted:
+                continue
+            seen.add(aid)
+            title = names.get(aid) or entry.title or aid
+            published = "unknown" if entry.published is None else str(entry.published).lower()
+            yield aid, title[:INFO_TITLE_CHARS], published
+        for aid, name in names.items():  # named in the config, not (yet) listed
+            if aid not in seen and aid not in agents:
+                yield aid, name[:INFO_TITLE_CHARS], "unknown"
+
+    def render_apart(self, openmetrics: bool) -> str:
+        """``dialnexa_agent_info`` as prometheus_client writes it (labels sorted by name)."""
+        d = self.directory
+        text = self._text
+        if text is None or text[0] is not d.agents or text[1] is not d.names:
+            agents, names = d.agents, d.names
+            lines = [
+                f'{_INFO}{{agent_id="{escape_label(aid)}",published="{escape_label(pub)}",'
+                f'title="{escape_label(title)}"}} 1.0\n'
+                for aid, title, pub in self._info(agents, names)
+            ]
+            text = self._text = (agents, names, "".join(lines))
+        return gauge_header(_INFO, _INFO_HELP, openmetrics) + text[2]
 
     def collect(self) -> Iterator[Metric]:
         d = self.directory
@@ -302,20 +341,9 @@ class DirectoryCollector(Collector):
         )
         invalid.add_metric([], float(d.invalid))
         yield invalid
-        info = GaugeMetricFamily(
-            "dialnexa_agent_info",
-            "Always 1: an agent's title and published flag, to join on agent_id.",
-            labels=["agent_id", "title", "published"],
-        )
-        seen: set[str] = set()
-        for aid, entry in d.agents.items():
-            if entry.deleted:
-                continue
-            seen.add(aid)
-            title = d.title_of(aid) or aid
-            published = "unknown" if entry.published is None else str(entry.published).lower()
-            info.add_metric([aid, title[:INFO_TITLE_CHARS], published], 1.0)
-        for aid, name in d.names.items():  # named in the config, not (yet) listed
-            if aid not in seen and aid not in d.agents:
-                info.add_metric([aid, name[:INFO_TITLE_CHARS], "unknown"], 1.0)
+        if rendered_apart():  # /metrics appends render_apart's text
+            return
+        info = GaugeMetricFamily(_INFO, _INFO_HELP, labels=["agent_id", "title", "published"])
+        for aid, title, published in self._info(d.agents, d.names):
+            info.add_metric([aid, title, published], 1.0)
         yield info
