@@ -153,6 +153,19 @@ def record(path: Path, agents: int, calls_per_day: float, days: float) -> dict[s
     }
 
 
+def _peak_rss_mb() -> float:
+    """This process's own peak RSS. Linux keeps ``ru_maxrss`` across fork and exec, so a child
+    started by a parent that had just recorded the history (hundreds of MB) would report the
+    parent's peak; ``VmHWM`` is the peak of the child's own address space."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def replay(path: Path) -> dict[str, Any]:
     """The backtest over the whole recording (in the child process)."""
     from dialnexa_watchdog.alerts.store import Store
@@ -177,7 +190,7 @@ def replay(path: Path) -> dict[str, Any]:
     return {
         "seconds": seconds,
         "cpu_seconds": cpu,
-        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_mb": _peak_rss_mb(),
         "cycles": out.span.cycles,
         "agents": len(out.span.agents),
         "incidents": s["total"]["incidents"],
